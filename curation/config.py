@@ -1,0 +1,104 @@
+"""Every curation threshold, with its default and meaning (the single source for the README table)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from orchestration.config import ConfigError, opt, section
+
+
+@dataclass
+class DownloadConfig:
+    max_height: int = opt(720, "highest video height yt-dlp may pick (the format always carries audio)")
+    retries: int = opt(3, "download attempts per source before `download_failed`")
+    backoff_s: float = opt(5.0, "first retry delay; doubles after each failed attempt")
+    rate_limit: Optional[str] = opt(None, "yt-dlp rate limit, e.g. '2M' (bytes/s); null = unlimited")
+    sleep_interval_s: float = opt(0.0, "pause before each download (politeness towards the site)")
+    cookies_file: Optional[str] = opt(None, "Netscape cookies file passed to yt-dlp (for sites that need a login)")
+    proxy: Optional[str] = opt(None, "proxy URL for yt-dlp, e.g. socks5://127.0.0.1:1080")
+    max_filesize_mb: float = opt(2048.0, "skip sources larger than this (`download_failed`)")
+    max_duration_s: float = opt(3600.0, "skip sources longer than this (`too_long`)")
+    socket_timeout_s: float = opt(30.0, "network timeout per request")
+
+
+@dataclass
+class MediaConfig:
+    fps: int = opt(25, "constant frame rate every clip is normalised to")
+    sample_rate: int = opt(16000, "audio sample rate (mono) every clip is normalised to")
+    min_duration_s: float = opt(2.0, "sources shorter than this are rejected `too_short`")
+    analysis_short_side: int = opt(360, "frames are downscaled to this short side for scene and face analysis")
+
+
+@dataclass
+class ScenesConfig:
+    detector: Literal["adaptive", "content"] = opt("adaptive", "PySceneDetect detector")
+    adaptive_threshold: float = opt(3.0, "AdaptiveDetector adaptive_threshold")
+    content_threshold: float = opt(27.0, "ContentDetector threshold")
+    min_scene_len_frames: int = opt(12, "shortest shot PySceneDetect reports")
+
+
+@dataclass
+class FacesConfig:
+    detect_every: int = opt(1, "run face detection every N frames (landmarks run on every frame)")
+    min_detection_confidence: float = opt(0.5, "mediapipe face detection threshold")
+    max_faces: int = opt(3, "faces the face mesh looks for per frame (to notice extra people)")
+    second_face_ratio: float = opt(0.3, "a second face whose area exceeds this fraction of the main face's makes the frame `multiple_faces`")
+    track_iou: float = opt(0.3, "IoU above which boxes in consecutive frames are the same face track")
+    max_gap_frames: int = opt(2, "frames a track may miss before it ends (filled by interpolation)")
+    crop_scale: float = opt(2.2, "square crop side = this x face size (keeps head and shoulders)")
+    crop_shift_down: float = opt(0.1, "crop centre moved down by this x face size (room for the shoulders)")
+    smooth_window_s: float = opt(0.6, "moving-average window for the crop box, in seconds (removes jitter)")
+    output_size: int = opt(512, "side of the square output clip in pixels")
+
+
+@dataclass
+class QualityConfig:
+    min_face_px: int = opt(96, "faces smaller than this (median side in source pixels) are `face_too_small`")
+    min_sharpness: float = opt(20.0, "median Laplacian variance of the face at 128 px below this is `blurry`")
+    min_brightness: float = opt(40.0, "mean face luma (0-255) below this is `too_dark`")
+    max_brightness: float = opt(235.0, "mean face luma above this is `overexposed`")
+    max_yaw_deg: float = opt(35.0, "median |yaw| above this is `extreme_pose`")
+    max_pitch_deg: float = opt(30.0, "median |pitch| above this is `extreme_pose`")
+    min_landmark_presence: float = opt(0.9, "share of a clip's frames that must have face-mesh landmarks (`no_face` otherwise)")
+
+
+@dataclass
+class ClipsConfig:
+    min_s: float = opt(2.0, "shortest clip kept; shorter face segments are `too_short`")
+    max_s: float = opt(10.0, "longer segments are split into clips of at most this length")
+
+
+@dataclass
+class ShardsConfig:
+    max_samples: int = opt(200, "samples per shard before a new one starts")
+    max_mb: float = opt(1024.0, "shard size before a new one starts")
+    video_crf: int = opt(18, "H.264 quality of the stored clips (lower = better, larger)")
+
+
+@dataclass
+class RunConfig:
+    cpus_per_task: float = opt(1.0, "CPUs Ray reserves for one source task")
+    max_in_flight: int = opt(0, "source tasks submitted at once; 0 = 2 x cluster CPUs")
+    max_retries: int = opt(2, "Ray retries of a task whose worker crashed (deterministic errors are recorded, not retried)")
+
+
+@dataclass
+class CurationConfig:
+    download: DownloadConfig = section(DownloadConfig, "yt-dlp download")
+    media: MediaConfig = section(MediaConfig, "probe and normalisation")
+    scenes: ScenesConfig = section(ScenesConfig, "shot cuts")
+    faces: FacesConfig = section(FacesConfig, "face detection, tracking and cropping")
+    quality: QualityConfig = section(QualityConfig, "quality filters")
+    clips: ClipsConfig = section(ClipsConfig, "clip lengths")
+    shards: ShardsConfig = section(ShardsConfig, "WebDataset output")
+    run: RunConfig = section(RunConfig, "Ray scheduling")
+
+    def validate(self) -> None:
+        if self.clips.min_s <= 0 or self.clips.max_s < self.clips.min_s:
+            raise ConfigError("config keys 'clips.min_s'/'clips.max_s' need 0 < min_s <= max_s")
+        if not 0 < self.faces.second_face_ratio <= 1:
+            raise ConfigError("config key 'faces.second_face_ratio' must be in (0, 1]")
+        if self.faces.output_size < 64 or self.faces.output_size % 8:
+            raise ConfigError("config key 'faces.output_size' must be a multiple of 8, at least 64")
+        if self.media.fps <= 0 or self.media.sample_rate <= 0:
+            raise ConfigError("config keys 'media.fps'/'media.sample_rate' must be positive")

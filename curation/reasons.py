@@ -1,0 +1,53 @@
+"""Stable reject/failure codes recorded in the manifest, and the exception that carries them."""
+from __future__ import annotations
+
+UNSUPPORTED_SOURCE = "unsupported_source"
+DOWNLOAD_FAILED = "download_failed"
+TOO_LONG = "too_long"
+CORRUPT_MEDIA = "corrupt_media"
+NO_VIDEO = "no_video"
+NO_AUDIO = "no_audio"
+TOO_SHORT = "too_short"
+NO_FACE = "no_face"
+MULTIPLE_FACES = "multiple_faces"
+FACE_TOO_SMALL = "face_too_small"
+BLURRY = "blurry"
+TOO_DARK = "too_dark"
+OVEREXPOSED = "overexposed"
+EXTREME_POSE = "extreme_pose"
+INTERNAL_ERROR = "internal_error"
+WORKER_CRASHED = "worker_crashed"
+
+# Sources that could not be processed (a re-run with --retry-failed tries them again);
+# every other reason means the input was processed and judged unusable.
+FAILED = frozenset({"download_failed", "internal_error", "worker_crashed"})
+
+REASONS: dict[str, str] = {
+    UNSUPPORTED_SOURCE: "the list entry is neither an http(s) URL nor an existing local file",
+    DOWNLOAD_FAILED: "yt-dlp could not fetch the source after all retries (or it exceeded max_filesize_mb)",
+    TOO_LONG: "the source is longer than download.max_duration_s",
+    CORRUPT_MEDIA: "the file cannot be opened or decoded (truncated, not a media file)",
+    NO_VIDEO: "the file has no video stream",
+    NO_AUDIO: "the file has no audio stream",
+    TOO_SHORT: "the source, or a face segment, is shorter than the minimum length",
+    NO_FACE: "no face (or face-mesh landmarks too often missing) in the segment",
+    MULTIPLE_FACES: "more than one prominent face in the frame",
+    FACE_TOO_SMALL: "the face is smaller than quality.min_face_px",
+    BLURRY: "the face is not sharp enough (quality.min_sharpness)",
+    TOO_DARK: "the face is too dark (quality.min_brightness)",
+    OVEREXPOSED: "the face is too bright (quality.max_brightness)",
+    EXTREME_POSE: "the head turns or tilts beyond quality.max_yaw_deg / max_pitch_deg",
+    INTERNAL_ERROR: "an unexpected error in our code; the detail column holds the exception",
+    WORKER_CRASHED: "the worker process died (OOM, kill) more often than run.max_retries",
+}
+
+
+class Rejected(Exception):
+    """A deterministic, recordable outcome: the input is unusable for a named reason."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unknown reason code {reason!r}")
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail

@@ -1,0 +1,1 @@
+"""Orchestration: the config system and Ray scheduling of curation and training."""

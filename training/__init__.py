@@ -1,0 +1,1 @@
+"""Training: two-stage DeepSpeed training of the Hallo-class model from curated shards."""
