@@ -7,7 +7,6 @@ import threading
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 
 from curation.config import DownloadConfig
@@ -15,28 +14,9 @@ from curation.download import download, ydl_options
 from curation.reasons import DOWNLOAD_FAILED, TOO_LONG, Rejected
 from curation.sources import parse_source
 
-FPS, SECONDS, SAMPLE_RATE = 10, 1.0, 16000
+from clipmaker import make_clip
 
-
-def make_clip(path: Path) -> None:
-    """A tiny H.264 + AAC mp4: changing grey frames and a 440 Hz tone."""
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=FPS)
-        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        audio = container.add_stream("aac", rate=SAMPLE_RATE)
-        audio.layout = "mono"
-        for i in range(int(SECONDS * FPS)):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8), format="rgb24")
-            container.mux(video.encode(frame))
-        t = np.arange(int(SECONDS * SAMPLE_RATE)) / SAMPLE_RATE
-        tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-        for start in range(0, tone.shape[1], 1024):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1024]),
-                                               format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = SAMPLE_RATE, start
-            container.mux(audio.encode(frame))
-        container.mux(video.encode())
-        container.mux(audio.encode())
+FPS, SECONDS = 10, 1.0
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):

@@ -1,0 +1,32 @@
+# The two commands a user needs: `make demo` (set up + run the whole job on bundled samples, CPU)
+# and `make test` (set up + run the test suite). Both create .venv from nothing and are fast when
+# it is already up to date.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= demo_out
+
+.PHONY: setup demo test test-fast clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints-cpu.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The exact CPU torch first: anything that depends on torch would otherwise pull a CUDA build.
+	$(PY) -m pip install -q -c constraints-cpu.txt torch==2.13.0
+	$(PY) -m pip install -q -c constraints-cpu.txt -e ".[test]"
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m orchestration.demo --out $(DEMO_OUT)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+clean:
+	rm -rf $(DEMO_OUT) .pytest_cache

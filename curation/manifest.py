@@ -1,0 +1,162 @@
+"""The Parquet manifest: what became of every source and every candidate clip.
+
+Each finished source commits its rows as `parts/<source_id>.parquet` (written last and atomically,
+so its presence means the source's shards are complete). The run merges the parts into
+`manifest.parquet`, `summary.json` and `funnel.png`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Optional
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation import reasons
+
+METRIC_COLUMNS = ("face_px", "sharpness", "brightness", "yaw_deg", "pitch_deg", "det_score", "landmark_presence")
+
+
+@dataclass
+class ManifestRow:
+    source: str
+    source_id: str
+    status: str  # accepted / rejected / failed
+    clip_id: Optional[str] = None
+    reason: Optional[str] = None
+    detail: Optional[str] = None
+    start_s: Optional[float] = None
+    end_s: Optional[float] = None
+    shard: Optional[str] = None
+    source_duration_s: Optional[float] = None
+    title: Optional[str] = None
+    webpage_url: Optional[str] = None
+    license: Optional[str] = None
+    face_px: Optional[float] = None
+    sharpness: Optional[float] = None
+    brightness: Optional[float] = None
+    yaw_deg: Optional[float] = None
+    pitch_deg: Optional[float] = None
+    det_score: Optional[float] = None
+    landmark_presence: Optional[float] = None
+
+
+_FLOAT_COLUMNS = {"start_s", "end_s", "source_duration_s", *METRIC_COLUMNS}
+SCHEMA = pa.schema(
+    [pa.field(f.name, pa.float64() if f.name in _FLOAT_COLUMNS else pa.string()) for f in fields(ManifestRow)]
+)
+
+
+def status_for(reason: Optional[str]) -> str:
+    if reason is None:
+        return "accepted"
+    return "failed" if reason in reasons.FAILED else "rejected"
+
+
+def source_row(source: str, source_id: str, reason: str, detail: str = "", **extra: Any) -> ManifestRow:
+    """The one row of a source that yielded no candidate clip."""
+    return ManifestRow(source=source, source_id=source_id, status=status_for(reason), reason=reason,
+                       detail=detail or None, **extra)
+
+
+def _table(rows: list[ManifestRow]) -> pa.Table:
+    return pa.Table.from_pylist([asdict(r) for r in rows], schema=SCHEMA)
+
+
+def write_parquet_atomic(rows: list[ManifestRow], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    pq.write_table(_table(rows), tmp)
+    os.replace(tmp, path)
+
+
+def part_path(out_dir: Path, source_id: str) -> Path:
+    return out_dir / "parts" / f"{source_id}.parquet"
+
+
+def write_part(out_dir: Path, source_id: str, rows: list[ManifestRow]) -> None:
+    path = part_path(out_dir, source_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_parquet_atomic(rows, path)
+
+
+def read_part(out_dir: Path, source_id: str) -> list[ManifestRow]:
+    return [ManifestRow(**r) for r in pq.read_table(part_path(out_dir, source_id)).to_pylist()]
+
+
+def finished_sources(out_dir: Path, retry_failed: bool = False) -> set[str]:
+    """Source ids whose part is committed (and, with retry_failed, did not fail)."""
+    done = set()
+    for path in (out_dir / "parts").glob("*.parquet"):
+        if retry_failed and "failed" in pq.read_table(path, columns=["status"]).column("status").to_pylist():
+            continue
+        done.add(path.stem)
+    return done
+
+
+def summarize(rows: list[ManifestRow], wall_s: float) -> dict[str, Any]:
+    clips = [r for r in rows if r.clip_id is not None]
+    durations = {r.source_id: r.source_duration_s or 0.0 for r in rows}
+    accepted = [r for r in clips if r.status == "accepted"]
+    return {
+        "sources": len(durations),
+        "sources_with_accepted_clips": len({r.source_id for r in accepted}),
+        "candidate_clips": len(clips),
+        "accepted_clips": len(accepted),
+        "by_status": dict(Counter(r.status for r in rows)),
+        "by_reason": dict(Counter(r.reason for r in rows if r.reason)),
+        "hours_in": sum(durations.values()) / 3600,
+        "hours_out": sum((r.end_s or 0) - (r.start_s or 0) for r in accepted) / 3600,
+        "wall_time_s": round(wall_s, 2),
+    }
+
+
+def funnel_stages(rows: list[ManifestRow]) -> list[tuple[str, float]]:
+    """Seconds of video left after each step: source -> decodable -> candidate clips -> accepted."""
+    source_s = {r.source_id: r.source_duration_s or 0.0 for r in rows}
+    decoded = {r.source_id for r in rows if r.clip_id is not None}
+    clip_s = [((r.end_s or 0) - (r.start_s or 0), r.status) for r in rows if r.clip_id is not None]
+    return [
+        ("sources", sum(source_s.values())),
+        ("decoded, with shots", sum(source_s[s] for s in decoded)),
+        ("face segments", sum(d for d, _ in clip_s)),
+        ("accepted clips", sum(d for d, status in clip_s if status == "accepted")),
+    ]
+
+
+def plot_funnel(rows: list[ManifestRow], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = funnel_stages(rows)
+    reason_counts = Counter(r.reason for r in rows if r.reason)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1.barh([s for s, _ in stages][::-1], [v / 60 for _, v in stages][::-1], color="#3b7dd8")
+    ax1.set_xlabel("minutes of video")
+    ax1.set_title("Curation funnel")
+    if reason_counts:
+        names, counts = zip(*reason_counts.most_common())
+        ax2.barh(names[::-1], counts[::-1], color="#d8613b")
+    ax2.set_xlabel("rows")
+    ax2.set_title("Why rows were dropped")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def finalize(out_dir: Path, rows: list[ManifestRow], wall_s: float) -> dict[str, Any]:
+    """Write manifest.parquet, summary.json and funnel.png for the whole run."""
+    rows = sorted(rows, key=lambda r: (r.source_id, r.start_s or -1.0, r.clip_id or ""))
+    write_parquet_atomic(rows, out_dir / "manifest.parquet")
+    summary = summarize(rows, wall_s)
+    tmp = out_dir / f".summary.{uuid.uuid4().hex}.tmp"
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True))
+    os.replace(tmp, out_dir / "summary.json")
+    plot_funnel(rows, out_dir / "funnel.png")
+    return summary

@@ -1,0 +1,198 @@
+"""One source through the whole data path; plain function, no Ray (orchestration schedules it).
+
+sources -> download -> media -> scenes + faces + frame quality (one low-resolution decode) ->
+clips (split, judge) -> export (one full-resolution decode of the accepted spans) -> shards.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from curation import reasons, schema
+from curation.clips import Candidate, clip_id, split_range, too_short
+from curation.config import CurationConfig
+from curation.download import Downloaded, download
+from curation.export import build_sample
+from curation.faces import FaceAnalyzer, FaceSpan, FrameFaces, crop_boxes, landmarks_to_crop, segment_faces
+from curation.manifest import ManifestRow, source_row, status_for, write_part
+from curation.media import MediaInfo, iter_frames, load_audio, probe
+from curation.quality import clip_metrics, frame_metrics, judge
+from curation.reasons import Rejected
+from curation.scenes import ShotDetector
+from curation.shards import SourceShardWriter
+from curation.sources import Source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Analysis:
+    shots: list[tuple[int, int]]
+    faces: list[FrameFaces]
+    frame_metrics: list[Optional[dict[str, float]]]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def analyse(info: MediaInfo, cfg: CurationConfig) -> Analysis:
+    """Single low-resolution decode feeding the shot detector, the face tracker and frame quality."""
+    shot_detector = ShotDetector(cfg.scenes, info.fps)
+    faces: list[FrameFaces] = []
+    metrics: list[Optional[dict[str, float]]] = []
+    with FaceAnalyzer(cfg.faces) as analyzer:
+        for index, frame in iter_frames(info, short_side=cfg.media.analysis_short_side):
+            known_cuts = len(shot_detector.cuts)
+            shot_detector.feed(index, frame)
+            if len(shot_detector.cuts) > known_cuts:
+                analyzer.reset()  # do not carry mesh tracking across a cut
+            found = analyzer.analyze(frame)
+            faces.append(found)
+            metrics.append(
+                frame_metrics(frame, found.boxes[0], found.landmarks, float(found.scores[0])) if len(found.boxes) else None
+            )
+    return Analysis(shot_detector.shots(), faces, metrics)
+
+
+def plan_span(span: FaceSpan, analysis: Analysis, info: MediaInfo, source_id: str, cfg: CurationConfig) -> list[Candidate]:
+    """Candidates for one face span: rejected whole if not a single face, else split and judged."""
+    if span.status != "ok":
+        reason = reasons.NO_FACE if span.status == "no_face" else reasons.MULTIPLE_FACES
+        return [Candidate(clip_id(source_id, span.start, span.end), span.start, span.end, reason)]
+    out = []
+    for start, end in split_range(span.start, span.end, info.fps, cfg.clips):
+        cid = clip_id(source_id, start, end)
+        if too_short(start, end, info.fps, cfg.clips):
+            out.append(Candidate(cid, start, end, reasons.TOO_SHORT, span_offset=start - span.start))
+            continue
+        local = slice(start - span.start, end - span.start)
+        per_frame = [m for m in analysis.frame_metrics[start:end] if m is not None]
+        presence = float(np.mean(~np.isnan(span.landmarks[local, 0, 0])))
+        metrics = clip_metrics(per_frame, span.boxes[local], info.width, info.height, presence)
+        out.append(Candidate(cid, start, end, judge(metrics, cfg.quality), metrics, start - span.start))
+    return out
+
+
+def fill_missing_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    """Interpolate frames where the mesh was lost, so stored landmarks never hold NaN."""
+    valid = ~np.isnan(landmarks[:, 0, 0])
+    if valid.all():
+        return landmarks
+    idx = np.arange(len(landmarks))
+    flat = landmarks.reshape(len(landmarks), -1)
+    filled = np.stack([np.interp(idx, idx[valid], flat[valid, j]) for j in range(flat.shape[1])], axis=1)
+    return filled.reshape(landmarks.shape).astype(landmarks.dtype)
+
+
+def _provenance_columns(provenance: dict) -> dict[str, Optional[str]]:
+    return {
+        "title": provenance.get("title"),
+        "webpage_url": provenance.get("webpage_url") or provenance.get("local_path"),
+        "license": provenance.get("license"),
+    }
+
+
+def process_source(source: Source, out_dir: Path, cfg: CurationConfig) -> list[ManifestRow]:
+    """Run one source end to end, write its shards, and return its manifest rows.
+
+    Deterministic problems with the input come back as rows with a reason; only bugs raise.
+    """
+    downloaded: Optional[Downloaded] = None
+    work_dir = out_dir / "downloads"
+    base: dict = {}
+    try:
+        downloaded = download(source, work_dir, cfg.download)
+        base = _provenance_columns(downloaded.provenance)
+        info = probe(downloaded.path, cfg.media)
+        base["source_duration_s"] = info.duration_s
+        t0 = time.perf_counter()
+        analysis = analyse(info, cfg)
+        audio = load_audio(info, cfg.media.sample_rate)
+        log.info("%s: analysed %d frames in %.1fs", source.source_id, info.num_frames, time.perf_counter() - t0)
+        rows = _export(source, downloaded, info, analysis, audio, out_dir, cfg, base)
+    except Rejected as rej:
+        rows = [source_row(source.raw, source.source_id, rej.reason, rej.detail, **base)]
+    finally:
+        if downloaded is not None and source.kind == "url":
+            shutil.rmtree(work_dir / source.source_id, ignore_errors=True)
+    if not rows:  # e.g. every shot shorter than one frame: still account for the source
+        rows = [source_row(source.raw, source.source_id, reasons.TOO_SHORT, "no candidate clip", **base)]
+    write_part(out_dir, source.source_id, rows)
+    return rows
+
+
+def _export(
+    source: Source,
+    downloaded: Downloaded,
+    info: MediaInfo,
+    analysis: Analysis,
+    audio: np.ndarray,
+    out_dir: Path,
+    cfg: CurationConfig,
+    base: dict,
+) -> list[ManifestRow]:
+    writer = SourceShardWriter(out_dir / "shards", source.source_id, cfg.shards)
+    rows: list[ManifestRow] = []
+    samples_per_frame = cfg.media.sample_rate / info.fps
+    try:
+        for shot_start, shot_end in analysis.shots:
+            for span in segment_faces(analysis.faces[shot_start:shot_end], shot_start, cfg.faces, info.fps):
+                boxes_px = crop_boxes(span.boxes, info.width, info.height, cfg.faces, info.fps) if span.status == "ok" else None
+                for cand in plan_span(span, analysis, info, source.source_id, cfg):
+                    shard = None
+                    if cand.reason is None and boxes_px is not None:
+                        local = slice(cand.span_offset, cand.span_offset + cand.end - cand.start)
+                        shard = _write_clip(writer, source, downloaded, info, cand, boxes_px[local],
+                                            span.landmarks[local], audio, samples_per_frame, cfg)
+                    rows.append(ManifestRow(
+                        source=source.raw, source_id=source.source_id, clip_id=cand.clip_id,
+                        status=status_for(cand.reason), reason=cand.reason,
+                        start_s=cand.start / info.fps, end_s=cand.end / info.fps, shard=shard,
+                        **base, **{k: v for k, v in cand.metrics.items() if k in ManifestRow.__dataclass_fields__},
+                    ))
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return rows
+
+
+def _write_clip(
+    writer: SourceShardWriter,
+    source: Source,
+    downloaded: Downloaded,
+    info: MediaInfo,
+    cand: Candidate,
+    boxes: np.ndarray,
+    landmarks: np.ndarray,
+    audio: np.ndarray,
+    samples_per_frame: float,
+    cfg: CurationConfig,
+) -> str:
+    size = cfg.faces.output_size
+    landmarks_crop = landmarks_to_crop(fill_missing_landmarks(landmarks), boxes, info.width, info.height, size)
+    meta = schema.ClipMeta(
+        clip_id=cand.clip_id, source=source.raw, source_id=source.source_id,
+        start_s=cand.start / info.fps, end_s=cand.end / info.fps, num_frames=cand.end - cand.start,
+        fps=info.fps, sample_rate=cfg.media.sample_rate, size=size,
+        crop_boxes=np.round(boxes, 2).tolist(), metrics=cand.metrics, provenance=downloaded.provenance,
+    )
+    frames = (frame for _, frame in iter_frames(info, cand.start, cand.end))
+    clip_audio = audio[int(round(cand.start * samples_per_frame)):int(round(cand.end * samples_per_frame))]
+    return writer.write(build_sample(meta, frames, boxes, landmarks_crop, clip_audio, cfg.shards.video_crf))
+
+
+def process_source_safely(source: Source, out_dir: Path, cfg: CurationConfig) -> list[ManifestRow]:
+    """Like process_source, but a bug becomes a recorded `internal_error` row instead of a crash."""
+    try:
+        return process_source(source, out_dir, cfg)
+    except Exception as err:  # noqa: BLE001 - recorded with its traceback, never silently lost
+        log.error("internal error on %s:\n%s", source.raw, traceback.format_exc())
+        rows = [source_row(source.raw, source.source_id, reasons.INTERNAL_ERROR, f"{type(err).__name__}: {err}")]
+        write_part(out_dir, source.source_id, rows)
+        return rows

@@ -1,0 +1,82 @@
+"""Schedules curation on Ray: one task per source, bounded in flight, retried only when a worker dies.
+
+Deterministic outcomes (bad media, no face, even our own bugs) come back as manifest rows and are
+never retried; a crashed worker (OOM, SIGKILL, lost node) is retried `run.max_retries` times by
+Ray and then recorded as `worker_crashed`, without a committed part, so the next run retries it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+import ray
+from tqdm import tqdm
+
+from curation import reasons
+from curation.config import CurationConfig
+from curation.manifest import ManifestRow, finalize, finished_sources, read_part, source_row
+from curation.pipeline import process_source_safely
+from curation.reasons import Rejected
+from curation.sources import Source, source_id_of
+
+log = logging.getLogger(__name__)
+
+
+def init_ray(address: Optional[str], num_cpus: Optional[int]) -> None:
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+
+
+@ray.remote
+def _source_task(source: Source, out_dir: str, cfg: CurationConfig) -> list[ManifestRow]:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return process_source_safely(source, Path(out_dir), cfg)
+
+
+def run_curation(
+    sources: list[Source],
+    unsupported: list[tuple[str, Rejected]],
+    out_dir: Path,
+    cfg: CurationConfig,
+    retry_failed: bool = False,
+) -> dict:
+    """Process every source not yet committed under out_dir, then write manifest + summary."""
+    started = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = finished_sources(out_dir, retry_failed)
+    todo = [s for s in sources if s.source_id not in done]
+    log.info("%d sources, %d already finished, %d to do", len(sources), len(sources) - len(todo), len(todo))
+
+    crashed: list[ManifestRow] = []
+    task = _source_task.options(num_cpus=cfg.run.cpus_per_task, max_retries=cfg.run.max_retries,
+                                retry_exceptions=False)
+    limit = cfg.run.max_in_flight or max(1, int(2 * ray.cluster_resources().get("CPU", 1)))
+    pending: dict[ray.ObjectRef, Source] = {}
+    queue = list(todo)
+    with tqdm(total=len(todo), desc="sources", unit="src", disable=None) as bar:
+        while queue or pending:
+            while queue and len(pending) < limit:
+                source = queue.pop(0)
+                pending[task.remote(source, str(out_dir), cfg)] = source
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            source = pending.pop(ready[0])
+            try:
+                ray.get(ready[0])
+            except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                    ray.exceptions.OwnerDiedError, ray.exceptions.RayTaskError) as err:
+                log.error("source %s failed after retries: %s", source.raw, err)
+                crashed.append(source_row(source.raw, source.source_id, reasons.WORKER_CRASHED,
+                                          str(err).splitlines()[0]))
+            bar.update(1)
+
+    crashed_ids = {r.source_id for r in crashed}
+    rows = [row for s in sources if s.source_id not in crashed_ids for row in read_part(out_dir, s.source_id)]
+    rows += crashed
+    rows += [source_row(raw, source_id_of(raw), rej.reason, rej.detail) for raw, rej in unsupported]
+    return finalize(out_dir, rows, time.perf_counter() - started)
