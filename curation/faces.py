@@ -1,0 +1,327 @@
+"""Face step: detect and mesh faces per analysis frame, split a shot into single-face spans, and
+compute smooth square crop boxes for the full-resolution second pass.
+
+Coordinates handed between steps are normalised to [0, 1] of the frame (x by width, y by height),
+so the same boxes apply to the analysis frames and to the full-resolution source.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import cv2
+import mediapipe as mp
+import numpy as np
+from scipy.signal import savgol_filter
+
+from curation.config import FacesConfig
+
+log = logging.getLogger(__name__)
+
+N_LANDMARKS = 478
+# The face mesh runs on a square crop around the main face: its built-in detector is a short-range
+# model that misses faces smaller than about 30% of its input, so we hand it the face at ~50%.
+MESH_CROP_SCALE = 2.0
+MESH_INPUT_SIZE = 256
+# A mesh face belongs to the detected main face when their boxes overlap at least this much.
+MESH_MATCH_IOU = 0.3
+
+Status = Literal["ok", "no_face", "multiple_faces"]
+
+
+@dataclass
+class FrameFaces:
+    """Faces found in one analysis frame."""
+
+    boxes: np.ndarray  # (n, 4) float32 x0, y0, x1, y1 normalised, largest area first
+    scores: np.ndarray  # (n,) detection confidence
+    landmarks: np.ndarray | None  # (478, 3) float32 normalised x, y, z of boxes[0]'s face, or None
+
+
+@dataclass
+class FaceSpan:
+    """A run of frames [start, end) of one shot that share a status (and, for `ok`, one face track)."""
+
+    start: int
+    end: int
+    status: Status
+    boxes: np.ndarray  # (n, 4) main-face box per frame; gaps interpolated in ok spans, NaN where absent
+    landmarks: np.ndarray  # (n, 478, 3) float32, NaN rows where the mesh was missing
+    scores: np.ndarray  # (n,) main-face detection score, NaN where absent
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two x0, y0, x1, y1 boxes."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _areas(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def _empty_faces() -> FrameFaces:
+    return FrameFaces(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), None)
+
+
+class FaceAnalyzer:
+    """Owns the mediapipe graphs for one stream of frames; call `reset()` at every shot cut.
+
+    Detection (full-range model: it finds faces from about 12% to over 80% of the frame height)
+    runs every `detect_every` frames; on the frames between, the main face's box follows the face
+    mesh and the other boxes are carried over. The mesh runs on every frame, on a crop around the
+    main face, in tracking mode.
+    """
+
+    def __init__(self, cfg: FacesConfig) -> None:
+        self.cfg = cfg
+        self._detector = mp.solutions.face_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=cfg.min_detection_confidence)
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=False, max_num_faces=cfg.max_faces, refine_landmarks=True)
+        self._since_detect = 0
+        self._last = _empty_faces()
+        self._anchor: np.ndarray | None = None  # main detection box in units of its mesh box
+
+    def __enter__(self) -> FaceAnalyzer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._detector.close()
+        self._mesh.close()
+
+    def reset(self) -> None:
+        """Forget tracking state so nothing carries over a shot cut."""
+        self._mesh.reset()
+        self._since_detect = 0
+        self._last = _empty_faces()
+        self._anchor = None
+
+    def analyze(self, frame: np.ndarray) -> FrameFaces:
+        """Faces of one RGB uint8 frame (consecutive frames of one shot, in order)."""
+        detect = self._since_detect % max(1, self.cfg.detect_every) == 0
+        self._since_detect += 1
+        if detect:
+            boxes, scores = self._detect(frame)
+        else:
+            boxes, scores = self._last.boxes.copy(), self._last.scores.copy()
+        if len(boxes) == 0:
+            self._last = _empty_faces()
+            return self._last
+        landmarks = self._mesh_landmarks(frame, boxes[0])
+        if landmarks is not None:
+            mesh_box = _landmark_box(landmarks)
+            if detect:
+                self._anchor = _relative_box(boxes[0], mesh_box)
+            elif self._anchor is not None:
+                # Between detections the main face keeps its box's place relative to the mesh.
+                boxes[0] = np.clip(_absolute_box(self._anchor, mesh_box), 0.0, 1.0)
+        self._last = FrameFaces(boxes, scores, landmarks)
+        return self._last
+
+    def _detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        result = self._detector.process(frame)
+        boxes, scores = [], []
+        for det in result.detections or []:
+            rel = det.location_data.relative_bounding_box
+            box = np.clip([rel.xmin, rel.ymin, rel.xmin + rel.width, rel.ymin + rel.height], 0.0, 1.0)
+            if box[2] > box[0] and box[3] > box[1]:
+                boxes.append(box)
+                scores.append(det.score[0])
+        if not boxes:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        boxes_arr = np.asarray(boxes, np.float32)
+        order = np.argsort(-_areas(boxes_arr), kind="stable")
+        return boxes_arr[order], np.asarray(scores, np.float32)[order]
+
+    def _mesh_landmarks(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+        height, width = frame.shape[:2]
+        size = max((box[2] - box[0]) * width, (box[3] - box[1]) * height)
+        side = MESH_CROP_SCALE * size
+        x0 = (box[0] + box[2]) / 2 * width - side / 2
+        y0 = (box[1] + box[3]) / 2 * height - side / 2
+        crop_box = np.array([x0, y0, side], np.float32)
+        result = self._mesh.process(crop_frame(frame, crop_box, MESH_INPUT_SIZE))
+        best, best_iou = None, MESH_MATCH_IOU
+        for face in result.multi_face_landmarks or []:
+            points = np.array([(p.x, p.y, p.z) for p in face.landmark], np.float32)
+            points = _crop_to_frame(points, crop_box, width, height)
+            iou = box_iou(_landmark_box(points), box)
+            if iou >= best_iou:
+                best, best_iou = points, iou
+        return best
+
+
+def _crop_to_frame(points: np.ndarray, crop_box: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Crop-normalised mesh points to frame-normalised ones (z stays in units of the frame width)."""
+    x0, y0, side = (float(v) for v in crop_box)
+    out = np.empty_like(points)
+    out[:, 0] = (x0 + points[:, 0] * side) / width
+    out[:, 1] = (y0 + points[:, 1] * side) / height
+    out[:, 2] = points[:, 2] * side / width
+    return out
+
+
+def _landmark_box(landmarks: np.ndarray) -> np.ndarray:
+    return np.array([*landmarks[:, :2].min(0), *landmarks[:, :2].max(0)], np.float32)
+
+
+def _relative_box(box: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    size = np.array([ref[2] - ref[0], ref[3] - ref[1]] * 2)
+    return (box - np.array([ref[0], ref[1]] * 2)) / size
+
+
+def _absolute_box(rel: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    size = np.array([ref[2] - ref[0], ref[3] - ref[1]] * 2)
+    return (rel * size + np.array([ref[0], ref[1]] * 2)).astype(np.float32)
+
+
+def _frame_status(faces: FrameFaces, cfg: FacesConfig) -> Status:
+    if len(faces.boxes) == 0:
+        return "no_face"
+    areas = _areas(faces.boxes)
+    if len(areas) > 1 and areas[1] >= cfg.second_face_ratio * areas[0]:
+        return "multiple_faces"
+    return "ok"
+
+
+def _frame_labels(frames: Sequence[FrameFaces], cfg: FacesConfig) -> list[tuple[Status, int]]:
+    """(status, track id) per frame; short no-face gaps inside one ok track take the track's label."""
+    labels: list[tuple[Status, int]] = [(_frame_status(f, cfg), -1) for f in frames]
+    track, last_ok = -1, None
+    for i, (status, _) in enumerate(labels):
+        if status != "ok":
+            continue
+        gap = range(last_ok + 1, i) if last_ok is not None else range(0)
+        same_track = (
+            last_ok is not None
+            and len(gap) <= cfg.max_gap_frames
+            and all(labels[j][0] == "no_face" for j in gap)
+            and box_iou(frames[last_ok].boxes[0], frames[i].boxes[0]) >= cfg.track_iou
+        )
+        if same_track:
+            for j in gap:
+                labels[j] = ("ok", track)
+        else:
+            track += 1
+        labels[i] = ("ok", track)
+        last_ok = i
+    return labels
+
+
+def _span(frames: Sequence[FrameFaces], lo: int, hi: int, start: int, status: Status) -> FaceSpan:
+    n = hi - lo
+    boxes = np.full((n, 4), np.nan, np.float32)
+    landmarks = np.full((n, N_LANDMARKS, 3), np.nan, np.float32)
+    scores = np.full(n, np.nan, np.float32)
+    for k, faces in enumerate(frames[lo:hi]):
+        if len(faces.boxes):
+            boxes[k], scores[k] = faces.boxes[0], faces.scores[0]
+        if faces.landmarks is not None:
+            landmarks[k] = faces.landmarks
+    if status == "ok":
+        have = ~np.isnan(boxes[:, 0])
+        idx = np.arange(n)
+        for c in range(4):
+            boxes[:, c] = np.interp(idx, idx[have], boxes[have, c])
+    return FaceSpan(start + lo, start + hi, status, boxes, landmarks, scores)
+
+
+def segment_faces(frames: Sequence[FrameFaces], start: int, cfg: FacesConfig, fps: int) -> list[FaceSpan]:
+    """Partition one shot (frames with absolute indices start .. start+len-1) into spans.
+
+    Every frame lands in exactly one span. An `ok` span follows one dominant face whose boxes
+    overlap by IoU >= track_iou from frame to frame; a jump to another face starts a new span, and
+    no-face gaps of at most max_gap_frames inside a track are bridged by interpolating the box.
+    """
+    labels = _frame_labels(frames, cfg)
+    spans: list[FaceSpan] = []
+    lo = 0
+    for i in range(1, len(frames) + 1):
+        if i == len(frames) or labels[i] != labels[lo]:
+            spans.append(_span(frames, lo, i, start, labels[lo][0]))
+            lo = i
+    log.debug("shot at frame %d: %s", start,
+              ", ".join(f"{s.status} {(s.end - s.start) / fps:.2f}s" for s in spans))
+    return spans
+
+
+def crop_boxes(boxes: np.ndarray, width: int, height: int, cfg: FacesConfig, fps: int) -> np.ndarray:
+    """Square crop per frame, (n, 3) float32 x0, y0, side in source pixels, for one ok span.
+
+    The side is crop_scale x the span's median face size (max of box width and height in pixels):
+    one side per span means no zoom jitter. The centre, moved down by crop_shift_down x face size,
+    is a centred moving average over smooth_window_s (see `_smooth`). A square that overflows
+    the frame is shifted inside; if it is larger than the frame it stays centred on the face as
+    far as possible and `crop_frame` pads it by edge replication.
+    """
+    boxes = np.asarray(boxes, np.float64)
+    if not np.isfinite(boxes).all():
+        raise ValueError("crop_boxes needs finite boxes (interpolate gaps first)")
+    px = boxes * np.array([width, height, width, height])
+    face = np.maximum(px[:, 2] - px[:, 0], px[:, 3] - px[:, 1])
+    side = cfg.crop_scale * float(np.median(face))
+    centre = np.stack([(px[:, 0] + px[:, 2]) / 2, (px[:, 1] + px[:, 3]) / 2 + cfg.crop_shift_down * face], 1)
+    centre = _smooth(centre, round(cfg.smooth_window_s * fps))
+    corner = centre - side / 2
+    for axis, extent in enumerate((width, height)):
+        lo, hi = sorted((0.0, extent - side))
+        corner[:, axis] = np.clip(corner[:, axis], lo, hi)
+    return np.column_stack([corner, np.full(len(corner), side)]).astype(np.float32)
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average along axis 0 over an odd window (capped at the series length).
+
+    A first-order Savitzky-Golay filter is exactly that moving average inside the series; at the
+    ends it evaluates a line fitted to the first/last full window, so the edges are as smooth as
+    the middle and a drifting face is not pulled back (what mirror padding would do).
+    """
+    window = min(window + 1 - window % 2, len(values) - 1 + len(values) % 2)
+    if window < 3:
+        return values
+    return savgol_filter(values, window, polyorder=1, axis=0, mode="interp")
+
+
+def _pixel_box(box: np.ndarray) -> tuple[int, int, int]:
+    """Integer x0, y0, side shared by crop_frame and landmarks_to_crop so they agree exactly."""
+    side = max(1, int(round(float(box[2]))))
+    return int(round(float(box[0]))), int(round(float(box[1]))), side
+
+
+def crop_frame(frame: np.ndarray, box: np.ndarray, out_size: int) -> np.ndarray:
+    """Cut the square x0, y0, side (pixels) out of the frame, padding outside it by edge
+    replication, and resize it to out_size x out_size."""
+    height, width = frame.shape[:2]
+    x0, y0, side = _pixel_box(box)
+    # Clamp the readable part into the frame; everything else is replicated border.
+    cx0, cy0 = min(max(x0, 0), width - 1), min(max(y0, 0), height - 1)
+    cx1, cy1 = max(min(x0 + side, width), cx0 + 1), max(min(y0 + side, height), cy0 + 1)
+    region = frame[cy0:cy1, cx0:cx1]
+    left, top = cx0 - x0, cy0 - y0
+    right, bottom = side - left - region.shape[1], side - top - region.shape[0]
+    if left or top or right or bottom:
+        region = cv2.copyMakeBorder(region, max(top, 0), max(bottom, 0), max(left, 0), max(right, 0),
+                                    cv2.BORDER_REPLICATE)
+        # A square wholly outside the frame asks for negative padding on one side: trim it.
+        region = region[max(-top, 0):, max(-left, 0):][:side, :side]
+    return cv2.resize(region, (out_size, out_size), interpolation=cv2.INTER_AREA)
+
+
+def landmarks_to_crop(landmarks_norm: np.ndarray, boxes: np.ndarray, width: int, height: int,
+                      out_size: int) -> np.ndarray:
+    """Normalised landmarks (n, 478, 3) to pixel x, y (n, 478, 2) in the out_size crops of `boxes`."""
+    pixel = np.array([_pixel_box(b) for b in boxes], np.float32).reshape(-1, 3)
+    scale = out_size / pixel[:, 2]
+    x = (landmarks_norm[..., 0] * width - pixel[:, None, 0]) * scale[:, None]
+    y = (landmarks_norm[..., 1] * height - pixel[:, None, 1]) * scale[:, None]
+    return np.stack([x, y], -1).astype(np.float32)
