@@ -118,13 +118,12 @@ class FaceAnalyzer:
             self._last = _empty_faces()
             return self._last
         landmarks = self._mesh_landmarks(frame, boxes[0])
-        if landmarks is not None:
-            mesh_box = _landmark_box(landmarks)
-            if detect:
-                self._anchor = _relative_box(boxes[0], mesh_box)
-            elif self._anchor is not None:
-                # Between detections the main face keeps its box's place relative to the mesh.
-                boxes[0] = np.clip(_absolute_box(self._anchor, mesh_box), 0.0, 1.0)
+        mesh_box = None if landmarks is None else _landmark_box(landmarks)
+        if detect:
+            self._anchor = None if mesh_box is None else _relative_box(boxes[0], mesh_box)
+        elif mesh_box is not None and self._anchor is not None:
+            # Between detections the main face keeps its box's place relative to the mesh.
+            boxes[0] = np.clip(_absolute_box(self._anchor, mesh_box), 0.0, 1.0)
         self._last = FrameFaces(boxes, scores, landmarks)
         return self._last
 
