@@ -16,10 +16,10 @@ FRAMES = round(DURATION_S * fixtures.FPS)
 MIN_FACE_PX = 96
 
 
-@pytest.fixture(scope="module")
-def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, fixtures.FixtureInfo]:
-    out = tmp_path_factory.mktemp("fixtures")
-    return {info.variant: info for info in fixtures.generate_all(out, duration_s=DURATION_S)}
+@pytest.fixture
+def made(fixture_by_variant) -> dict[str, fixtures.FixtureInfo]:
+    """The session's fixtures (tests/conftest.py generates every variant once, at the default 5 s)."""
+    return fixture_by_variant
 
 
 def decode_video(path: Path) -> list[np.ndarray]:
