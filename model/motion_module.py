@@ -1,0 +1,54 @@
+"""AnimateDiff v2 motion modules (diffusers' `AnimateDiffTransformer3D`) and Hallo's motion frames.
+
+Each module: GroupNorm -> Linear proj_in -> one transformer block with two temporal self-attentions
+(sinusoidal positions, max 32 frames) and a GEGLU feed-forward -> proj_out, plus the residual.
+Hallo puts the previous clip's motion-frame features in front of the clip on the time axis before
+every motion module and slices them off afterwards; that is how one clip continues the last.
+"""
+from __future__ import annotations
+
+import torch
+from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
+from torch import nn
+
+from model.levels import Level, PerLevel
+
+
+def make_motion_module(channels: int, heads: int, max_len: int, norm_groups: int) -> AnimateDiffTransformer3D:
+    module = AnimateDiffTransformer3D(
+        num_attention_heads=heads,
+        attention_head_dim=channels // heads,
+        in_channels=channels,
+        norm_num_groups=norm_groups,
+        activation_fn="geglu",
+        attention_bias=False,
+        double_self_attention=True,
+        positional_embeddings="sinusoidal",
+        num_positional_embeddings=max_len,
+    )
+    # AnimateDiff zero-initialises proj_out so a fresh module is the identity (residual only).
+    nn.init.zeros_(module.proj_out.weight)
+    nn.init.zeros_(module.proj_out.bias)
+    return module
+
+
+def build_motion_modules(levels: list[Level], heads: int, max_len: int, norm_groups: int) -> PerLevel:
+    """A motion module after every layer of every down/mid/up block, with or without cross-attention."""
+    return PerLevel(levels, lambda level: make_motion_module(level.channels, heads, max_len, norm_groups))
+
+
+def run_motion_module(
+    module: AnimateDiffTransformer3D,
+    hidden_states: torch.Tensor,
+    frames: int,
+    motion_frames: torch.Tensor | None,
+) -> torch.Tensor:
+    """hidden_states (b*f, c, h, w); motion_frames (b, m, c, h, w) prepended in time, then dropped."""
+    if motion_frames is None or motion_frames.shape[1] == 0:
+        return module(hidden_states, num_frames=frames)
+    bf, c, h, w = hidden_states.shape
+    b, m = bf // frames, motion_frames.shape[1]
+    clip = hidden_states.reshape(b, frames, c, h, w)
+    joined = torch.cat([motion_frames.to(clip.dtype), clip], dim=1).reshape(b * (m + frames), c, h, w)
+    out = module(joined, num_frames=m + frames)
+    return out.reshape(b, m + frames, c, h, w)[:, m:].reshape(bf, c, h, w)

@@ -1,0 +1,205 @@
+"""The denoising 3D UNet: SD-1.5's 2D UNet run on frames folded into the batch, plus motion modules
+and hierarchical audio modules after every layer.
+
+`spatial` is a stock `UNet2DConditionModel` (same parameter names as the SD-1.5 UNet, so its weights
+load as they are). Its blocks are run layer by layer here because the reference order inside each
+layer is: resnet -> spatial transformer (reference attention, cross-attention to the face tokens)
+-> audio module -> motion module. Every motion module runs, with or without cross-attention in the
+block and with or without gradient checkpointing (the reference skips the 8x8 ones when
+checkpointing).
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from diffusers import ConfigMixin, ModelMixin, UNet2DConditionModel
+from diffusers.configuration_utils import register_to_config
+from torch import nn
+
+from model.audio_attention import build_audio_modules
+from model.levels import Level, unet_levels
+from model.motion_module import build_motion_modules, run_motion_module
+from model.reference_attention import install_reference_processors
+
+
+def unet_config_dict(unet: UNet2DConditionModel) -> dict[str, Any]:
+    """A UNet2DConditionModel's constructor arguments (without diffusers' private keys)."""
+    return {k: v for k, v in unet.config.items() if not k.startswith("_")}
+
+
+def attention_name(level: Level, layer: int) -> str:
+    """Path of the spatial transformer after `layer` of `level`, e.g. `up_blocks.1.attentions.2`."""
+    return f"{level.kind}.{level.index}.attentions.{layer}" if level.kind != "mid_block" else "mid_block.attentions.0"
+
+
+class DenoisingUNet3D(ModelMixin, ConfigMixin):
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(self, unet: dict, audio_dim: int = 768, motion_heads: int = 8, motion_max_len: int = 32) -> None:
+        super().__init__()
+        self.spatial = UNet2DConditionModel(**unet)
+        self.levels = unet_levels(dict(unet))
+        groups = int(self.spatial.config.norm_num_groups)
+        self.motion_modules = build_motion_modules(self.levels, motion_heads, motion_max_len, groups)
+        self.audio_modules = build_audio_modules(self.levels, audio_dim, groups)
+        install_reference_processors(self.spatial, "read")
+        self.gradient_checkpointing = False
+
+    @classmethod
+    def from_unet2d(cls, unet: UNet2DConditionModel, **kwargs: Any) -> "DenoisingUNet3D":
+        """Inflate a 2D UNet: its weights become the spatial part; motion/audio modules start fresh."""
+        model = cls(unet=unet_config_dict(unet), **kwargs)
+        model.spatial.load_state_dict(unet.state_dict())
+        return model
+
+    def _run(self, fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return self._gradient_checkpointing_func(fn, *args)
+        return fn(*args)
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | int,
+        encoder_hidden_states: torch.Tensor,
+        *,
+        reference: dict[str, torch.Tensor] | None = None,
+        motion_frames: dict[str, torch.Tensor] | None = None,
+        face_features: torch.Tensor | None = None,
+        audio_tokens: torch.Tensor | None = None,
+        region_masks: torch.Tensor | None = None,
+        audio_weights: Sequence[float] = (1.0, 1.0, 1.0),
+        temporal: bool = True,
+    ) -> torch.Tensor:
+        """Predict (b, c, f, h, w) from noisy latents `sample` (b, c, f, h, w).
+
+        encoder_hidden_states: (b, n, d) face tokens. reference: transformer-block path -> (b, tokens, c)
+        (None = no reference attention). motion_frames: attention path -> (b, m, tokens, c).
+        face_features: (b, c0, h, w) or (b, c0, f, h, w), added after conv_in. audio_tokens: (b, f, n, d)
+        (None skips the audio modules). region_masks: (b, 3, H, W) or (b, f, 3, H, W), channels
+        pose/face/lip. temporal=False skips the motion modules (image-level training).
+        """
+        b, _, frames, height, width = sample.shape
+        spatial = self.spatial
+        factor = 2 ** (len(spatial.down_blocks) - 1)
+        if height % factor or width % factor:
+            raise ValueError(f"latent size {height}x{width} must be divisible by {factor} (the UNet's downsampling)")
+        x = sample.transpose(1, 2).reshape(b * frames, *sample.shape[1:2], height, width)
+        timesteps = torch.as_tensor(timestep, device=x.device).reshape(-1).expand(b).repeat_interleave(frames)
+        emb = spatial.time_embedding(spatial.get_time_embed(x, timesteps))
+        context = encoder_hidden_states.repeat_interleave(frames, dim=0)
+
+        x = spatial.conv_in(x)
+        if face_features is not None:
+            if face_features.ndim == 4:
+                face_features = face_features.unsqueeze(2).expand(-1, -1, frames, -1, -1)
+            x = x + face_features.transpose(1, 2).reshape(x.shape)
+
+        audio = audio_tokens.flatten(0, 1) if audio_tokens is not None else None
+        masks = _per_frame_masks(region_masks, b, frames) if audio is not None else None
+        layer = partial(
+            self._layer,
+            emb=emb,
+            context=context,
+            frames=frames,
+            reference=reference,
+            motion_frames=motion_frames if temporal else None,
+            audio=audio,
+            masks=masks,
+            audio_weights=tuple(audio_weights),
+            temporal=temporal,
+        )
+        n_blocks = len(spatial.down_blocks)
+        down, mid, up = self.levels[:n_blocks], self.levels[n_blocks], self.levels[n_blocks + 1 :]
+
+        skips = [x]
+        for level, block in zip(down, spatial.down_blocks):
+            for j, resnet in enumerate(block.resnets):
+                x = layer(level, j, resnet, block, x)
+                skips.append(x)
+            for downsampler in block.downsamplers or []:
+                x = downsampler(x)
+                skips.append(x)
+
+        x = layer(mid, 0, spatial.mid_block.resnets[0], spatial.mid_block, x)
+        x = self._run(spatial.mid_block.resnets[1], x, emb)
+
+        for level, block in zip(up, spatial.up_blocks):
+            for j, resnet in enumerate(block.resnets):
+                x = layer(level, j, resnet, block, torch.cat([x, skips.pop()], dim=1))
+            for upsampler in block.upsamplers or []:
+                x = upsampler(x)
+
+        if spatial.conv_norm_out is not None:
+            x = spatial.conv_act(spatial.conv_norm_out(x))
+        x = spatial.conv_out(x)
+        return x.reshape(b, frames, *x.shape[1:]).transpose(1, 2)
+
+    def _layer(
+        self,
+        level: Level,
+        j: int,
+        resnet: nn.Module,
+        block: nn.Module,
+        x: torch.Tensor,
+        *,
+        emb: torch.Tensor,
+        context: torch.Tensor,
+        frames: int,
+        reference: dict[str, torch.Tensor] | None,
+        motion_frames: dict[str, torch.Tensor] | None,
+        audio: torch.Tensor | None,
+        masks: "_MaskPyramid | None",
+        audio_weights: tuple[float, ...],
+        temporal: bool,
+    ) -> torch.Tensor:
+        """resnet -> spatial transformer -> audio module -> motion module, for layer j of a block."""
+        x = self._run(resnet, x, emb)
+        attentions = getattr(block, "attentions", None)
+        if attentions is not None:
+            # Transformer2DModel checkpoints its own transformer blocks when checkpointing is on.
+            x = attentions[j](
+                x, encoder_hidden_states=context, cross_attention_kwargs={"reference": reference}, return_dict=False
+            )[0]
+        audio_module = self.audio_modules.get(level, j)
+        if audio_module is not None and audio is not None and masks is not None:
+            x = self._run(partial(audio_module, weights=audio_weights), x, audio, masks.at(x.shape[-2:]))
+        if temporal:
+            motion = None
+            if motion_frames is not None and attention_name(level, j) in motion_frames:
+                motion = _tokens_to_maps(motion_frames[attention_name(level, j)], x.shape[-2:])
+            x = self._run(partial(run_motion_module, self.motion_modules.get(level, j)), x, frames, motion)
+        return x
+
+
+def _tokens_to_maps(tokens: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """(b, m, h*w, c) transformer tokens -> (b, m, c, h, w) feature maps."""
+    b, m, _, c = tokens.shape
+    return tokens.reshape(b, m, size[0], size[1], c).permute(0, 1, 4, 2, 3)
+
+
+class _MaskPyramid:
+    """Region masks resized once per resolution, flattened to (b*f, 3, h*w)."""
+
+    def __init__(self, masks: torch.Tensor) -> None:
+        self.masks = masks
+        self.cache: dict[tuple[int, int], torch.Tensor] = {}
+
+    def at(self, size: torch.Size) -> torch.Tensor:
+        key = (int(size[0]), int(size[1]))
+        if key not in self.cache:
+            resized = F.interpolate(self.masks, size=key, mode="bilinear", antialias=True, align_corners=False)
+            self.cache[key] = resized.flatten(2)
+        return self.cache[key]
+
+
+def _per_frame_masks(region_masks: torch.Tensor | None, b: int, frames: int) -> _MaskPyramid:
+    if region_masks is None:
+        raise ValueError("audio_tokens need region_masks (b, 3, H, W) or (b, f, 3, H, W)")
+    if region_masks.ndim == 4:
+        region_masks = region_masks.unsqueeze(1).expand(-1, frames, -1, -1, -1)
+    return _MaskPyramid(region_masks.reshape(b * frames, *region_masks.shape[2:]).float())
