@@ -18,7 +18,7 @@ log = logging.getLogger("demo")
 
 def write_source_list(media: list[Path], path: Path) -> Path:
     lines = ["# Demo sources: generated talking clips and broken inputs (see curation/fixtures.py)"]
-    lines += [str(p) for p in media]
+    lines += [str(p.resolve()) for p in media]
     lines += ["ftp://example.invalid/not-supported.mp4  # shows the unsupported_source reason"]
     path.write_text("\n".join(lines) + "\n")
     return path
