@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+import soundfile as sf
 import torch
 
 from model.net import HalloNet, build_hallo_modules
+from model.pretrained import main as pretrained_main
 from model.presets import Preset, get_preset
 
 
@@ -64,3 +67,36 @@ def batch(tiny: Preset) -> Batch:
         audio=randn(b, f, 2 * tiny.audio_window + 1, tiny.audio_layers, tiny.audio_dim),
         regions=torch.rand(b, 3, h, h, generator=gen),
     )
+
+
+ASSETS = Path(__file__).resolve().parents[2] / "curation" / "assets"
+
+
+@pytest.fixture(scope="session")
+def portrait() -> Path:
+    return ASSETS / "astronaut.jpg"
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    """Tiny random stand-ins of every pretrained base, written by the real CLI."""
+    base = tmp_path_factory.mktemp("tiny_base")
+    assert pretrained_main(["tiny", "--to", str(base)]) == 0
+    return base
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tiny_base, tmp_path_factory) -> Path:
+    """A generation-ready weights folder initialised from the tiny bases."""
+    weights = tmp_path_factory.mktemp("tiny_weights")
+    assert pretrained_main(["init", "--base", str(tiny_base), "--preset", "tiny", "--to", str(weights)]) == 0
+    return weights
+
+
+@pytest.fixture(scope="session")
+def short_speech(tmp_path_factory) -> Path:
+    """The first 1.2 s of a real speech recording (30 video frames)."""
+    data, rate = sf.read(ASSETS / "speech_0870.wav", dtype="float32")
+    path = tmp_path_factory.mktemp("speech") / "speech.wav"
+    sf.write(path, data[: int(1.2 * rate)], rate)
+    return path

@@ -1,0 +1,51 @@
+"""Audio in, video out, with PyAV (it bundles the ffmpeg libraries; no ffmpeg binary needed)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def read_audio(path: str | Path, sample_rate: int | None = None, mono: bool = True) -> tuple[np.ndarray, int]:
+    """The first audio stream as float32 (channels, samples); native rate/layout unless asked otherwise."""
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            raise ValueError(f"{path} has no audio stream")
+        stream = container.streams.audio[0]
+        rate = sample_rate or stream.codec_context.sample_rate
+        layout = "mono" if mono or stream.codec_context.channels == 1 else "stereo"
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        chunks = [out.to_ndarray() for frame in container.decode(stream) for out in resampler.resample(frame)]
+        chunks += [out.to_ndarray() for out in resampler.resample(None)]
+    if not chunks:
+        raise ValueError(f"{path}: the audio stream decodes to no samples")
+    return np.concatenate(chunks, axis=1).astype(np.float32), rate
+
+
+def write_video(
+    path: str | Path,
+    frames: np.ndarray,
+    fps: int,
+    audio: np.ndarray | None = None,
+    sample_rate: int = 16000,
+) -> None:
+    """frames (T, H, W, 3) uint8 RGB -> H.264 mp4; audio (channels, samples) float32 -> AAC, cut to the video."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height = frames.shape[2], frames.shape[1]
+        video.pix_fmt = "yuv420p"
+        sound = None
+        if audio is not None:
+            sound = container.add_stream("aac", rate=sample_rate, layout="mono" if audio.shape[0] == 1 else "stereo")
+        for frame in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        container.mux(video.encode(None))
+        if sound is not None and audio is not None:
+            samples = np.ascontiguousarray(audio[:, : int(round(len(frames) / fps * sample_rate))], np.float32)
+            chunk = av.AudioFrame.from_ndarray(samples, format="fltp", layout=sound.layout.name)
+            chunk.sample_rate = sample_rate
+            container.mux(sound.encode(chunk))
+            container.mux(sound.encode(None))

@@ -1,0 +1,99 @@
+"""Clip-by-clip sampling: DDIM with classifier-free guidance, the last generated frames carried on.
+
+For every clip of `clip_frames` frames:
+  motion frames  = the reference image repeated (first clip; training must use the same) or the
+                   last `motion_frames` decoded frames of the previous clip, VAE-encoded again;
+  conditions     = HalloNet.encode(...) once per clip, and once more with UNCONDITIONAL for CFG
+                   (no reference attention, ImageProj(0), no face locator, zero audio tokens);
+  denoise        = `steps` DDIM steps from noise drawn from one seeded CPU generator, so the same
+                   seed gives the same video on any device;
+  decode         = VAE decode; the video is trimmed to the audio's frame count at the end.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL
+from tqdm.auto import tqdm
+
+from model.net import UNCONDITIONAL, HalloNet
+from model.projections import audio_windows
+from model.scheduler import make_scheduler
+
+VAE_CHUNK = 8  # frames per VAE decode call (memory)
+
+
+@dataclass
+class Reference:
+    image: torch.Tensor  # (3, H, W) in [-1, 1]
+    face_region: torch.Tensor  # (H, W) in {0, 1}
+    regions: torch.Tensor  # (3, h, w): pose, face, lip
+    embedding: torch.Tensor  # (512,)
+
+
+@dataclass
+class SamplerSettings:
+    clip_frames: int = 16
+    motion_frames: int = 2
+    steps: int = 40
+    cfg: float = 3.5
+    audio_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # pose, face, lip
+    seed: int = 42
+
+
+class HalloPipeline:
+    def __init__(self, net: HalloNet, vae: AutoencoderKL, device: torch.device) -> None:
+        """net and vae already in the dtype to run in (load them with it: see model.weights)."""
+        self.net = net.to(device).eval()
+        self.vae = vae.to(device).eval()
+        self.device, self.dtype = device, next(net.parameters()).dtype
+        self.scale = float(vae.config.scaling_factor)
+
+    def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.vae.encode(pixels.to(self.device, self.dtype)).latent_dist.mean * self.scale
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """(1, c, f, h, w) latents -> (f, 3, H, W) pixels in [-1, 1]."""
+        frames = latents[0].transpose(0, 1) / self.scale
+        return torch.cat([self.vae.decode(chunk).sample for chunk in frames.split(VAE_CHUNK)]).clamp(-1, 1)
+
+    @torch.no_grad()
+    def __call__(self, ref: Reference, audio_features: torch.Tensor, settings: SamplerSettings, progress: bool = True) -> np.ndarray:
+        """audio_features (T, layers, dim) at the video rate -> T frames, (T, H, W, 3) uint8 RGB."""
+        total = audio_features.shape[0]
+        f, m = settings.clip_frames, settings.motion_frames
+        net, scheduler = self.net, make_scheduler()
+        generator = torch.Generator("cpu").manual_seed(settings.seed)
+        window = int(net.audio_proj.config.window)
+        image = ref.image[None].to(self.device, self.dtype)
+        ref_latents = self._encode(image)
+        inputs = dict(
+            face_embedding=ref.embedding[None].to(self.device, self.dtype),
+            face_mask=ref.face_region[None, None].expand(1, 3, -1, -1).to(self.device, self.dtype),
+            region_masks=ref.regions[None].to(self.device, self.dtype),
+        )
+        motion_pixels = image.expand(m, -1, -1, -1)
+        features = audio_features.to(self.device, self.dtype)
+        frames: list[np.ndarray] = []
+        for clip in tqdm(range(math.ceil(total / f)), desc="clips", unit="clip", disable=not progress):
+            motion = self._encode(motion_pixels)[None] if m else None
+            windows = audio_windows(features, clip * f, f, window)[None]
+            cond = net.encode(ref_latents, motion, audio_windows=windows, **inputs)
+            guided = settings.cfg != 1.0
+            uncond = net.encode(ref_latents, motion, audio_windows=windows, drop=UNCONDITIONAL, **inputs) if guided else None
+            shape = (1, ref_latents.shape[1], f, *ref_latents.shape[2:])
+            latents = torch.randn(shape, generator=generator).to(self.device, self.dtype) * scheduler.init_noise_sigma
+            scheduler.set_timesteps(settings.steps, device=self.device)
+            for t in scheduler.timesteps:
+                pred = net.denoise(latents, t, cond, settings.audio_weights)
+                if uncond is not None:
+                    null = net.denoise(latents, t, uncond, settings.audio_weights)
+                    pred = null + settings.cfg * (pred - null)
+                latents = scheduler.step(pred, t, latents).prev_sample
+            pixels = self._decode(latents)
+            motion_pixels = pixels[pixels.shape[0] - m :]
+            frames.append(((pixels.float().permute(0, 2, 3, 1) + 1) * 127.5).round().byte().cpu().numpy())
+        return np.concatenate(frames)[:total]

@@ -1,0 +1,104 @@
+"""Small random stand-ins for every pretrained base, in the real folder layout (see model.pretrained).
+
+They let tests and the demo run the exact loading code of real weights without any download:
+- unet/, vae/: diffusers save_pretrained at the preset's sizes
+- motion_module/mm_sd_v15_v2.ckpt: a state dict in AnimateDiff's layout
+- wav2vec2/: transformers Wav2Vec2Model + Wav2Vec2FeatureExtractor
+- insightface/models/: ONNX files insightface routes like the real ones (a 9-output SCRFD-style
+  detector and a 112x112 -> 512 ArcFace-style recogniser). The detector's score head is constant
+  and low, so it never finds a face and identity falls back to its documented no-face value.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from torch import nn
+from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+from model.audio_features import SAMPLE_RATE
+from model.levels import unet_levels
+from model.motion_checkpoint import to_animatediff_state_dict
+from model.motion_module import build_motion_modules
+from model.presets import Preset
+
+STRIDES = (8, 16, 32)
+ANCHORS = 2
+EMBED_DIM = 512
+
+
+class _TinyDetector(nn.Module):
+    """SCRFD's output contract: per stride, scores (N, 1), boxes (N, 4), keypoints (N, 10), N = h*w*2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 8, stride=8)
+        self.down = nn.ModuleList([nn.Identity(), nn.Conv2d(8, 8, 2, stride=2), nn.Conv2d(8, 8, 2, stride=2)])
+        self.heads = nn.ModuleList(nn.Conv2d(8, ANCHORS * n, 1) for n in (1, 4, 10))
+        nn.init.zeros_(self.heads[0].weight)
+        nn.init.constant_(self.heads[0].bias, -10.0)  # sigmoid ~ 5e-5: never a face
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        feats, x = [], self.stem(image)
+        for down in self.down:
+            x = down(x)
+            feats.append(x)
+        outs = []
+        for head, width in zip(self.heads, (1, 4, 10)):
+            for feat in feats:
+                y = head(feat).permute(0, 2, 3, 1).reshape(-1, width)
+                outs.append(torch.sigmoid(y) if width == 1 else y)
+        return tuple(outs)
+
+
+class _TinyRecogniser(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 8, stride=8)
+        self.fc = nn.Linear(8 * 14 * 14, EMBED_DIM)
+
+    def forward(self, face: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.conv(face)).flatten(1))
+
+
+def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, outputs: list[str], dynamic: dict) -> None:
+    torch.onnx.export(
+        module.eval(),
+        (example,),
+        str(path),
+        input_names=["input.1"],
+        output_names=outputs,
+        dynamic_axes=dynamic,
+        opset_version=17,
+        dynamo=False,
+    )
+
+
+def write_insightface(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"{kind}_{s}" for kind in ("score", "bbox", "kps") for s in STRIDES]
+    _export_onnx(_TinyDetector(), torch.zeros(1, 3, 128, 128), folder / "det_tiny.onnx", names,
+                 {"input.1": {2: "height", 3: "width"}, **{n: {0: "anchors"} for n in names}})
+    _export_onnx(_TinyRecogniser(), torch.zeros(1, 3, 112, 112), folder / "rec_tiny.onnx", ["embedding"],
+                 {"input.1": {0: "batch"}, "embedding": {0: "batch"}})
+
+
+def write_standins(preset: Preset, to: Path, seed: int = 0) -> None:
+    """Random base weights at the preset's sizes in the layout `python -m model.pretrained fetch` writes."""
+    torch.manual_seed(seed)
+    UNet2DConditionModel(**preset.unet).save_pretrained(to / "unet")
+    AutoencoderKL(**preset.vae).save_pretrained(to / "vae")
+    motion = build_motion_modules(
+        unet_levels(preset.unet), preset.motion_heads, preset.motion_max_len, int(preset.unet["norm_num_groups"])
+    )
+    with torch.no_grad():  # a trained module is not the identity: give proj_out weights too
+        for _, module in motion.items():
+            nn.init.normal_(module.proj_out.weight, std=0.02)
+    (to / "motion_module").mkdir(parents=True, exist_ok=True)
+    torch.save(to_animatediff_state_dict(motion), to / "motion_module" / "mm_sd_v15_v2.ckpt")
+    Wav2Vec2Model(Wav2Vec2Config(**preset.wav2vec2)).save_pretrained(to / "wav2vec2")
+    Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0, do_normalize=True, return_attention_mask=False
+    ).save_pretrained(to / "wav2vec2")
+    write_insightface(to / "insightface" / "models")
