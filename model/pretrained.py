@@ -9,7 +9,7 @@ Base folder layout (the same for real weights and stand-ins, so one loading path
     BASE/insightface/models/             antelopev2 detector (scrfd_10g_bnkps) + recogniser (glintr100)
 
     python -m model.pretrained fetch --to BASE          (needs internet and the Hugging Face hub)
-    python -m model.pretrained tiny --to BASE           (random stand-ins at the tiny preset, offline)
+    python -m model.pretrained tiny --to BASE           (random stand-ins, tiny preset by default, offline)
     python -m model.pretrained init --base BASE --preset sd15 --to WEIGHTS
         -> a generation/training-ready weights folder (model.weights): SD-1.5 in the ReferenceNet and
            the denoising UNet, AnimateDiff in the motion modules, the rest freshly initialised.
@@ -85,12 +85,6 @@ def fetch(to: Path) -> None:
     log.info("bases ready in %s", to)
 
 
-def write_tiny(to: Path, preset: Preset | None = None) -> None:
-    from model.standins import write_standins
-
-    write_standins(preset or get_preset("tiny"), to)
-
-
 def init_from_base(base: Path, preset: Preset) -> tuple[HalloModules, Preset]:
     """Hallo modules initialised from the bases: SD UNet into both UNets, AnimateDiff motion modules.
 
@@ -126,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Pretrained bases for the Hallo model (see module docstring).")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("fetch", help="download the real bases (needs internet)").add_argument("--to", type=Path, required=True)
-    tiny = sub.add_parser("tiny", help="write random tiny stand-ins in the same layout (offline)")
+    tiny = sub.add_parser("tiny", help="write random stand-ins in the same layout (offline)")
     tiny.add_argument("--to", type=Path, required=True)
+    tiny.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="sizes (sd15: full-size random weights)")
     init = sub.add_parser("init", help="build a weights folder for generation/training from a base folder")
     init.add_argument("--base", type=Path, required=True)
     init.add_argument("--preset", choices=sorted(PRESETS), default="sd15")
@@ -137,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "fetch":
         fetch(args.to)
     elif args.command == "tiny":
-        write_tiny(args.to)
+        from model.standins import write_standins  # torch.onnx export machinery, only here
+
+        write_standins(get_preset(args.preset), args.to)
     else:
         init_weights(args.base, get_preset(args.preset), args.to)
     print(f"wrote {args.to}")

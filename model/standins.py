@@ -18,6 +18,7 @@ from torch import nn
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
 from model.audio_features import SAMPLE_RATE
+from model.identity import EMBED_DIM
 from model.levels import unet_levels
 from model.motion_checkpoint import to_animatediff_state_dict
 from model.motion_module import build_motion_modules
@@ -25,7 +26,6 @@ from model.presets import Preset
 
 STRIDES = (8, 16, 32)
 ANCHORS = 2
-EMBED_DIM = 512
 
 
 class _TinyDetector(nn.Module):

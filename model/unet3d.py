@@ -85,6 +85,9 @@ class DenoisingUNet3D(ModelMixin, ConfigMixin):
         """
         b, _, frames, height, width = sample.shape
         spatial = self.spatial
+        longest = frames + max((int(v.shape[1]) for v in (motion_frames or {}).values()), default=0)
+        if temporal and longest > self.config.motion_max_len:
+            raise ValueError(f"{longest} frames (clip + motion frames) exceed the motion modules' {self.config.motion_max_len}")
         factor = 2 ** (len(spatial.down_blocks) - 1)
         if height % factor or width % factor:
             raise ValueError(f"latent size {height}x{width} must be divisible by {factor} (the UNet's downsampling)")

@@ -1,6 +1,7 @@
 """Output shapes of every module at the tiny preset, and the audio-window helper."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from model.face_locator import FaceLocator
@@ -69,3 +70,10 @@ def test_reference_features_and_unet_output_shapes(tiny_net, batch, tiny):
     with torch.no_grad():
         out = tiny_net.denoise(batch.noisy, torch.tensor([5, 900]), cond)
     assert out.shape == batch.noisy.shape
+
+
+def test_clip_plus_motion_frames_must_fit_the_positional_table(tiny_net, tiny):
+    unet = tiny_net.denoising_unet
+    motion = {"mid_block.attentions.0": torch.zeros(1, 2, 16, 64)}
+    with pytest.raises(ValueError, match="exceed"):
+        unet(torch.zeros(1, 4, 31, 8, 8), 1, torch.zeros(1, 4, 32), motion_frames=motion)
