@@ -91,7 +91,7 @@ class DenoisingUNet3D(ModelMixin, ConfigMixin):
         factor = 2 ** (len(spatial.down_blocks) - 1)
         if height % factor or width % factor:
             raise ValueError(f"latent size {height}x{width} must be divisible by {factor} (the UNet's downsampling)")
-        x = sample.transpose(1, 2).reshape(b * frames, *sample.shape[1:2], height, width)
+        x = sample.transpose(1, 2).reshape(b * frames, sample.shape[1], height, width)
         timesteps = torch.as_tensor(timestep, device=x.device).reshape(-1).expand(b).repeat_interleave(frames)
         emb = spatial.time_embedding(spatial.get_time_embed(x, timesteps))
         context = encoder_hidden_states.repeat_interleave(frames, dim=0)

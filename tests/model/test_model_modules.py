@@ -77,3 +77,14 @@ def test_clip_plus_motion_frames_must_fit_the_positional_table(tiny_net, tiny):
     motion = {"mid_block.attentions.0": torch.zeros(1, 2, 16, 64)}
     with pytest.raises(ValueError, match="exceed"):
         unet(torch.zeros(1, 4, 31, 8, 8), 1, torch.zeros(1, 4, 32), motion_frames=motion)
+
+
+def test_image_level_forward_skips_motion_and_audio_modules(tiny_net, batch):
+    """Stage-1 style: one frame, no audio, temporal=False; motion/audio weights play no part."""
+    args = (batch.noisy[:, :, :1], 10, batch.ref, None, batch.embedding, batch.face_mask)
+    with torch.no_grad():
+        before = tiny_net(*args, temporal=False)
+        for p in [*tiny_net.denoising_unet.motion_modules.parameters(), *tiny_net.denoising_unet.audio_modules.parameters()]:
+            p.add_(1.0)
+        assert torch.equal(before, tiny_net(*args, temporal=False))
+    assert before.shape == (2, 4, 1, 8, 8)
