@@ -1,0 +1,53 @@
+"""Speech presence with silero-vad on real speech, silence and music, and the vocal-separator hook."""
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from curation.config import SpeechConfig
+from curation.fixtures import SAMPLE_RATE, speech_track
+from curation.speech import load_separator, no_separation, separate, speech_ratio
+
+
+def test_real_speech_is_mostly_speech() -> None:
+    assert speech_ratio(speech_track(4.0), SAMPLE_RATE, SpeechConfig()) > 0.7
+
+
+def test_hiss_and_music_are_not_speech() -> None:
+    rng = np.random.default_rng(0)
+    hiss = rng.normal(0, 1e-3, 4 * SAMPLE_RATE).astype(np.float32)
+    t = np.arange(4 * SAMPLE_RATE) / SAMPLE_RATE
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6))  # A major, pulsing twice a second
+    music = (0.1 * chord * (1 + np.sin(2 * np.pi * 2 * t)) / 2).astype(np.float32)
+    for audio in (hiss, music, np.zeros(0, np.float32)):
+        assert speech_ratio(audio, SAMPLE_RATE, SpeechConfig()) < SpeechConfig().min_ratio
+
+
+def test_a_stricter_vad_threshold_counts_less_speech() -> None:
+    speech = speech_track(4.0) * 0.05
+    assert speech_ratio(speech, SAMPLE_RATE, SpeechConfig(vad_threshold=0.95)) <= \
+        speech_ratio(speech, SAMPLE_RATE, SpeechConfig(vad_threshold=0.3))
+
+
+@pytest.fixture
+def separators(monkeypatch) -> str:
+    """A module with separator factories, importable by name as a user's plug-in would be."""
+    module = types.ModuleType("test_separators")
+    module.scaled = lambda gain: (lambda audio, sample_rate: audio * gain)
+    module.truncating = lambda: (lambda audio, sample_rate: audio[:-1])
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    return module.__name__
+
+
+def test_separator_plugin_is_loaded_from_its_spec_with_arguments(separators) -> None:
+    audio = speech_track(0.5)
+    assert load_separator(None) is no_separation
+    halve = load_separator(f"{separators}:scaled", {"gain": 0.5})
+    np.testing.assert_allclose(separate(halve, audio, SAMPLE_RATE), audio * 0.5)
+    with pytest.raises(ValueError, match="returned"):
+        separate(load_separator(f"{separators}:truncating"), audio, SAMPLE_RATE)
+    with pytest.raises(ValueError, match="must look like"):
+        load_separator("no_colon_here")
+    with pytest.raises(AttributeError):
+        load_separator(f"{separators}:missing")

@@ -1,0 +1,177 @@
+"""Lip-sync scoring: syncnet_python's offset/confidence maths, the envelope scorer on real fixture
+landmarks, the audio correction, and the SyncNet backend loading syncnet_python-format weights."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from curation import reasons
+from curation.config import CurationConfig, SyncConfig
+from curation.faces import segment_faces
+from curation.fixtures import SAMPLE_RATE, speech_track
+from curation.media import iter_frames, probe
+from curation.pipeline import analyse, fill_missing_landmarks
+from curation.sync import (ClipSignals, EnvelopeScorer, audio_window, feature_distance_curve, judge_sync,
+                           summarize_curve)
+from curation.syncnet import SyncNetScorer, face_crops, load_syncnet, mfcc_windows
+
+HOP = SAMPLE_RATE // 25
+N = 15
+
+
+def test_offset_min_dist_and_confidence_of_a_curve() -> None:
+    lags = np.arange(-N, N + 1)
+    result = summarize_curve(np.abs(lags - 3) + 5.0)
+    # min at lag 3; the sorted |lag - 3| values put 8 in the middle of the 31
+    assert (result.offset, result.min_dist, result.confidence) == (3, 5.0, 8.0)
+    with pytest.raises(ValueError):
+        summarize_curve(np.zeros(30))
+
+
+def _syncnet_python_curve(video: torch.Tensor, audio: torch.Tensor, vshift: int) -> torch.Tensor:
+    """The curve as syncnet_python computes it (calc_pdist, then the mean over frames)."""
+    padded = torch.nn.functional.pad(audio, (0, 0, vshift, vshift))
+    dists = [torch.nn.functional.pairwise_distance(video[[i], :].repeat(2 * vshift + 1, 1), padded[i:i + 2 * vshift + 1])
+             for i in range(len(video))]
+    return torch.stack(dists, 1).mean(1)
+
+
+@pytest.mark.parametrize("lag", [-6, 0, 4])
+def test_feature_curve_matches_syncnet_python_and_the_sign_convention(lag: int) -> None:
+    rng = np.random.default_rng(0)
+    speech = rng.normal(size=(80, 16))
+    video = speech[20:60]
+    audio = speech[20 - lag:60 - lag]  # audio frame i + lag carries what video frame i shows
+    curve = feature_distance_curve(video, audio, N)
+    reference = _syncnet_python_curve(torch.from_numpy(video), torch.from_numpy(audio), N).numpy()
+    np.testing.assert_allclose(curve, reference, rtol=1e-6)
+    result = summarize_curve(curve)
+    assert result.offset == lag  # positive: the audio lags
+    assert N - int(np.argmin(reference)) == -lag  # what syncnet_python prints as "AV offset"
+    assert result.min_dist < 1 and result.confidence > 3  # zero padding: the edge frames still count
+
+
+def test_audio_window_moves_lagging_audio_back_in_sync() -> None:
+    speech = np.arange(1, 41, dtype=np.float32).repeat(HOP)  # frame k of speech holds the value k + 1
+    late = audio_window(speech, -3, 37, HOP)  # the same track 3 frames late (zeros first)
+    assert late[:3 * HOP].max() == 0 and late[3 * HOP] == 1
+    np.testing.assert_array_equal(audio_window(late, 5 + 3, 25 + 3, HOP), speech[5 * HOP:25 * HOP])
+    assert audio_window(speech, 38, 42, HOP)[2 * HOP:].max() == 0  # past the end: zeros
+
+
+@pytest.fixture(scope="module")
+def in_sync_landmarks(fixture_by_variant) -> np.ndarray:
+    """(frames, 478, 2) pixel landmarks of the in_sync fixture, from the real face step."""
+    info = probe(fixture_by_variant["in_sync"].path, CurationConfig().media)
+    analysis = analyse(info, CurationConfig())
+    (span,) = segment_faces(analysis.faces, 0, CurationConfig().faces, info.fps)
+    return fill_missing_landmarks(span.landmarks)[..., :2] * np.array([info.width, info.height], np.float32)
+
+
+def _signals(landmarks: np.ndarray, audio: np.ndarray) -> ClipSignals:
+    return ClipSignals(landmarks, audio, SAMPLE_RATE, 25, lambda: [])
+
+
+@pytest.mark.parametrize("shift", [-7, -2, 0, 3, 5, 10])
+def test_envelope_scorer_recovers_a_known_shift(in_sync_landmarks, shift: int) -> None:
+    frames = len(in_sync_landmarks)
+    speech = speech_track(frames / 25 + 1)  # the fixture's mouth follows this speech from frame 0
+    scorer = EnvelopeScorer()
+    result = scorer.score(_signals(in_sync_landmarks, audio_window(speech, -shift, frames - shift, HOP)), N)
+    assert abs(result.offset - shift) <= 1 and result.confidence > scorer.default_min_confidence, result
+
+
+def test_envelope_scorer_rejects_unrelated_speech(in_sync_landmarks) -> None:
+    frames = len(in_sync_landmarks)
+    speech = speech_track(60.0)
+    period = 357  # frames after which the bundled speech repeats: skip windows that hold the real match
+    starts = [s for s in range(frames, 1400, 50) if min(s % period, period - s % period) > 2 * N]
+    scorer = EnvelopeScorer()
+    confidences = [scorer.score(_signals(in_sync_landmarks, audio_window(speech, s, s + frames, HOP)), N).confidence
+                   for s in starts]
+    assert len(confidences) >= 15
+    assert sum(c >= scorer.default_min_confidence for c in confidences) <= 1, np.round(confidences, 2)
+    assert np.median(confidences) < 3.5
+
+
+def test_judge_sync_thresholds() -> None:
+    scorer = EnvelopeScorer()
+    ok = summarize_curve(-np.eye(2 * N + 1)[N + 2] * 9)  # offset 2, confidence 9
+    assert judge_sync(ok, SyncConfig(), scorer) is None
+    assert judge_sync(ok, SyncConfig(max_abs_offset=1), scorer) == reasons.OUT_OF_SYNC
+    assert judge_sync(ok, SyncConfig(min_confidence=10.0), scorer) == reasons.OUT_OF_SYNC
+    weak = summarize_curve(-np.eye(2 * N + 1)[N] * 4)
+    assert judge_sync(weak, SyncConfig(), scorer) == reasons.OUT_OF_SYNC  # envelope default 4.5
+    assert judge_sync(weak, SyncConfig(min_confidence=3.0), scorer) is None
+
+
+def _syncnet_python_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random weights under the names and shapes syncnet_python's SyncNetModel.S gives them."""
+    gen = torch.Generator().manual_seed(seed)
+    convs = {
+        "netcnnaud": {0: (64, 1, 3, 3), 4: (192, 64, 3, 3), 8: (384, 192, 3, 3), 11: (256, 384, 3, 3),
+                      14: (256, 256, 3, 3), 18: (512, 256, 5, 4)},
+        "netcnnlip": {0: (96, 3, 5, 7, 7), 4: (256, 96, 1, 5, 5), 8: (256, 256, 1, 3, 3), 11: (256, 256, 1, 3, 3),
+                      14: (256, 256, 1, 3, 3), 18: (512, 256, 1, 6, 6)},
+    }
+    state: dict[str, torch.Tensor] = {}
+
+    def norm(prefix: str, channels: int) -> None:
+        state[f"{prefix}.weight"] = 1 + 0.1 * torch.randn(channels, generator=gen)
+        state[f"{prefix}.bias"] = 0.1 * torch.randn(channels, generator=gen)
+        state[f"{prefix}.running_mean"] = 0.1 * torch.randn(channels, generator=gen)
+        state[f"{prefix}.running_var"] = 1 + torch.rand(channels, generator=gen)
+        state[f"{prefix}.num_batches_tracked"] = torch.tensor(1000)
+
+    for net, layers in convs.items():
+        for index, shape in layers.items():
+            state[f"{net}.{index}.weight"] = torch.randn(shape, generator=gen) / np.sqrt(np.prod(shape[1:]))
+            state[f"{net}.{index}.bias"] = torch.zeros(shape[0])
+            norm(f"{net}.{index + 1}", shape[0])
+    for net in ("netfcaud", "netfclip"):
+        state[f"{net}.0.weight"] = torch.randn(512, 512, generator=gen) / np.sqrt(512)
+        state[f"{net}.0.bias"] = torch.zeros(512)
+        norm(f"{net}.1", 512)
+        state[f"{net}.3.weight"] = torch.randn(1024, 512, generator=gen) / np.sqrt(512)
+        state[f"{net}.3.bias"] = torch.zeros(1024)
+    return state
+
+
+@pytest.fixture(scope="module")
+def syncnet_weights(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("syncnet") / "syncnet_v2.model"
+    torch.save(_syncnet_python_state_dict(), path)
+    return path
+
+
+def test_syncnet_python_weights_load_into_the_architecture(syncnet_weights, tmp_path) -> None:
+    model = load_syncnet(syncnet_weights)
+    expected = _syncnet_python_state_dict()
+    assert set(model.state_dict()) == set(expected)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+    with torch.no_grad():
+        assert model.forward_lip(torch.zeros(2, 3, 5, 224, 224)).shape == (2, 1024)
+        assert model.forward_aud(torch.zeros(2, 1, 13, 20)).shape == (2, 1024)
+    broken = {k: v for k, v in expected.items() if not k.startswith("netfclip")}
+    torch.save(broken, tmp_path / "broken.model")
+    with pytest.raises(ValueError, match="not a syncnet_python SyncNet state dict"):
+        load_syncnet(tmp_path / "broken.model")
+    with pytest.raises(FileNotFoundError):
+        load_syncnet(tmp_path / "missing.model")
+
+
+def test_syncnet_scorer_runs_the_syncnet_python_recipe(syncnet_weights, in_sync_landmarks, fixture_by_variant) -> None:
+    frames = 12  # 7 windows of 5 frames: enough to exercise the whole path on the CPU in seconds
+    info = probe(fixture_by_variant["in_sync"].path, CurationConfig().media)
+    crops = [frame for _, frame in iter_frames(info, 0, frames)]
+    landmarks = in_sync_landmarks[:frames]
+    faces = face_crops(crops, landmarks)
+    assert faces.shape == (frames, 224, 224, 3) and faces.dtype == np.uint8
+    windows = mfcc_windows(speech_track(1.0)[:frames * HOP], SAMPLE_RATE, frames - 5)
+    assert windows.shape == (frames - 5, 1, 13, 20)
+    result = SyncNetScorer(syncnet_weights).score(
+        ClipSignals(landmarks, speech_track(1.0)[:frames * HOP], SAMPLE_RATE, 25, lambda: crops), max_offset=3)
+    assert result.curve.shape == (7,) and np.isfinite(result.curve).all()
+    assert -3 <= result.offset <= 3 and result.confidence >= 0
