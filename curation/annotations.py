@@ -1,0 +1,87 @@
+"""Training annotations written into every accepted sample, so training never preprocesses video.
+
+The definitions live in `model/` and are shared with generation: masks (`model.masks`), the
+identity embedding (`model.identity`) and the 25 fps wav2vec2 features (`model.audio_features`).
+The models load once per worker process (`Annotator`); `check_model_dirs` lets the entry point
+fail at start-up when a folder is missing instead of failing every source.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from curation import schema
+from curation.config import AnnotationsConfig
+from orchestration.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+IDENTITY_TRIES = 3  # frames (first, middle, last) tried until the detector finds the face
+
+
+def check_model_dirs(cfg: AnnotationsConfig) -> None:
+    """Raise ConfigError naming the key when a model folder is unset, missing or lacks its files."""
+    hint = ("get them with `python -m model.pretrained fetch --to BASE` (or `tiny --to BASE` for random "
+            "stand-ins), or set annotations.enabled=false")
+    folders = {"annotations.wav2vec2_dir": (cfg.wav2vec2_dir, "config.json", "BASE/wav2vec2"),
+               "annotations.insightface_dir": (cfg.insightface_dir, "*.onnx", "BASE/insightface/models")}
+    for key, (folder, pattern, example) in folders.items():
+        if not folder:
+            raise ConfigError(f"config key '{key}' is not set: annotations need a local model folder ({example}); {hint}")
+        if not Path(folder).is_dir() or not any(Path(folder).glob(pattern)):
+            raise ConfigError(f"config key '{key}': {folder} is not a model folder (no {pattern}); {hint}")
+
+
+class Annotator:
+    """wav2vec2 and insightface, loaded once; `annotate` turns one clip into its annotation entries."""
+
+    def __init__(self, cfg: AnnotationsConfig) -> None:
+        from model.audio_features import load_wav2vec2
+        from model.identity import IdentityEncoder
+
+        check_model_dirs(cfg)
+        self.cfg = cfg
+        self.wav2vec2, self.extractor = load_wav2vec2(cfg.wav2vec2_dir)
+        self.identity = IdentityEncoder(cfg.insightface_dir)
+        log.info("annotation models loaded: wav2vec2 %s, insightface %s", cfg.wav2vec2_dir, cfg.insightface_dir)
+
+    def audio_features(self, vocals: np.ndarray, fps: int, frames: int) -> np.ndarray:
+        """(frames, layers, dim) float16: one row per video frame."""
+        from model.audio_features import wav2vec2_features
+
+        features = wav2vec2_features(vocals, self.wav2vec2, self.extractor, fps).numpy()
+        if len(features) != frames:
+            raise ValueError(f"wav2vec2 gave {len(features)} feature frames for a {frames}-frame clip")
+        return features.astype(np.float16)
+
+    def face_embedding(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, bool]:
+        """Embedding of the first of a few evenly spread frames where a face is detected (zero if none)."""
+        embedding, found = None, False
+        for index in np.unique(np.linspace(0, len(crops) - 1, IDENTITY_TRIES).round().astype(int)):
+            embedding, found = self.identity.embed(crops[index])
+            if found:
+                break
+        return embedding, found
+
+    def annotate(self, crops: Sequence[np.ndarray], landmarks: np.ndarray, vocals: np.ndarray,
+                 fps: int) -> tuple[dict[str, bytes], bool]:
+        """Sample entries for one clip and whether the identity embedding is of a detected face.
+
+        crops: the (size, size, 3) RGB frames as stored; landmarks: (frames, 478, 2) in crop pixels;
+        vocals: the stored clip's speech (after any vocal separation), frames * rate / fps samples.
+        """
+        from model.masks import region_masks
+
+        size = crops[0].shape[0]
+        soft = self.cfg.soft_mask_size
+        masks = region_masks(landmarks, (size, size), (soft, soft))
+        embedding, found = self.face_embedding(crops)
+        return {
+            schema.KEY_AUDIO_FEATURES: schema.encode_npy(self.audio_features(vocals, fps, len(landmarks))),
+            schema.KEY_FACE_EMB: schema.encode_npy(embedding.astype(np.float32)),
+            schema.KEY_FACE_MASK: schema.encode_png((masks.face_region * 255).astype(np.uint8)),
+            schema.KEY_REGION_MASKS: schema.encode_npy(masks.regions.astype(np.float16)),
+        }, found
