@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from orchestration.config import ConfigError, opt, section
 
@@ -69,6 +69,36 @@ class ClipsConfig:
 
 
 @dataclass
+class SpeechConfig:
+    min_ratio: float = opt(0.5, "clips whose share of voiced audio (silero-vad) is below this are `no_speech`")
+    vad_threshold: float = opt(0.5, "silero-vad speech probability above which a 32 ms window counts as speech")
+    separator: Optional[str] = opt(None, "vocal separator as 'module:factory' (see README); null = use the audio as it is")
+    separator_args: dict[str, Any] = opt({}, "keyword arguments for the separator factory, e.g. {model_dir: /models/uvr}")
+
+
+@dataclass
+class SyncConfig:
+    backend: Literal["envelope", "syncnet"] = opt(
+        "envelope", "lip-sync scorer: 'envelope' (mouth opening vs speech loudness, no weights) or 'syncnet'")
+    weights: Optional[str] = opt(None, "syncnet_python-format SyncNet weights file (syncnet_v2.model) for backend syncnet")
+    max_offset: int = opt(15, "audio-video offsets searched, in frames, each way (+-0.6 s at 25 fps)")
+    min_confidence: Optional[float] = opt(
+        None, "clips scoring below this are `out_of_sync`; null = the backend's default (envelope 4.5, syncnet 3.0)")
+    max_abs_offset: int = opt(6, "clips whose detected offset exceeds this many frames either way are `out_of_sync`; "
+                                 "smaller offsets are corrected by shifting the audio (LatentSync: 6)")
+
+
+@dataclass
+class AnnotationsConfig:
+    enabled: bool = opt(True, "write the training annotations (masks, face embedding, audio features) into every sample")
+    wav2vec2_dir: Optional[str] = opt(None, "local wav2vec2 folder, facebook/wav2vec2-base-960h layout (BASE/wav2vec2)")
+    insightface_dir: Optional[str] = opt(
+        None, "local folder with the insightface detector and ArcFace .onnx files, antelopev2 or buffalo_l "
+              "(BASE/insightface/models)")
+    soft_mask_size: int = opt(64, "side of the soft lip / face / pose masks (Hallo: 64)")
+
+
+@dataclass
 class ShardsConfig:
     max_samples: int = opt(200, "samples per shard before a new one starts")
     max_mb: float = opt(1024.0, "shard size before a new one starts")
@@ -90,6 +120,9 @@ class CurationConfig:
     faces: FacesConfig = section(FacesConfig, "face detection, tracking and cropping")
     quality: QualityConfig = section(QualityConfig, "quality filters")
     clips: ClipsConfig = section(ClipsConfig, "clip lengths")
+    speech: SpeechConfig = section(SpeechConfig, "speech presence and vocal separation")
+    sync: SyncConfig = section(SyncConfig, "lip-sync scoring and filtering")
+    annotations: AnnotationsConfig = section(AnnotationsConfig, "training annotations per sample")
     shards: ShardsConfig = section(ShardsConfig, "WebDataset output")
     run: RunConfig = section(RunConfig, "Ray scheduling")
 
@@ -102,3 +135,16 @@ class CurationConfig:
             raise ConfigError("config key 'faces.output_size' must be a multiple of 8, at least 64")
         if self.media.fps <= 0 or self.media.sample_rate <= 0:
             raise ConfigError("config keys 'media.fps'/'media.sample_rate' must be positive")
+        if 16000 % self.media.fps:
+            raise ConfigError("config key 'media.fps' must divide 16000 (a whole number of audio samples per frame); Hallo uses 25")
+        if self.sync.backend == "syncnet" and self.media.fps != 25:
+            raise ConfigError("config key 'media.fps' must be 25 with sync.backend=syncnet (SyncNet's MFCC windows assume it)")
+        if self.media.sample_rate != 16000:
+            raise ConfigError("config key 'media.sample_rate' must be 16000: silero-vad, SyncNet and wav2vec2 expect 16 kHz")
+        if not 0 <= self.speech.min_ratio <= 1:
+            raise ConfigError("config key 'speech.min_ratio' must be in [0, 1]")
+        if not 0 <= self.sync.max_abs_offset <= self.sync.max_offset or self.sync.max_offset < 1:
+            raise ConfigError("config keys 'sync.max_offset'/'sync.max_abs_offset' need 0 <= max_abs_offset <= max_offset, "
+                              "max_offset >= 1")
+        if self.sync.backend == "syncnet" and not self.sync.weights:
+            raise ConfigError("config key 'sync.weights' must name a SyncNet weights file when sync.backend=syncnet")

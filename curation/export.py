@@ -1,16 +1,15 @@
-"""Encode accepted clips into WebDataset samples: the face crop as H.264, the speech as WAV."""
+"""Encode accepted clips into WebDataset samples: the face crops as H.264, the speech as WAV."""
 from __future__ import annotations
 
 import io
 from fractions import Fraction
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import av
 import numpy as np
 import soundfile as sf
 
 from curation import schema
-from curation.faces import crop_frame
 
 
 def encode_video(frames: Iterable[np.ndarray], fps: int, crf: int) -> bytes:
@@ -40,18 +39,18 @@ def encode_wav(audio: np.ndarray, sample_rate: int) -> bytes:
 
 def build_sample(
     meta: schema.ClipMeta,
-    frames: Iterable[np.ndarray],
-    boxes: np.ndarray,
+    crops: Iterable[np.ndarray],
     landmarks_crop: np.ndarray,
     audio: np.ndarray,
     crf: int,
+    annotations: Mapping[str, bytes],
 ) -> dict[str, bytes | str]:
-    """One shard sample: crops every source frame with its smoothed box and encodes the clip."""
-    crops = (crop_frame(frame, box, meta.size) for frame, box in zip(frames, boxes))
+    """One shard sample: the cropped frames as H.264, the audio as WAV, landmarks, metadata and annotations."""
     return {
         "__key__": meta.clip_id,
         schema.KEY_VIDEO: encode_video(crops, meta.fps, crf),
         schema.KEY_AUDIO: encode_wav(audio, meta.sample_rate),
         schema.KEY_LANDMARKS: schema.encode_npy(landmarks_crop.astype(np.float16)),
         schema.KEY_META: meta.to_json(),
+        **annotations,
     }

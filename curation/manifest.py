@@ -12,14 +12,16 @@ import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation import reasons
 
-METRIC_COLUMNS = ("face_px", "sharpness", "brightness", "yaw_deg", "pitch_deg", "det_score", "landmark_presence")
+METRIC_COLUMNS = ("face_px", "sharpness", "brightness", "yaw_deg", "pitch_deg", "det_score", "landmark_presence",
+                  "speech_ratio", "sync_confidence", "sync_min_dist")
+INT_COLUMNS = ("sync_offset",)
 
 
 @dataclass
@@ -44,12 +46,21 @@ class ManifestRow:
     pitch_deg: Optional[float] = None
     det_score: Optional[float] = None
     landmark_presence: Optional[float] = None
+    # speech and lip-sync: set for every clip that passed the quality step (sync only if it had speech)
+    speech_ratio: Optional[float] = None
+    sync_offset: Optional[int] = None  # frames the audio lagged the video; accepted clips are stored corrected
+    sync_confidence: Optional[float] = None
+    sync_min_dist: Optional[float] = None
 
 
 _FLOAT_COLUMNS = {"start_s", "end_s", "source_duration_s", *METRIC_COLUMNS}
-SCHEMA = pa.schema(
-    [pa.field(f.name, pa.float64() if f.name in _FLOAT_COLUMNS else pa.string()) for f in fields(ManifestRow)]
-)
+
+
+def _column_type(name: str) -> pa.DataType:
+    return pa.float64() if name in _FLOAT_COLUMNS else pa.int64() if name in INT_COLUMNS else pa.string()
+
+
+SCHEMA = pa.schema([pa.field(f.name, _column_type(f.name)) for f in fields(ManifestRow)])
 
 
 def status_for(reason: Optional[str]) -> str:
@@ -116,15 +127,21 @@ def summarize(rows: list[ManifestRow], wall_s: float) -> dict[str, Any]:
 
 
 def funnel_stages(rows: list[ManifestRow]) -> list[tuple[str, float]]:
-    """Seconds of video left after each step: source -> decodable -> candidate clips -> accepted."""
+    """Seconds of video left after each step: source -> decodable -> candidate clips -> good faces
+    (reached the speech step) -> accepted (speech, in sync, annotated)."""
     source_s = {r.source_id: r.source_duration_s or 0.0 for r in rows}
     decoded = {r.source_id for r in rows if r.clip_id is not None}
-    clip_s = [((r.end_s or 0) - (r.start_s or 0), r.status) for r in rows if r.clip_id is not None]
+    clips = [r for r in rows if r.clip_id is not None]
+
+    def seconds(keep: Callable[[ManifestRow], bool]) -> float:
+        return sum((r.end_s or 0) - (r.start_s or 0) for r in clips if keep(r))
+
     return [
         ("sources", sum(source_s.values())),
         ("decoded, with shots", sum(source_s[s] for s in decoded)),
-        ("face segments", sum(d for d, _ in clip_s)),
-        ("accepted clips", sum(d for d, status in clip_s if status == "accepted")),
+        ("face segments", seconds(lambda r: True)),
+        ("passed face quality", seconds(lambda r: r.speech_ratio is not None)),
+        ("accepted clips", seconds(lambda r: r.status == "accepted")),
     ]
 
 

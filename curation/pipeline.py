@@ -1,26 +1,29 @@
 """One source through the whole data path; plain function, no Ray (orchestration schedules it).
 
 sources -> download -> media -> scenes + faces + frame quality (one low-resolution decode) ->
-clips (split, judge) -> export (one full-resolution decode of the accepted spans) -> shards.
+clips (split, judge) -> speech + lip-sync (from the landmarks and audio already decoded) ->
+annotations -> shards (one full-resolution decode of each clip that reaches them).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
 from curation import reasons, schema
+from curation.annotations import Annotator, check_model_dirs
 from curation.clips import Candidate, clip_id, split_range, too_short
 from curation.config import CurationConfig
 from curation.download import Downloaded, download
 from curation.export import build_sample
-from curation.faces import FaceAnalyzer, FaceSpan, FrameFaces, crop_boxes, landmarks_to_crop, segment_faces
+from curation.faces import FaceAnalyzer, FaceSpan, FrameFaces, crop_boxes, crop_frame, landmarks_to_crop, segment_faces
 from curation.manifest import ManifestRow, source_row, status_for, write_part
 from curation.media import MediaInfo, iter_frames, load_audio, probe
 from curation.quality import clip_metrics, frame_metrics, judge
@@ -28,6 +31,9 @@ from curation.reasons import Rejected
 from curation.scenes import ShotDetector
 from curation.shards import SourceShardWriter
 from curation.sources import Source
+from curation.speech import VocalSeparator, load_separator, separate, separator_factory, speech_ratio
+from curation.sync import ClipSignals, SyncScorer, audio_window, judge_sync, make_scorer
+from orchestration.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +103,48 @@ def _provenance_columns(provenance: dict) -> dict[str, Optional[str]]:
     }
 
 
+@dataclass
+class ClipModels:
+    """The heavy per-clip helpers of one worker process."""
+
+    separator: VocalSeparator
+    scorer: SyncScorer
+    annotator: Optional[Annotator]  # None when annotations.enabled is false
+
+
+_MODELS: dict[str, ClipModels] = {}
+
+
+def clip_models(cfg: CurationConfig) -> ClipModels:
+    """Built once per process (a Ray worker runs many sources) for the config's model settings."""
+    key = repr((cfg.speech, cfg.sync, cfg.annotations))
+    if key not in _MODELS:
+        _MODELS.clear()
+        _MODELS[key] = ClipModels(
+            separator=load_separator(cfg.speech.separator, cfg.speech.separator_args),
+            scorer=make_scorer(cfg.sync),
+            annotator=Annotator(cfg.annotations) if cfg.annotations.enabled else None,
+        )
+    return _MODELS[key]
+
+
+def preflight(cfg: CurationConfig) -> None:
+    """Cheap start-up checks of what `clip_models` will load; raises ConfigError naming the key.
+
+    Entry points call it before scheduling work, so a missing model folder is one clear error
+    instead of a failure in every source.
+    """
+    if cfg.annotations.enabled:
+        check_model_dirs(cfg.annotations)
+    if cfg.sync.backend == "syncnet" and not Path(cfg.sync.weights or "").is_file():
+        raise ConfigError(f"config key 'sync.weights': no SyncNet weights file at {cfg.sync.weights}")
+    if cfg.speech.separator:
+        try:
+            separator_factory(cfg.speech.separator)
+        except (ImportError, AttributeError, ValueError) as err:
+            raise ConfigError(f"config key 'speech.separator': cannot import {cfg.speech.separator!r}: {err}") from err
+
+
 def process_source(source: Source, out_dir: Path, cfg: CurationConfig) -> list[ManifestRow]:
     """Run one source end to end, write its shards, and return its manifest rows.
 
@@ -136,9 +184,9 @@ def _export(
     cfg: CurationConfig,
     base: dict,
 ) -> list[ManifestRow]:
+    models = clip_models(cfg)
     writer = SourceShardWriter(out_dir / "shards", source.source_id, cfg.shards)
     rows: list[ManifestRow] = []
-    samples_per_frame = cfg.media.sample_rate / info.fps
     try:
         for shot_start, shot_end in analysis.shots:
             for span in segment_faces(analysis.faces[shot_start:shot_end], shot_start, cfg.faces, info.fps):
@@ -147,8 +195,8 @@ def _export(
                     shard = None
                     if cand.reason is None and boxes_px is not None:
                         local = slice(cand.span_offset, cand.span_offset + cand.end - cand.start)
-                        shard = _write_clip(writer, source, downloaded, info, cand, boxes_px[local],
-                                            span.landmarks[local], audio, samples_per_frame, cfg)
+                        cand, shard = _finish_clip(writer, source, downloaded, info, cand, boxes_px[local],
+                                                   span.landmarks[local], audio, cfg, models)
                     rows.append(ManifestRow(
                         source=source.raw, source_id=source.source_id, clip_id=cand.clip_id,
                         status=status_for(cand.reason), reason=cand.reason,
@@ -162,7 +210,28 @@ def _export(
     return rows
 
 
-def _write_clip(
+def _crop_loader(info: MediaInfo, cand: Candidate, boxes: np.ndarray, size: int) -> Callable[[], list[np.ndarray]]:
+    """The clip's output crops from one full-resolution decode of its span, done on first use only."""
+
+    @functools.cache
+    def crops() -> list[np.ndarray]:
+        return [crop_frame(frame, box, size) for (_, frame), box in zip(iter_frames(info, cand.start, cand.end), boxes)]
+
+    return crops
+
+
+def speech_and_sync(clip: ClipSignals, cfg: CurationConfig, scorer: SyncScorer) -> tuple[Optional[str], dict[str, float], int]:
+    """The speech step, then the lip-sync step: (reason or None, their metrics, detected audio offset)."""
+    ratio = speech_ratio(clip.audio, clip.sample_rate, cfg.speech)
+    if ratio < cfg.speech.min_ratio:
+        return reasons.NO_SPEECH, {"speech_ratio": ratio}, 0
+    result = scorer.score(clip, cfg.sync.max_offset)
+    metrics = {"speech_ratio": ratio, "sync_offset": result.offset, "sync_confidence": result.confidence,
+               "sync_min_dist": result.min_dist}
+    return judge_sync(result, cfg.sync, scorer), metrics, result.offset
+
+
+def _finish_clip(
     writer: SourceShardWriter,
     source: Source,
     downloaded: Downloaded,
@@ -171,20 +240,42 @@ def _write_clip(
     boxes: np.ndarray,
     landmarks: np.ndarray,
     audio: np.ndarray,
-    samples_per_frame: float,
     cfg: CurationConfig,
-) -> str:
-    size = cfg.faces.output_size
+    models: ClipModels,
+) -> tuple[Candidate, Optional[str]]:
+    """Speech and lip-sync checks of a clip that passed quality; if it passes, its annotated sample.
+
+    Returns the candidate with its verdict and new metrics, and the shard it went to (None if rejected).
+    """
+    size, frames, rate = cfg.faces.output_size, cand.end - cand.start, cfg.media.sample_rate
+    hop = rate // info.fps
     landmarks_crop = landmarks_to_crop(fill_missing_landmarks(landmarks), boxes, info.width, info.height, size)
+    crops = _crop_loader(info, cand, boxes, size)
+    # One separation covers the clip and every shift a sync correction may apply.
+    pad = cfg.sync.max_abs_offset
+    mixture = audio_window(audio, cand.start - pad, cand.end + pad, hop)
+    vocals = separate(models.separator, mixture, rate)
+
+    def shifted(signal: np.ndarray, offset: int) -> np.ndarray:
+        return signal[(pad + offset) * hop:(pad + offset + frames) * hop]
+
+    reason, metrics, offset = speech_and_sync(ClipSignals(landmarks_crop, shifted(vocals, 0), rate, info.fps, crops),
+                                              cfg, models.scorer)
+    cand = replace(cand, reason=reason, metrics={**cand.metrics, **metrics})
+    if reason is not None:
+        return cand, None
+    annotations, face_found = (models.annotator.annotate(crops(), landmarks_crop, shifted(vocals, offset), info.fps)
+                               if models.annotator else ({}, False))
     meta = schema.ClipMeta(
         clip_id=cand.clip_id, source=source.raw, source_id=source.source_id,
-        start_s=cand.start / info.fps, end_s=cand.end / info.fps, num_frames=cand.end - cand.start,
-        fps=info.fps, sample_rate=cfg.media.sample_rate, size=size,
+        start_s=cand.start / info.fps, end_s=cand.end / info.fps, num_frames=frames,
+        fps=info.fps, sample_rate=rate, size=size,
         crop_boxes=np.round(boxes, 2).tolist(), metrics=cand.metrics, provenance=downloaded.provenance,
+        sync_backend=models.scorer.name, audio_shift_frames=offset, vocal_separator=cfg.speech.separator,
+        annotated=models.annotator is not None, face_found=face_found,
     )
-    frames = (frame for _, frame in iter_frames(info, cand.start, cand.end))
-    clip_audio = audio[int(round(cand.start * samples_per_frame)):int(round(cand.end * samples_per_frame))]
-    return writer.write(build_sample(meta, frames, boxes, landmarks_crop, clip_audio, cfg.shards.video_crf))
+    sample = build_sample(meta, crops(), landmarks_crop, shifted(mixture, offset), cfg.shards.video_crf, annotations)
+    return cand, writer.write(sample)
 
 
 def process_source_safely(source: Source, out_dir: Path, cfg: CurationConfig) -> list[ManifestRow]:

@@ -15,6 +15,8 @@ BLURRY = "blurry"
 TOO_DARK = "too_dark"
 OVEREXPOSED = "overexposed"
 EXTREME_POSE = "extreme_pose"
+NO_SPEECH = "no_speech"
+OUT_OF_SYNC = "out_of_sync"
 INTERNAL_ERROR = "internal_error"
 WORKER_CRASHED = "worker_crashed"
 
@@ -37,6 +39,9 @@ REASONS: dict[str, str] = {
     TOO_DARK: "the face is too dark (quality.min_brightness)",
     OVEREXPOSED: "the face is too bright (quality.max_brightness)",
     EXTREME_POSE: "the head turns or tilts beyond quality.max_yaw_deg / max_pitch_deg",
+    NO_SPEECH: "too little speech in the clip's audio (speech.min_ratio; silence, music only)",
+    OUT_OF_SYNC: "lips and speech do not match: sync confidence below sync.min_confidence, "
+                 "or the offset beyond sync.max_abs_offset",
     INTERNAL_ERROR: "an unexpected error in our code; the detail column holds the exception",
     WORKER_CRASHED: "the worker process died (OOM, kill) more often than run.max_retries",
 }

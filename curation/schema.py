@@ -2,31 +2,48 @@
 
 A sample is one clip. Keys inside the tar are `<clip_id>.<ext>`:
 
-| ext             | content                                                                  |
-|-----------------|--------------------------------------------------------------------------|
-| `mp4`           | H.264 video, `faces.output_size` square, 25 fps, no audio track          |
-| `wav`           | 16 kHz mono PCM-16 speech, same duration as the video                    |
-| `landmarks.npy` | float16 (frames, 478, 2): face-mesh points in output-crop pixels        |
-| `json`          | `ClipMeta`: source, span in the source, crop boxes, metrics, provenance  |
+| ext                  | content                                                                    |
+|----------------------|----------------------------------------------------------------------------|
+| `mp4`                | H.264 video, `faces.output_size` square, 25 fps, no audio track            |
+| `wav`                | 16 kHz mono PCM-16 audio, same duration as the video, in sync (corrected)  |
+| `landmarks.npy`      | float16 (frames, 478, 2): face-mesh points in output-crop pixels          |
+| `json`               | `ClipMeta`: source, span, crop boxes, metrics, sync, provenance            |
+| `audio_features.npy` | float16 (frames, layers, dim): wav2vec2 hidden states of every transformer |
+|                      | layer at 25 fps, one row per video frame (model.audio_features)           |
+| `face_emb.npy`       | float32 (512,): insightface ArcFace embedding of the clip's face, zeros    |
+|                      | when no face was detected (`ClipMeta.face_found`; model.identity)         |
+| `face_mask.png`      | uint8 (size, size) 0/255: the face region over the clip, face-locator input |
+| `region_masks.npy`   | float16 (3, 64, 64) in [0, 1]: soft pose (background), face-minus-lip and  |
+|                      | lip masks for the hierarchical audio attention (model.masks)              |
 
+The last four (`ANNOTATION_KEYS`) are present when `ClipMeta.annotated` (curation's default).
 `SCHEMA_VERSION` is bumped whenever a key is added or changes meaning; readers check it.
+Version 2 added the annotation keys and the speech/sync fields of `ClipMeta`.
 """
 from __future__ import annotations
 
 import io
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Optional
 
+import cv2
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 KEY_VIDEO = "mp4"
 KEY_AUDIO = "wav"
 KEY_LANDMARKS = "landmarks.npy"
 KEY_META = "json"
+KEY_AUDIO_FEATURES = "audio_features.npy"
+KEY_FACE_EMB = "face_emb.npy"
+KEY_FACE_MASK = "face_mask.png"
+KEY_REGION_MASKS = "region_masks.npy"
 REQUIRED_KEYS = (KEY_VIDEO, KEY_AUDIO, KEY_LANDMARKS, KEY_META)
+ANNOTATION_KEYS = (KEY_AUDIO_FEATURES, KEY_FACE_EMB, KEY_FACE_MASK, KEY_REGION_MASKS)
+EMBED_DIM = 512
+REGION_CHANNELS = ("pose", "face", "lip")  # order of region_masks.npy
 
 
 @dataclass
@@ -43,6 +60,13 @@ class ClipMeta:
     crop_boxes: list[list[float]]  # per frame [x0, y0, side] in source pixels, after smoothing
     metrics: dict[str, float]
     provenance: dict[str, Any] = field(default_factory=dict)
+    sync_backend: str = ""  # scorer that measured metrics sync_offset / sync_confidence
+    # the stored wav starts this many frames later in the source than the video (the detected
+    # sync offset, corrected; negative: earlier), so audio and lips match
+    audio_shift_frames: int = 0
+    vocal_separator: Optional[str] = None  # speech.separator that produced the audio features' input
+    annotated: bool = False  # the sample carries ANNOTATION_KEYS
+    face_found: bool = False  # face_emb.npy is of a detected face (False: the zero embedding)
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:
@@ -67,13 +91,45 @@ def decode_npy(raw: bytes) -> np.ndarray:
     return np.load(io.BytesIO(raw), allow_pickle=False)
 
 
-def check_sample(sample: dict[str, Any]) -> ClipMeta:
-    """Validate a raw webdataset sample dict (bytes values) and return its metadata."""
+def encode_png(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise ValueError(f"cannot encode a {image.shape} {image.dtype} array as PNG")
+    return buf.tobytes()
+
+
+def decode_png(raw: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def _expect(meta: ClipMeta, what: str, ok: bool, got: Any) -> None:
+    if not ok:
+        raise ValueError(f"sample {meta.clip_id}: {what} {got} does not fit {meta.num_frames} frames of {meta.size} px")
+
+
+def check_sample(sample: dict[str, Any], require_annotations: bool = True) -> ClipMeta:
+    """Validate a raw webdataset sample dict (bytes values) and return its metadata.
+
+    Training needs the annotations, so by default a sample without them is an error.
+    """
     missing = [k for k in REQUIRED_KEYS if k not in sample]
     if missing:
         raise ValueError(f"sample {sample.get('__key__')} lacks keys {missing}")
     meta = ClipMeta.from_json(sample[KEY_META])
-    landmarks = decode_npy(sample[KEY_LANDMARKS])
-    if landmarks.shape != (meta.num_frames, 478, 2):
-        raise ValueError(f"sample {meta.clip_id}: landmarks {landmarks.shape} for {meta.num_frames} frames")
+    frames = meta.num_frames
+    landmarks = decode_npy(sample[KEY_LANDMARKS]).shape
+    _expect(meta, "landmarks", landmarks == (frames, 478, 2), landmarks)
+    if not (require_annotations or meta.annotated):
+        return meta
+    missing = [k for k in ANNOTATION_KEYS if k not in sample]
+    if missing:
+        raise ValueError(f"sample {meta.clip_id} lacks annotation keys {missing}")
+    features = decode_npy(sample[KEY_AUDIO_FEATURES]).shape
+    _expect(meta, "audio features", len(features) == 3 and features[0] == frames, features)
+    embedding = decode_npy(sample[KEY_FACE_EMB]).shape
+    _expect(meta, "face embedding", embedding == (EMBED_DIM,), embedding)
+    face_mask = decode_png(sample[KEY_FACE_MASK]).shape
+    _expect(meta, "face mask", face_mask == (meta.size, meta.size), face_mask)
+    regions = decode_npy(sample[KEY_REGION_MASKS]).shape
+    _expect(meta, "region masks", len(regions) == 3 and regions[0] == len(REGION_CHANNELS), regions)
     return meta

@@ -18,3 +18,21 @@ def fixture_media(tmp_path_factory) -> list:
 @pytest.fixture(scope="session")
 def fixture_by_variant(fixture_media) -> dict:
     return {info.variant: info for info in fixture_media}
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrained(tmp_path_factory) -> Path:
+    """Tiny random stand-ins of the pretrained bases (wav2vec2, insightface, ...), written once per
+    session by `python -m model.pretrained tiny` in the same layout as the real ones."""
+    from model.pretrained import main as pretrained_main
+
+    base = tmp_path_factory.mktemp("tiny_pretrained")
+    assert pretrained_main(["tiny", "--to", str(base)]) == 0
+    return base
+
+
+@pytest.fixture(scope="session")
+def annotation_overrides(tiny_pretrained) -> list[str]:
+    """`--set` overrides pointing curation's annotation models at the tiny stand-ins."""
+    return [f"annotations.wav2vec2_dir={tiny_pretrained / 'wav2vec2'}",
+            f"annotations.insightface_dir={tiny_pretrained / 'insightface' / 'models'}"]

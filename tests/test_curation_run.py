@@ -11,6 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
+from curation_expected import expected
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -53,9 +55,14 @@ def shard_keys(out: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def full_run(source_list, tmp_path_factory) -> Path:
+def model_args(annotation_overrides) -> list[str]:
+    return [arg for item in annotation_overrides for arg in ("--set", item)]
+
+
+@pytest.fixture(scope="module")
+def full_run(source_list, model_args, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "out"
-    result = run_cli("--source", str(source_list), "--out", str(out), "--num-cpus", "2")
+    result = run_cli("--source", str(source_list), "--out", str(out), "--num-cpus", "2", *model_args)
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 
@@ -70,23 +77,26 @@ def test_run_accounts_for_every_source(full_run, fixture_media) -> None:
     assert by_source["ftp://example.invalid/x.mp4"][0]["reason"] == "unsupported_source"
     for info in fixture_media:
         got = by_source[str(info.path)]
-        if info.reason is None:
-            assert sum(r["status"] == "accepted" for r in got) == info.clips
+        reason, clips = expected(info)
+        if reason is None:
+            assert sum(r["status"] == "accepted" for r in got) == clips
         else:
-            assert info.reason in {r["reason"] for r in got}
+            assert reason in {r["reason"] for r in got}
     accepted = sorted(r["clip_id"] for r in rows if r["status"] == "accepted")
     assert sorted(shard_keys(full_run)) == accepted
     summary = json.loads((full_run / "summary.json").read_text())
     assert summary["accepted_clips"] == len(accepted)
     assert summary["by_reason"]["unsupported_source"] == 1
+    assert summary["by_reason"]["no_speech"] == 1 and summary["by_reason"]["out_of_sync"] == 1
+    assert all(r["speech_ratio"] is not None and r["sync_offset"] is not None for r in rows if r["status"] == "accepted")
     assert (full_run / "funnel.png").stat().st_size > 1000
 
 
 @pytest.mark.slow
-def test_rerun_does_no_work_and_changes_nothing(full_run, source_list) -> None:
+def test_rerun_does_no_work_and_changes_nothing(full_run, source_list, model_args) -> None:
     before_rows = manifest_rows(full_run)
     shards = {p.name: p.stat().st_mtime_ns for p in (full_run / "shards").glob("*.tar")}
-    result = run_cli("--source", str(source_list), "--out", str(full_run), "--num-cpus", "2")
+    result = run_cli("--source", str(source_list), "--out", str(full_run), "--num-cpus", "2", *model_args)
     assert result.returncode == 0
     assert "0 to do" in result.stderr
     assert manifest_rows(full_run) == before_rows
@@ -94,10 +104,11 @@ def test_rerun_does_no_work_and_changes_nothing(full_run, source_list) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_of_the_driver_then_rerun_completes_without_duplicates(full_run, source_list, tmp_path) -> None:
+def test_sigkill_of_the_driver_then_rerun_completes_without_duplicates(full_run, source_list, model_args,
+                                                                       tmp_path) -> None:
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "curation.run", "--source", str(source_list), "--out", str(out),
-           "--num-cpus", "2", "--set", "run.max_in_flight=1"]
+           "--num-cpus", "2", "--set", "run.max_in_flight=1", *model_args]
     driver = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = out / "parts"
     deadline = time.monotonic() + 300
@@ -109,7 +120,7 @@ def test_sigkill_of_the_driver_then_rerun_completes_without_duplicates(full_run,
     driver.wait()
     assert not (out / "manifest.parquet").exists()
 
-    result = run_cli("--source", str(source_list), "--out", str(out), "--num-cpus", "2")
+    result = run_cli("--source", str(source_list), "--out", str(out), "--num-cpus", "2", *model_args)
     assert result.returncode == 0, result.stderr[-3000:]
     keys = shard_keys(out)
     assert len(keys) == len(set(keys))

@@ -1,23 +1,32 @@
 """The whole per-source data path on real fixture media, without Ray."""
+import io
+import sys
+import types
 from pathlib import Path
 
 import av
-import io
 import numpy as np
 import pytest
 import soundfile as sf
 import webdataset as wds
 
-from curation import schema
+from curation import reasons, schema
 from curation.config import CurationConfig
 from curation.pipeline import process_source_safely
 from curation.sources import parse_source
+from curation.sync import ClipSignals, EnvelopeScorer
+from curation_expected import expected
+from orchestration.config import load_config
 
 
 @pytest.fixture(scope="module")
-def outcomes(fixture_media, tmp_path_factory) -> tuple[Path, dict]:
+def cfg(annotation_overrides) -> CurationConfig:
+    return load_config(CurationConfig, None, annotation_overrides)
+
+
+@pytest.fixture(scope="module")
+def outcomes(fixture_media, cfg, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("pipeline_out")
-    cfg = CurationConfig()
     rows = {info.variant: process_source_safely(parse_source(str(info.path), out), out, cfg) for info in fixture_media}
     return out, rows
 
@@ -25,15 +34,42 @@ def outcomes(fixture_media, tmp_path_factory) -> tuple[Path, dict]:
 def test_every_fixture_ends_with_its_expected_outcome(fixture_media, outcomes) -> None:
     _, rows = outcomes
     for info in fixture_media:
+        reason, clips = expected(info)
         got = rows[info.variant]
         accepted = [r for r in got if r.status == "accepted"]
-        if info.reason is None:
-            assert len(accepted) == info.clips, (info.variant, got)
+        if reason is None:
+            assert len(accepted) == clips, (info.variant, got)
             assert all(r.shard and r.clip_id for r in accepted)
         else:
             assert not accepted, (info.variant, got)
-            assert info.reason in {r.reason for r in got}, (info.variant, [r.reason for r in got])
+            assert reason in {r.reason for r in got}, (info.variant, [r.reason for r in got])
         assert all(r.source_id == got[0].source_id for r in got)
+
+
+def test_speech_and_sync_columns_for_every_clip_that_reached_them(outcomes) -> None:
+    _, rows = outcomes
+    for variant, got in rows.items():
+        for row in got:
+            passed_quality = row.status == "accepted" or row.reason in (reasons.NO_SPEECH, reasons.OUT_OF_SYNC)
+            assert (row.speech_ratio is not None) == passed_quality, (variant, row)
+            has_sync = passed_quality and row.reason != reasons.NO_SPEECH
+            assert all((v is not None) == has_sync for v in (row.sync_offset, row.sync_confidence, row.sync_min_dist))
+
+
+def test_in_sync_clips_are_accepted_with_offset_near_zero(outcomes) -> None:
+    _, rows = outcomes
+    for variant in ("in_sync", "scene_cut", "odd_extension"):
+        for row in rows[variant]:
+            assert row.status == "accepted" and abs(row.sync_offset) <= 1 and row.speech_ratio > 0.5, row
+
+
+def test_shifted_audio_is_detected_then_corrected_or_rejected(fixture_by_variant, outcomes) -> None:
+    _, rows = outcomes
+    (five,), (ten,) = rows["shifted_5"], rows["shifted_10"]
+    assert five.status == "accepted" and abs(five.sync_offset - fixture_by_variant["shifted_5"].shift_frames) <= 1
+    assert ten.reason == reasons.OUT_OF_SYNC and abs(ten.sync_offset - fixture_by_variant["shifted_10"].shift_frames) <= 1
+    (silent,) = rows["silent"]
+    assert silent.reason == reasons.NO_SPEECH and silent.speech_ratio < 0.1
 
 
 def test_no_clip_crosses_the_scene_cut(fixture_by_variant, outcomes) -> None:
@@ -65,3 +101,52 @@ def test_shards_read_back_with_centred_faces_and_matching_lengths(outcomes) -> N
         assert np.all(np.abs(centre - 256) < 0.15 * 512), (meta.clip_id, centre)  # face centred
         assert not np.isnan(landmarks).any()
         assert meta.end_s - meta.start_s == pytest.approx(meta.num_frames / 25)
+
+
+def test_every_sample_carries_consistent_annotations(outcomes) -> None:
+    out, _ = outcomes
+    for sample in _samples(out):
+        meta = schema.check_sample(sample)
+        assert meta.annotated and meta.schema_version == 2 and meta.sync_backend == "envelope"
+        features = schema.decode_npy(sample[schema.KEY_AUDIO_FEATURES])
+        assert features.dtype == np.float16 and features.shape[:2] == (meta.num_frames, 4)  # tiny wav2vec2: 4 layers
+        assert np.isfinite(features).all() and features.std() > 0
+        embedding = schema.decode_npy(sample[schema.KEY_FACE_EMB])
+        assert embedding.shape == (512,) and embedding.dtype == np.float32
+        assert meta.face_found == bool(embedding.any())  # the tiny detector finds no face: zero embedding
+        face_mask = schema.decode_png(sample[schema.KEY_FACE_MASK])
+        landmarks = schema.decode_npy(sample[schema.KEY_LANDMARKS]).astype(np.float32)
+        nose_x, nose_y = np.round(landmarks[:, 1].mean(0)).astype(int)
+        assert set(np.unique(face_mask)) == {0, 255} and face_mask[nose_y, nose_x] == 255
+        regions = schema.decode_npy(sample[schema.KEY_REGION_MASKS]).astype(np.float32)
+        assert regions.shape == (3, 64, 64) and regions.min() >= 0 and regions.max() <= 1
+        pose, face, lip = regions
+        mouth_x, mouth_y = np.round(landmarks[:, 13].mean(0) / 8).astype(int)  # 512 px -> 64
+        assert lip[mouth_y, mouth_x] > 0.5 and pose[mouth_y, mouth_x] < 0.5 and pose[0, 0] > 0.8
+
+
+def test_stored_clips_are_in_sync_after_correction(outcomes) -> None:
+    out, _ = outcomes
+    shifts = {}
+    for sample in _samples(out):
+        meta = schema.check_sample(sample)
+        audio, rate = sf.read(io.BytesIO(sample["wav"]), dtype="float32")
+        landmarks = schema.decode_npy(sample[schema.KEY_LANDMARKS]).astype(np.float32)
+        rescored = EnvelopeScorer().score(ClipSignals(landmarks, audio, rate, meta.fps, lambda: []), 15)
+        assert abs(rescored.offset) <= 1, (meta.clip_id, meta.audio_shift_frames, rescored)
+        assert meta.audio_shift_frames == meta.metrics["sync_offset"]
+        shifts[meta.source_id] = meta.audio_shift_frames
+    assert 4 <= max(shifts.values()) <= 6  # shifted_5's audio was moved
+
+
+def test_a_vocal_separator_feeds_the_speech_step(fixture_by_variant, cfg, tmp_path, monkeypatch) -> None:
+    # a "separator" that finds no vocals at all: the clip must then count as having no speech
+    module = types.ModuleType("silencing_separator")
+    module.make = lambda: (lambda audio, sample_rate: np.zeros_like(audio))
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    silenced = load_config(CurationConfig, None, [f"annotations.wav2vec2_dir={cfg.annotations.wav2vec2_dir}",
+                                                  f"annotations.insightface_dir={cfg.annotations.insightface_dir}",
+                                                  "speech.separator=silencing_separator:make"])
+    info = fixture_by_variant["in_sync"]
+    (row,) = process_source_safely(parse_source(str(info.path), tmp_path), tmp_path, silenced)
+    assert row.reason == reasons.NO_SPEECH and row.speech_ratio == 0.0
