@@ -22,7 +22,6 @@ Backends (`sync.backend`):
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Callable, Optional, Protocol, Sequence
 
@@ -30,8 +29,6 @@ import numpy as np
 
 from curation import reasons
 from curation.config import SyncConfig
-
-log = logging.getLogger(__name__)
 
 # face-mesh ids: inner lips (upper 13, lower 14) and inner mouth corners (78, 308)
 UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14

@@ -9,7 +9,7 @@ from curation import schema
 from curation.annotations import Annotator, check_model_dirs
 from curation.config import AnnotationsConfig, CurationConfig
 from curation.fixtures import speech_track
-from curation.pipeline import clip_models, preflight
+from curation.finish import clip_models, preflight
 from model.masks import FACE_OVAL_IDS, LIP_IDS
 from orchestration.config import ConfigError, load_config
 

@@ -11,7 +11,8 @@ from curation.config import CurationConfig, SyncConfig
 from curation.faces import segment_faces
 from curation.fixtures import SAMPLE_RATE, speech_track
 from curation.media import iter_frames, probe
-from curation.pipeline import analyse, fill_missing_landmarks
+from curation.finish import fill_missing_landmarks
+from curation.pipeline import analyse
 from curation.sync import (ClipSignals, EnvelopeScorer, audio_window, feature_distance_curve, judge_sync,
                            summarize_curve)
 from curation.syncnet import SyncNetScorer, face_crops, load_syncnet, mfcc_windows
