@@ -10,6 +10,7 @@ from orchestration.config import ConfigError, opt, section
 @dataclass
 class DataConfig:
     shards: list[str] = opt([], "shard paths, globs or brace patterns (any URL webdataset opens)")
+    validation_shards: list[str] = opt([], "held-out shards; validation animates their first sample (default: a training sample)")
     shuffle_buffer: int = opt(100, "raw samples in the seeded shuffle buffer of each reader")
     num_workers: int = opt(1, "DataLoader worker processes per rank")
     min_ref_gap: int = opt(30, "stage 1: reference and target frames at least this many frames apart (less if the clip is short)")
@@ -43,7 +44,7 @@ class DiffusionConfig:
     drop_reference: float = opt(0.05, "probability of training a sample without reference attention")
     drop_identity: float = opt(0.05, "probability of a zero face embedding")
     drop_audio: float = opt(0.05, "stage 2: probability of zero audio tokens")
-    drop_motion: float = opt(0.05, "stage 2: probability of zeroed motion-frame pixels")
+    drop_motion: float = opt(0.05, "stage 2: probability of motion frames replaced by the reference image (as in the first generated clip)")
 
 
 @dataclass

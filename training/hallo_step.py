@@ -1,0 +1,105 @@
+"""The module DeepSpeed wraps in both stages: encode with the frozen VAE, noise, predict v, weigh the loss.
+
+Stage 1 trains on single frames (temporal layers off); stage 2 on 14-frame clips with the motion
+frames and the audio. The frozen VAE is deliberately not a registered submodule, so it stays out
+of the optimizer, of ZeRO partitioning and of the checkpoints.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKL
+from torch import nn
+
+from model.net import COMPONENTS, Drop, HalloNet
+from model.scheduler import make_scheduler
+from training.config import DiffusionConfig
+from training.diffusion import min_snr_weights, sample_noise, v_loss
+
+
+def set_trainable(net: HalloNet, trainable: list[nn.Module]) -> None:
+    net.requires_grad_(False)
+    for module in trainable:
+        module.requires_grad_(True)
+
+
+def enable_checkpointing(net: HalloNet) -> None:
+    net.reference_unet.enable_gradient_checkpointing()
+    net.denoising_unet.enable_gradient_checkpointing()
+
+
+class HalloTrainStep(nn.Module):
+    def __init__(self, net: HalloNet, vae: AutoencoderKL, cfg: DiffusionConfig, temporal: bool) -> None:
+        super().__init__()
+        self.net = net
+        self.__dict__["vae"] = vae.requires_grad_(False).eval()  # unregistered on purpose (see docstring)
+        self.scheduler = make_scheduler()
+        self.cfg = cfg
+        self.temporal = temporal
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.net.parameters()).dtype
+
+    @torch.no_grad()
+    def encode(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, 3, H, W) in [-1, 1] -> scaled latents (n, 4, H/8, W/8); sampled when a generator is given."""
+        vae = self.vae
+        dist = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist
+        latents = dist.sample(generator=generator) if generator is not None else dist.mode()
+        return (latents * vae.config.scaling_factor).to(self.dtype)
+
+    def _draw(self, probability: float, generator: torch.Generator) -> bool:
+        return probability > 0 and torch.rand((), generator=generator).item() < probability
+
+    def forward(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
+        device, dtype = next(self.net.parameters()).device, self.dtype
+        cast = {k: v.to(device, dtype) if torch.is_tensor(v) and v.is_floating_point() else v for k, v in batch.items()}
+        target_pixels = cast["frames"]  # (b, f, 3, H, W); f = 1 in stage 1
+        b, f = target_pixels.shape[:2]
+        latents = self.encode(target_pixels.flatten(0, 1), generator)
+        latents = latents.unflatten(0, (b, f)).transpose(1, 2)  # (b, c, f, h, w)
+        noise = sample_noise(latents.float().cpu(), self.cfg.noise_offset, generator).to(device, dtype)
+        timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), generator=generator).to(device)
+        noisy = self.scheduler.add_noise(latents, noise, timesteps)
+        target = self.scheduler.get_velocity(latents, noise, timesteps)
+
+        motion_latents = None
+        if self.temporal:
+            motion = cast["motion_frames"]  # (b, m, 3, H, W)
+            if self._draw(self.cfg.drop_motion, generator):
+                # A clip with no past: generation's first clip uses the reference image as motion
+                # frames, so training does too (the reference implementation zeroed them instead).
+                motion = cast["reference"][:, None].expand_as(motion)
+            motion_latents = self.encode(motion.flatten(0, 1)).unflatten(0, motion.shape[:2])
+        drop = Drop(
+            reference=self._draw(self.cfg.drop_reference, generator),
+            identity=self._draw(self.cfg.drop_identity, generator),
+            audio=self.temporal and self._draw(self.cfg.drop_audio, generator),
+        )
+        prediction = self.net(
+            noisy, timesteps, self.encode(cast["reference"]), motion_latents, cast["face_embedding"],
+            cast["face_mask"], cast.get("audio_windows"), cast.get("region_masks"), drop=drop, temporal=self.temporal,
+        )
+        weights = min_snr_weights(self.scheduler, timesteps.cpu(), self.cfg.snr_gamma).to(device)
+        return v_loss(prediction, target, weights)
+
+
+def export_components(net: HalloNet, out_dir: Path, index: dict[str, Any]) -> None:
+    """Write every component with save_pretrained into a fresh folder, then swap it in atomically."""
+    tmp = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex}.tmp")
+    for name in COMPONENTS:
+        getattr(net, name).save_pretrained(tmp / name, safe_serialization=True)
+    (tmp / "weights.json").write_text(json.dumps(index, indent=2, sort_keys=True))
+    old = out_dir.with_name(f".{out_dir.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)

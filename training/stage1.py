@@ -1,0 +1,41 @@
+"""Stage 1: identity and appearance from frame pairs.
+
+Trains the ReferenceNet, the denoising UNet's spatial layers, the face locator and the image
+projection (temporal motion/audio layers off); initialised from the SD-1.5 UNet in the bases.
+
+    deepspeed training/stage1.py --config configs/stage1.yaml [--set key=value ...]
+    python training/stage1.py --config configs/demo/stage1.yaml       # one process, CPU
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script (deepspeed/torchrun/python training/stage1.py)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model.net import HalloNet  # noqa: E402
+from model.pretrained import init_from_base  # noqa: E402
+from model.presets import get_preset  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
+from training.loop import main  # noqa: E402
+from training.stage_common import HalloStage  # noqa: E402
+from training.samples import Stage1Decoder  # noqa: E402
+
+
+class Stage1(HalloStage):
+    name = "stage1"
+    temporal = False
+
+    def build_net(self, cfg: TrainConfig) -> HalloNet:
+        modules, self.preset = init_from_base(Path(cfg.model.pretrained_dir), get_preset(cfg.model.preset))
+        net = HalloNet(modules)
+        self.trainable = [net.reference_unet, net.denoising_unet.spatial, net.face_locator, net.image_proj]
+        return net
+
+    def decoder(self, cfg: TrainConfig) -> Stage1Decoder:
+        return Stage1Decoder(self.preset, cfg.data.min_ref_gap, cfg.data.resolution)
+
+
+if __name__ == "__main__":
+    sys.exit(main(Stage1()))

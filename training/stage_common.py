@@ -1,0 +1,113 @@
+"""What both stages share: building the wrapped module, exporting weights, validation videos."""
+from __future__ import annotations
+
+import abc
+import io
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from curation import schema
+from model.masks import region_masks
+from model.media import write_video
+from model.net import HalloNet
+from model.pipeline import HalloPipeline, Reference, SamplerSettings
+from model.presets import Preset
+from model.pretrained import base_paths
+from model.weights import WeightsIndex, load_vae, save_weights
+from training.config import TrainConfig
+from training.data import Decoder, expand_shards, raw_samples
+from training.frames import decode_frames
+from training.hallo_step import HalloTrainStep, enable_checkpointing, set_trainable
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class HalloStage(abc.ABC):
+    """Subclasses set `name` and `temporal`; build_net sets self.preset and self.trainable."""
+
+    name: str
+    temporal: bool
+    preset: Preset
+    trainable: list[torch.nn.Module]
+
+    @abc.abstractmethod
+    def build_net(self, cfg: TrainConfig) -> HalloNet:
+        """The network with its initial weights."""
+
+    @abc.abstractmethod
+    def decoder(self, cfg: TrainConfig) -> Decoder:
+        """Raw shard sample -> training sample."""
+
+    def build(self, cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
+        self.cfg = cfg
+        net = self.build_net(cfg)
+        set_trainable(net, self.trainable)
+        if cfg.model.gradient_checkpointing:
+            enable_checkpointing(net)
+        self.bases = base_paths(Path(cfg.model.pretrained_dir))
+        dtype = DTYPES[cfg.run.precision]
+        vae = load_vae(self.bases["vae"], dtype).to(device)
+        # Buffers too (e.g. the motion modules' positional tables), which DeepSpeed leaves in fp32.
+        return HalloTrainStep(net.to(device, dtype), vae, cfg.diffusion, self.temporal)
+
+    def export(self, module: torch.nn.Module, out_dir: Path) -> None:
+        """save_weights into a fresh folder, then swap it in, so `export/` is always complete."""
+        index = WeightsIndex(
+            preset=self.preset.name, resolution=self.preset.resolution, clip_frames=self.preset.infer_frames,
+            motion_frames=self.preset.infer_motion_frames, vae=str(self.bases["vae"]),
+            wav2vec2=str(self.bases["wav2vec2"]), insightface=str(self.bases["insightface"]),
+        )
+        tmp = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex}.tmp")
+        save_weights(module.net, tmp, index)
+        old = out_dir.with_name(f".{out_dir.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _held_out(self) -> dict[str, Any]:
+        """The first sample of data.validation_shards (or, lacking those, of the training shards)."""
+        if not hasattr(self, "_validation_raw"):
+            shards = expand_shards(self.cfg.data.validation_shards)
+            if not shards:
+                log.warning("no data.validation_shards: validating on a training sample")
+                shards = expand_shards(self.cfg.data.shards)
+            self._validation_raw = next(raw_samples(shards, 0, 1, self.cfg.run.seed))
+        return self._validation_raw
+
+    def validate(self, module: torch.nn.Module, out_dir: Path, steps: int) -> Optional[np.ndarray]:
+        """Animate a held-out clip's middle frame with its own audio; writes validation.mp4, returns frames."""
+        raw = self._held_out()
+        meta = schema.check_sample(raw)
+        size, middle = self.preset.resolution, meta.num_frames // 2
+        landmarks = schema.decode_npy(raw[schema.KEY_LANDMARKS]).astype(np.float32)[middle] * (size / meta.size)
+        masks = region_masks(landmarks, (size, size), (size // 8, size // 8))
+        frames_needed = min(meta.num_frames, self.preset.infer_frames)
+        features = torch.from_numpy(schema.decode_npy(raw[schema.KEY_AUDIO_FEATURES]).astype(np.float32))[:frames_needed]
+        reference = Reference(
+            image=decode_frames(raw[schema.KEY_VIDEO], [middle], size)[0],
+            face_region=torch.from_numpy(masks.face_region),
+            regions=torch.from_numpy(masks.regions),
+            embedding=torch.from_numpy(schema.decode_npy(raw[schema.KEY_FACE_EMB]).astype(np.float32)),
+        )
+        settings = SamplerSettings(clip_frames=self.preset.infer_frames, motion_frames=self.preset.infer_motion_frames,
+                                   steps=steps, seed=self.cfg.run.seed)
+        net, vae = module.net, module.vae
+        try:
+            frames = HalloPipeline(net, vae, next(net.parameters()).device)(reference, features, settings, progress=False)
+        finally:
+            net.train()
+        audio, rate = sf.read(io.BytesIO(raw[schema.KEY_AUDIO]), dtype="float32", always_2d=True)
+        write_video(out_dir / "validation.mp4", frames, meta.fps, audio.T, rate)
+        return frames
