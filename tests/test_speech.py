@@ -5,9 +5,10 @@ import types
 import numpy as np
 import pytest
 
-from curation.config import SpeechConfig
+from curation.config import CurationConfig, SpeechConfig
 from curation.fixtures import SAMPLE_RATE, speech_track
 from curation.speech import load_separator, no_separation, separate, speech_ratio
+from orchestration.config import ConfigError, load_config
 
 
 def test_real_speech_is_mostly_speech() -> None:
@@ -51,3 +52,13 @@ def test_separator_plugin_is_loaded_from_its_spec_with_arguments(separators) -> 
         load_separator("no_colon_here")
     with pytest.raises(AttributeError):
         load_separator(f"{separators}:missing")
+
+
+def test_speech_config_is_checked_at_load() -> None:
+    with pytest.raises(ConfigError, match="speech.min_ratio"):
+        load_config(CurationConfig, None, ["speech.min_ratio=1.5"])
+    with pytest.raises(ConfigError, match="media.sample_rate"):
+        load_config(CurationConfig, None, ["media.sample_rate=44100"])
+    cfg = load_config(CurationConfig, None, ["speech.separator=my_separators:kim_vocal_2",
+                                             "speech.separator_args={model_dir: /models/uvr}"])
+    assert cfg.speech.separator_args == {"model_dir": "/models/uvr"}

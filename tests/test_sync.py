@@ -5,17 +5,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import webdataset as wds
 
-from curation import reasons
+from curation import reasons, schema
 from curation.config import CurationConfig, SyncConfig
 from curation.faces import segment_faces
 from curation.fixtures import SAMPLE_RATE, speech_track
 from curation.media import iter_frames, probe
 from curation.finish import fill_missing_landmarks
-from curation.pipeline import analyse
+from curation.pipeline import analyse, process_source_safely
+from curation.sources import parse_source
 from curation.sync import (ClipSignals, EnvelopeScorer, audio_window, feature_distance_curve, judge_sync,
                            summarize_curve)
 from curation.syncnet import SyncNetScorer, face_crops, load_syncnet, mfcc_windows
+from orchestration.config import ConfigError, load_config
 
 HOP = SAMPLE_RATE // 25
 N = 15
@@ -176,3 +179,38 @@ def test_syncnet_scorer_runs_the_syncnet_python_recipe(syncnet_weights, in_sync_
         ClipSignals(landmarks, speech_track(1.0)[:frames * HOP], SAMPLE_RATE, 25, lambda: crops), max_offset=3)
     assert result.curve.shape == (7,) and np.isfinite(result.curve).all()
     assert -3 <= result.offset <= 3 and result.confidence >= 0
+
+
+def test_sync_config_is_checked_at_load() -> None:
+    with pytest.raises(ConfigError, match="sync.weights"):
+        load_config(CurationConfig, None, ["sync.backend=syncnet"])
+    with pytest.raises(ConfigError, match="max_abs_offset"):
+        load_config(CurationConfig, None, ["sync.max_offset=5", "sync.max_abs_offset=6"])
+    with pytest.raises(ConfigError, match="sync.backend"):
+        load_config(CurationConfig, None, ["sync.backend=lipreader"])
+
+
+def test_syncnet_backend_in_the_pipeline_decodes_each_clip_once(syncnet_weights, annotation_overrides,
+                                                                fixture_by_variant, tmp_path, monkeypatch) -> None:
+    import curation.finish
+
+    decodes = []
+    real_iter_frames = curation.finish.iter_frames
+
+    def counting_iter_frames(info, start, end, *args, **kwargs):
+        decodes.append((start, end))
+        return real_iter_frames(info, start, end, *args, **kwargs)
+
+    monkeypatch.setattr(curation.finish, "iter_frames", counting_iter_frames)
+    # random weights give a random score: accept whatever they find, to follow the clip to its shard
+    cfg = load_config(CurationConfig, None, [*annotation_overrides, "sync.backend=syncnet",
+                                             f"sync.weights={syncnet_weights}", "sync.min_confidence=-1000",
+                                             "sync.max_abs_offset=15"])
+    info = fixture_by_variant["in_sync"]
+    (row,) = process_source_safely(parse_source(str(info.path), tmp_path), tmp_path, cfg)
+    assert row.status == "accepted", row
+    assert row.sync_offset is not None and np.isfinite(row.sync_confidence)
+    assert decodes == [(0, 125)]  # the SyncNet crops, annotations and stored video share one decode
+    (sample,) = wds.WebDataset(str(next((tmp_path / "shards").glob("*.tar"))), shardshuffle=False)
+    meta = schema.check_sample(sample)
+    assert meta.sync_backend == "syncnet" and meta.audio_shift_frames == row.sync_offset
