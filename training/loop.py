@@ -117,6 +117,8 @@ def train(stage: Stage, cfg: TrainConfig) -> list[float]:
         if step % cfg.run.checkpoint_every == 0 or step == cfg.run.max_steps:
             per_rank = {"rng": checkpoint.rng_state(generator), "data": batches.state_dict()}
             checkpoint.save(engine, ckpt_dir, step, per_rank, {"stage": stage.name}, cfg.run.keep_last)
+            checksum = sum(p.detach().double().sum().item() for p in engine.module.parameters() if p.requires_grad)
+            log.info("rank %d param-checksum %.10e at step %d", rank, checksum, step)
             if rank == 0:
                 stage.export(engine.module, out_dir / "export")
         if rank == 0 and cfg.run.validate_every and (step % cfg.run.validate_every == 0):

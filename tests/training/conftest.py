@@ -1,15 +1,9 @@
 """Shards and helpers for the training tests: real fixture clips curated with the tiny stand-ins."""
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from orchestration.config import load_config
-
-ROOT = Path(__file__).resolve().parents[2]
-LOSS_LINE = re.compile(r"(stage[12]) step (\d+) loss ([0-9.]+) rank (\d+) keys \[([^\]]*)\]")
 
 
 @pytest.fixture(scope="session")
@@ -28,32 +22,3 @@ def curated_shards(fixture_by_variant, annotation_overrides, tmp_path_factory) -
         shards[split] += sorted({str(out / "shards" / r.shard) for r in rows if r.shard})
     assert shards["train"] and shards["validation"]
     return shards
-
-
-def stage_overrides(shards: dict[str, list[str]], pretrained: Path, out: Path, **extra) -> list[str]:
-    sets = {
-        "data.shards": "[" + ",".join(shards["train"]) + "]",
-        "data.validation_shards": "[" + ",".join(shards["validation"]) + "]",
-        "model.pretrained_dir": str(pretrained),
-        "run.output_dir": str(out),
-        **extra,
-    }
-    return [arg for key, value in sets.items() for arg in ("--set", f"{key}={value}")]
-
-
-def run_stage(stage: str, sets: list[str], launcher: list[str] | None = None, timeout: int = 600):
-    cmd = [*(launcher or [sys.executable]), str(ROOT / "training" / f"{stage}.py"),
-           "--config", str(ROOT / "configs" / "demo" / f"{stage}.yaml"), *sets]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-
-
-def losses(output: str) -> dict[tuple[int, int], float]:
-    """(rank, step) -> loss, from the training log lines."""
-    return {(int(m[4]), int(m[2])): float(m[3]) for m in LOSS_LINE.finditer(output)}
-
-
-def keys_by_rank(output: str) -> dict[int, set[str]]:
-    seen: dict[int, set[str]] = {}
-    for m in LOSS_LINE.finditer(output):
-        seen.setdefault(int(m[4]), set()).update(k.strip(" '\"") for k in m[5].split(",") if k.strip())
-    return seen
