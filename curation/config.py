@@ -110,6 +110,13 @@ class RunConfig:
     cpus_per_task: float = opt(1.0, "CPUs Ray reserves for one source task")
     max_in_flight: int = opt(0, "source tasks submitted at once; 0 = 2 x cluster CPUs")
     max_retries: int = opt(2, "Ray retries of a task whose worker crashed (deterministic errors are recorded, not retried)")
+    gpus_per_task: float = opt(0.0, "GPUs Ray reserves for one source task (fractions share a GPU); > 0 sends source tasks "
+                                    "to GPU nodes, where SyncNet (sync.backend=syncnet) runs on CUDA")
+    resources: dict[str, float] = opt({}, "custom Ray resources one source task needs, e.g. {curation: 1} keeps tasks on "
+                                          "cluster.yaml's CPU pool")
+    max_in_flight_per_domain: int = opt(16, "sources from one web host in flight at once, cluster-wide (each starts with "
+                                            "its download, so this caps parallel downloads from a site); 0 = unlimited; "
+                                            "local files are never limited")
 
 
 @dataclass
@@ -148,3 +155,7 @@ class CurationConfig:
                               "max_offset >= 1")
         if self.sync.backend == "syncnet" and not self.sync.weights:
             raise ConfigError("config key 'sync.weights' must name a SyncNet weights file when sync.backend=syncnet")
+        if {"CPU", "GPU"} & set(self.run.resources) or not all(
+                isinstance(v, (int, float)) and v >= 0 for v in self.run.resources.values()):
+            raise ConfigError("config key 'run.resources' takes custom resources with amounts >= 0 "
+                              "(CPUs and GPUs have run.cpus_per_task / run.gpus_per_task)")
