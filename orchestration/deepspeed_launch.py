@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Optional
 
 import ray
+from ray.autoscaler.sdk import request_resources
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 log = logging.getLogger("deepspeed_launch")
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gpu-nodes", type=int, default=0,
                         help="ask the autoscaler for this many GPU nodes and wait for them; 0 = use the GPU nodes "
                              "alive now (all of them)")
-    parser.add_argument("--gpus-per-node", type=int, default=8, help="GPUs of one GPU node, for --gpu-nodes (default 8)")
+    parser.add_argument("--gpus-per-node", type=int, default=8, help="GPUs of one GPU node (default 8)")
     parser.add_argument("--wait-s", type=float, default=1800.0, help="how long to wait for --gpu-nodes (default 1800)")
     parser.add_argument("--master-port", type=int, default=29500, help="torch.distributed port on rank 0's node")
     parser.add_argument("--cpu-procs", type=int, default=1, help="processes for the CPU fallback (default 1)")
@@ -103,8 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _wait_for_gpu_nodes(count: int, gpus_per_node: int, wait_s: float) -> None:
-    from ray.autoscaler.sdk import request_resources
-
     request_resources(bundles=[{"GPU": gpus_per_node}] * count)
     deadline = time.monotonic() + wait_s
     while len(gpu_nodes(ray.nodes())) < count:
@@ -158,8 +157,6 @@ def main(argv: Optional[list[str]] = None) -> int:
         return code
     finally:
         if args.gpu_nodes:
-            from ray.autoscaler.sdk import request_resources
-
             request_resources(bundles=[])  # let the autoscaler retire the GPU nodes when idle
 
 

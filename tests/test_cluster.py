@@ -155,7 +155,7 @@ def test_curation_spreads_over_two_nodes_and_survives_losing_one(two_nodes, fixt
         driver = subprocess.Popen(command, cwd=ROOT, env=cluster_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
         def worker_mid_task() -> bool:
-            assert driver.poll() is None, "the run ended before the node could be killed:\n" + run_log.read_text()[-3000:]
+            assert driver.poll() is None, "the run ended before the node was killed:\n" + run_log.read_text()[-3000:]
             on_worker = [t.state for t in source_tasks(address) if t.node_id == worker_id]
             return "FINISHED" in on_worker and "RUNNING" in on_worker
 

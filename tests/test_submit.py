@@ -4,6 +4,7 @@ import json
 import shlex
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -74,10 +75,23 @@ def test_relative_cluster_paths_are_refused_before_contacting_a_cluster(capsys) 
     assert exit_.value.code == 2 and "must be absolute" in capsys.readouterr().err
 
 
-def test_the_upload_leaves_out_environments_outputs_and_weights() -> None:
-    env = submit.runtime_env()
-    assert env["working_dir"] == str(ROOT)
-    assert {"/.venv", ".git", "/demo_out", "/curated", "*.tar", "*.safetensors"} <= set(env["excludes"])
+def test_the_upload_leaves_out_environments_outputs_and_weights(tmp_path) -> None:
+    """Packed by Ray's own working_dir packaging, as the job submission does."""
+    from ray._private.runtime_env.packaging import create_package
+
+    tree = ["curation/shards.py", "configs/stage1.yaml", "tests/test_x.py", ".venv/bin/python", ".git/HEAD",
+            "demo_out/curated/shards/a-0000.tar", "curated/manifest.parquet", "runs/stage1/export/unet.safetensors",
+            "pretrained/vae/model.safetensors", "sources/list.txt", "curation/__pycache__/x.pyc"]
+    checkout = tmp_path / "checkout"
+    for name in tree:
+        (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / name).write_text("x")
+    env = submit.runtime_env(checkout)
+    assert env["working_dir"] == str(checkout)
+    create_package(str(checkout), tmp_path / "pkg.zip", include_gitignore=True, excludes=env["excludes"])
+    with zipfile.ZipFile(tmp_path / "pkg.zip") as pkg:
+        files = {name for name in pkg.namelist() if not name.endswith("/")}
+    assert files == {"curation/shards.py", "configs/stage1.yaml", "tests/test_x.py"}
 
 
 # --- real jobs on a local two-node cluster ------------------------------------------------------------
@@ -99,10 +113,13 @@ def run_submit(cluster: LocalCluster, *args: str, timeout: float = 300) -> subpr
                           cwd=ROOT, env=cluster_env(), capture_output=True, text=True, timeout=timeout)
 
 
+SUBMITTED = ("in_sync", "truncated")  # one accepted, one broken: a demo-sized job
+
+
 @pytest.fixture(scope="module")
 def small_source_list(fixture_by_variant, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("submit") / "sources.txt"
-    path.write_text("".join(f"{fixture_by_variant[v].path}\n" for v in ("in_sync", "two_faces", "truncated")))
+    path.write_text("".join(f"{fixture_by_variant[v].path}\n" for v in SUBMITTED))
     return path
 
 
@@ -117,7 +134,7 @@ def test_submit_runs_curation_on_the_cluster_and_exits_0(cluster, small_source_l
     assert '"accepted_clips"' in result.stdout  # the job's own output came back through the log stream
     rows = pq.read_table(out / "manifest.parquet").to_pylist()
     outcome = {r["source"]: r["reason"] for r in rows}
-    for variant in ("in_sync", "two_faces", "truncated"):
+    for variant in SUBMITTED:
         assert outcome[str(fixture_by_variant[variant].path)] == fixture_by_variant[variant].reason
     assert list((out / "shards").glob("*.tar"))
 
