@@ -13,6 +13,7 @@ import pytest
 from orchestration import deepspeed_launch as dl
 from orchestration import submit
 from localcluster import LocalCluster, cluster_env
+from stagerun import stage_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,3 +177,14 @@ def test_deepspeed_launch_runs_ranks_on_a_gpu_node_of_the_cluster(cluster, tmp_p
         assert got["env"]["MASTER_PORT"] == "29517"
         assert got["argv"] == [f"--local_rank={rank}", "--out", str(tmp_path), "--set", "a=1"]
     assert "slots=2" in result.stderr  # the hostfile derived from Ray's node list is logged
+
+
+@pytest.mark.slow
+def test_submit_trains_stage1_on_the_cluster(cluster, curated_shards, tiny_pretrained, tmp_path) -> None:
+    out = tmp_path / "stage1"
+    sets = stage_overrides(curated_shards, tiny_pretrained, out, **{"run.max_steps": 2, "run.validate_every": 0})
+    result = run_submit(cluster, "train", "stage1", "--config", "configs/demo/stage1.yaml", *sets, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "SUCCEEDED" in result.stdout.splitlines()[-1]
+    assert "stage1 step 2 loss" in result.stdout + result.stderr
+    assert (out / "export" / "weights.yaml").is_file()
