@@ -1,4 +1,4 @@
-"""`python -m curation.docs`: regenerate the README's reason and config tables from the code."""
+"""`python -m curation.docs`: regenerate the README's reason and config tables (curation, training) from the code."""
 from __future__ import annotations
 
 import re
@@ -8,6 +8,7 @@ from pathlib import Path
 from curation.config import CurationConfig
 from curation.reasons import FAILED, REASONS
 from orchestration.config import describe_markdown
+from training.config import TrainConfig
 
 
 def reasons_markdown() -> str:
@@ -16,7 +17,8 @@ def reasons_markdown() -> str:
 
 
 def tables() -> dict[str, str]:
-    return {"reasons": reasons_markdown(), "config": describe_markdown(CurationConfig)}
+    return {"reasons": reasons_markdown(), "config": describe_markdown(CurationConfig),
+            "training-config": describe_markdown(TrainConfig)}
 
 
 def fill(readme: str) -> str:
