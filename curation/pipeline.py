@@ -21,7 +21,7 @@ from curation.clips import Candidate, clip_id, split_range, too_short
 from curation.config import CurationConfig
 from curation.download import Downloaded, download
 from curation.faces import FaceAnalyzer, FaceSpan, FrameFaces, crop_boxes, segment_faces
-from curation.finish import clip_models, finish_clip
+from curation.finish import ClipModels, clip_models, finish_clip
 from curation.manifest import ManifestRow, source_row, status_for, write_part
 from curation.media import MediaInfo, iter_frames, load_audio, probe
 from curation.quality import clip_metrics, frame_metrics, judge
@@ -92,6 +92,7 @@ def process_source(source: Source, out_dir: Path, cfg: CurationConfig) -> list[M
 
     Deterministic problems with the input come back as rows with a reason; only bugs raise.
     """
+    models = clip_models(cfg)  # first: a model that cannot load fails the source before any download
     downloaded: Optional[Downloaded] = None
     work_dir = out_dir / "downloads"
     base: dict = {}
@@ -104,7 +105,7 @@ def process_source(source: Source, out_dir: Path, cfg: CurationConfig) -> list[M
         analysis = analyse(info, cfg)
         audio = load_audio(info, cfg.media.sample_rate)
         log.info("%s: analysed %d frames in %.1fs", source.source_id, info.num_frames, time.perf_counter() - t0)
-        rows = _export(source, downloaded, info, analysis, audio, out_dir, cfg, base)
+        rows = _export(source, downloaded, info, analysis, audio, out_dir, cfg, models, base)
     except Rejected as rej:
         rows = [source_row(source.raw, source.source_id, rej.reason, rej.detail, **base)]
     finally:
@@ -124,9 +125,9 @@ def _export(
     audio: np.ndarray,
     out_dir: Path,
     cfg: CurationConfig,
+    models: ClipModels,
     base: dict,
 ) -> list[ManifestRow]:
-    models = clip_models(cfg)
     writer = SourceShardWriter(out_dir / "shards", source.source_id, cfg.shards)
     rows: list[ManifestRow] = []
     try:

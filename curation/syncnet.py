@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 WINDOW = 5  # video frames per SyncNet window (0.2 s)
 MFCC_PER_FRAME = 4
+MFCC_WINDOW = MFCC_PER_FRAME * WINDOW  # 20 MFCC steps under one window
 CROP_SIZE = 224
 CROP_MARGIN = 0.4  # syncnet_python's crop_scale: the box half-size is widened by this share
 BOX_SMOOTH = 13  # median filter over the face box track, as syncnet_python's tracker
@@ -103,10 +104,10 @@ def mfcc_windows(audio: np.ndarray, sample_rate: int, windows: int) -> np.ndarra
     import python_speech_features
 
     mfcc = python_speech_features.mfcc(audio.astype(np.float64) * 32768, sample_rate).T  # (13, steps)
-    need = MFCC_PER_FRAME * (windows - 1) + 4 * WINDOW
+    need = MFCC_PER_FRAME * (windows - 1) + MFCC_WINDOW
     if mfcc.shape[1] < need:
         mfcc = np.pad(mfcc, ((0, 0), (0, need - mfcc.shape[1])))
-    return np.stack([mfcc[:, MFCC_PER_FRAME * i:MFCC_PER_FRAME * i + 4 * WINDOW] for i in range(windows)])[:, None]
+    return np.stack([mfcc[:, MFCC_PER_FRAME * i:MFCC_PER_FRAME * i + MFCC_WINDOW] for i in range(windows)])[:, None]
 
 
 def face_crops(crops: Sequence[np.ndarray], landmarks: np.ndarray) -> np.ndarray:
