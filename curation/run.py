@@ -43,16 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.source is None:
         print("error: --source LIST is required", file=sys.stderr)
         return 2
-    try:
-        cfg = load_config(CurationConfig, args.config, args.overrides)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    from curation.sources import parse_source_list  # heavy imports only after argument checks
+    # Heavy imports only after the argument checks; every start-up error is one line and exit 2.
+    from curation.finish import preflight
+    from curation.sources import parse_source_list
 
     try:
+        cfg = load_config(CurationConfig, args.config, args.overrides)
         sources, unsupported = parse_source_list(args.source)
-    except FileNotFoundError as err:
+        preflight(cfg)  # missing model folders: one clear error now, not one per source later
+    except (ConfigError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from orchestration.curation_job import init_ray, run_curation

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 LOSS_LINE = re.compile(r"(stage[12]) step (\d+) loss ([0-9.]+) rank (\d+) keys \[([^\]]*)\]")
 
 

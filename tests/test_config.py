@@ -9,7 +9,9 @@ from orchestration.config import ConfigError, describe, load_config
 def test_defaults_yaml_and_overrides_layer(tmp_path: Path) -> None:
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text("quality:\n  min_face_px: 128\nclips:\n  max_s: 8\n")
-    cfg = load_config(CurationConfig, yaml_file, ["quality.min_face_px=200", "download.proxy=socks5://127.0.0.1:9"])
+    cfg = load_config(CurationConfig, yaml_file, ["quality.min_face_px=200", "download.proxy=socks5://127.0.0.1:9",
+                                                  "quality.min_sharpness=1e2"])
+    assert cfg.quality.min_sharpness == 100.0  # YAML 1.1 reads 1e2 as a string; floats accept it
     assert cfg.quality.min_face_px == 200  # --set wins over YAML
     assert cfg.clips.max_s == 8.0 and isinstance(cfg.clips.max_s, float)
     assert cfg.download.proxy == "socks5://127.0.0.1:9"

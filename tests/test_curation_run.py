@@ -34,6 +34,9 @@ def test_cli_errors_are_one_line_and_non_zero(tmp_path: Path) -> None:
     bad_file.write_text("faces: {crop_scale: [1, 2]}\n")
     bad_yaml = run_cli("--source", str(listing), "--config", str(bad_file))
     assert bad_yaml.returncode == 2 and "faces.crop_scale" in bad_yaml.stderr
+    no_models = run_cli("--source", str(listing), "--set", f"annotations.wav2vec2_dir={tmp_path / 'none'}")
+    assert no_models.returncode == 2  # before Ray starts any work
+    assert no_models.stderr.strip().splitlines()[-1].startswith("error: config key 'annotations.")
 
 
 @pytest.fixture(scope="module")

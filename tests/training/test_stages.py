@@ -106,3 +106,12 @@ def test_two_processes_zero2_disjoint_data_same_weights_and_resume(curated_shard
     resumed = run_stage("stage1", stage_overrides(curated_shards, tiny_pretrained, tmp_path / "ddp", **extra), launcher)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     assert {step for _, step in losses(resumed.stderr)} == {3}
+
+
+def test_a_non_finite_loss_stops_naming_the_step_and_the_batch(curated_shards, tiny_pretrained, tmp_path) -> None:
+    # An absurd offset-noise scale makes the loss overflow on the first step.
+    sets = stage_overrides(curated_shards, tiny_pretrained, tmp_path / "nan", **{"diffusion.noise_offset": 1e30})
+    result = run_stage("stage1", sets)
+    assert result.returncode != 0
+    assert re.search(r"FloatingPointError: stage1: loss is (inf|nan) at step 1; batch keys \['\w+", result.stderr)
+    assert not (tmp_path / "nan" / "checkpoints" / "latest").exists()
