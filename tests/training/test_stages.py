@@ -96,14 +96,16 @@ def test_two_processes_zero2_disjoint_data_same_weights_and_resume(curated_shard
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
     extra = {"run.max_steps": 2, "run.checkpoint_every": 2, "run.validate_every": 0, "run.batch_size": 1,
              "run.zero_stage": 2, "run.precision": "bf16"}
-    first = run_stage("stage1", stage_overrides(curated_shards, tiny_pretrained, tmp_path / "ddp", **extra), launcher)
+    first = run_stage("stage1", stage_overrides(curated_shards, tiny_pretrained, tmp_path / "ddp", **extra), launcher,
+                      timeout=1200)
     assert first.returncode == 0, first.stderr[-4000:]
     keys = keys_by_rank(first.stderr)
     assert set(keys) == {0, 1} and not keys[0] & keys[1]  # each rank reads its own samples
     sums = {int(m[1]): m[2] for m in re.finditer(r"rank (\d+) param-checksum (\S+)", first.stderr)}
     assert set(sums) == {0, 1} and sums[0] == sums[1]  # gradients agreed: identical weights on both ranks
     extra["run.max_steps"] = 3
-    resumed = run_stage("stage1", stage_overrides(curated_shards, tiny_pretrained, tmp_path / "ddp", **extra), launcher)
+    resumed = run_stage("stage1", stage_overrides(curated_shards, tiny_pretrained, tmp_path / "ddp", **extra), launcher,
+                        timeout=1200)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     assert {step for _, step in losses(resumed.stderr)} == {3}
 
