@@ -1,4 +1,4 @@
-"""`python -m curation.docs`: regenerate the README's reason and config tables (curation, training) from the code."""
+"""`python -m orchestration.docs`: regenerate the README's reason and config tables (curation, training) from the code."""
 from __future__ import annotations
 
 import re

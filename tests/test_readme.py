@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from curation.docs import tables
+from orchestration.docs import tables
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -8,7 +8,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def test_readme_tables_match_the_code() -> None:
     text = README.read_text()
     for name, table in tables().items():
-        assert table in text, f"README {name} table is stale: run `python -m curation.docs`"
+        assert table in text, f"README {name} table is stale: run `python -m orchestration.docs`"
 
 
 def test_readme_shows_the_ci_test_command() -> None:
