@@ -1,0 +1,218 @@
+"""Seconds per training step, samples per second, peak memory and the VAE-encode share, for stage 1
+and stage 2, with gradient checkpointing on and off.
+
+Each configuration runs in its own process, built by the real stage classes (training/stage1.py,
+training/stage2.py: the same modules, trainable sets, precision and checkpointing as training) and
+wrapped by the real DeepSpeed engine (training.engine.build_engine, one process, ZeRO as configured).
+A step is exactly training.loop's: engine(batch) -> engine.backward -> engine.step, on one batch
+decoded from curated fixture shards by the stage's decoder and reused every step, so data loading
+(benchmarks/loader.py) is not in the number. Peak memory: torch.cuda.max_memory_allocated on a GPU;
+on the CPU the process's peak RSS and how far it rose above the RSS just before the model was built.
+
+    python -m benchmarks.train_step                               # CPU: tiny preset, fp32
+    python -m benchmarks.train_step --device cuda                 # GPU: sd15 preset, bf16, the paper's batches
+    python -m benchmarks.train_step --device cuda --pretrained BASE   # real bases (model.pretrained fetch)
+
+Without --pretrained the bases are random stand-ins at the preset's sizes (`model.pretrained tiny
+--preset sd15` writes about 5 GB for sd15); speed and memory do not depend on the weights' values.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+from benchmarks.common import DEFAULT_OUT, StageClock, annotation_overrides, measure, new_figure, print_table, write_results
+
+PAPER_BATCH = {"stage1": 8, "stage2": 4}  # per GPU (HALLO_REFERENCE.md)
+RESULT_PREFIX = "RESULT "
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def prepare(work: Path, preset: str, pretrained: Optional[Path]) -> dict[str, Any]:
+    """Bases, stage 2's starting weights and one curated shard; written once per run."""
+    from curation import fixtures
+    from curation.config import CurationConfig
+    from curation.pipeline import process_source
+    from curation.sources import parse_source
+    from model.presets import get_preset
+    from model.pretrained import init_weights
+    from model.standins import write_standins
+    from orchestration.config import load_config
+
+    base = pretrained or work / f"bases-{preset}"
+    if pretrained is None:
+        write_standins(get_preset(preset), base)
+    init = work / "stage1-export"
+    init_weights(base, get_preset(preset), init)
+    cfg = load_config(CurationConfig, None, annotation_overrides(base))
+    video = fixtures.generate("in_sync", work / "source.mp4", duration_s=4.0, size=(640, 480))
+    rows = process_source(parse_source(str(video.path), work / "curated"), work / "curated", cfg)
+    shards = sorted({str(work / "curated" / "shards" / r.shard) for r in rows if r.shard})
+    if not shards:
+        raise RuntimeError(f"the fixture clip was not accepted: {[r.reason for r in rows]}")
+    return {"pretrained": str(base), "init_from": str(init), "shards": shards}
+
+
+def _stage(name: str) -> Any:
+    if name == "stage1":
+        from training.stage1 import Stage1
+
+        return Stage1()
+    from training.stage2 import Stage2
+
+    return Stage2()
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def run_config(spec: dict[str, Any]) -> dict[str, Any]:
+    """One configuration in this process (the child): build, warm up, time `steps` steps."""
+    import torch
+
+    from orchestration.config import load_config
+    from training.config import TrainConfig
+    from training.data import ShardStream
+    from training.engine import build_engine, device_for, init_distributed
+    from training.hallo_step import HalloTrainStep
+
+    overrides = {
+        "model.preset": spec["preset"], "model.pretrained_dir": spec["pretrained"], "model.init_from": spec["init_from"],
+        "model.gradient_checkpointing": spec["checkpointing"], "run.precision": spec["precision"],
+        "run.device": spec["device"], "run.batch_size": spec["batch"], "data.shards": json.dumps(spec["shards"]),
+        "data.shuffle_buffer": 1,
+    }
+    cfg = load_config(TrainConfig, None, [f"{k}={v}" for k, v in overrides.items()])
+    stage = _stage(spec["stage"])
+    _, world, local_rank = init_distributed()
+    device = device_for(cfg, local_rank)
+    cuda = device.type == "cuda"
+    rss_before = _rss_mb()  # libraries loaded, nothing built yet
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    engine = build_engine(stage.build(cfg, device), cfg, world, device)
+    stream = ShardStream(cfg.data.shards, stage.decoder(cfg), cfg.data, cfg.run.batch_size, cfg.run.seed)
+    batch = next(iter(stream))
+    batch.pop("reader_state")
+    generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed)
+
+    def step() -> None:
+        loss = engine(batch, generator)
+        engine.backward(loss)
+        engine.step()
+
+    for _ in range(spec["warmup"]):
+        step()
+    clock = StageClock(sync=torch.cuda.synchronize if cuda else None)
+    with clock.patched({"vae encode": [(HalloTrainStep, "encode")]}), measure() as timed:
+        for _ in range(spec["steps"]):
+            with clock.stage("rest of the step"):
+                step()
+    step_s = timed.wall_s / spec["steps"]
+    return {
+        **{k: spec[k] for k in ("stage", "preset", "device", "precision", "checkpointing", "batch")},
+        "step_s": step_s,
+        "samples_per_s": spec["batch"] / step_s,
+        "vae_encode_share": clock.seconds["vae encode"] / timed.wall_s,
+        "peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else _peak_rss_mb(),
+        "peak_growth_mb": None if cuda else max(0.0, _peak_rss_mb() - rss_before),
+        "memory": "torch.cuda.max_memory_allocated" if cuda else "peak RSS (ru_maxrss)",
+        "trainable_params_m": sum(p.numel() for p in engine.module.parameters() if p.requires_grad) / 1e6,
+        "attention": sorted({type(m.processor).__name__ for m in engine.module.net.modules() if hasattr(m, "processor")}),
+    }
+
+
+def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    """run_config in a fresh process, so each configuration's peak memory is its own."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.train_step", "--child", json.dumps(spec)],
+                          cwd=ROOT, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if done.returncode or not lines:
+        raise RuntimeError(f"configuration {spec['stage']} checkpointing={spec['checkpointing']} failed "
+                           f"(exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1][len(RESULT_PREFIX):])
+
+
+def figure(results: list[dict[str, Any]]) -> Any:
+    fig, ax = new_figure(8, 3.5)
+    labels = [f"{r['stage']}, ckpt {'on' if r['checkpointing'] else 'off'}" for r in results]
+    encode = [r["step_s"] * r["vae_encode_share"] for r in results]
+    ax.barh(labels, encode, color="tab:orange", label="VAE encode")
+    ax.barh(labels, [r["step_s"] - e for r, e in zip(results, encode)], left=encode, color="tab:blue",
+            label="rest of the step")
+    for i, r in enumerate(results):
+        ax.text(r["step_s"], i, f" {r['step_s']:.2f} s, {r['peak_mb']:.0f} MB", va="center", fontsize=8)
+    first = results[0]
+    ax.set_xlabel(f"seconds per step ({first['preset']}, {first['device']}, {first['precision']})")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Training step time by stage and gradient checkpointing")
+    return fig
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when torch sees one")
+    parser.add_argument("--preset", choices=("tiny", "sd15"), default=None, help="default: sd15 on cuda, tiny on cpu")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default=None, help="default: bf16 on cuda, fp32 on cpu")
+    parser.add_argument("--stages", default="stage1,stage2")
+    parser.add_argument("--checkpointing", default="on,off", help="gradient checkpointing settings to run: on,off")
+    parser.add_argument("--batch", type=int, default=0, help="samples per step; 0 = the paper's per-GPU batch on "
+                        f"cuda {PAPER_BATCH}, 1 on cpu")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--pretrained", type=Path, help="real bases folder (default: random stand-ins)")
+    parser.add_argument("--work", type=Path, help="keep bases and shards here (default: a temporary folder)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for train_step.json and train_step.png")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
+    import torch
+
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.child:
+        print(RESULT_PREFIX + json.dumps(run_config(json.loads(args.child))), flush=True)
+        return {}
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    preset = args.preset or ("sd15" if device == "cuda" else "tiny")
+    precision = args.precision or ("bf16" if device == "cuda" else "fp32")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        assets = prepare(work, preset, args.pretrained)
+        results = [run_child({**assets, "stage": stage, "preset": preset, "device": device, "precision": precision,
+                              "checkpointing": setting == "on", "steps": args.steps, "warmup": args.warmup,
+                              "batch": args.batch or (PAPER_BATCH[stage] if device == "cuda" else 1)})
+                   for stage in args.stages.split(",") for setting in args.checkpointing.split(",")]
+    memory = results[0]["memory"]
+    print_table(f"Training steps ({preset}, {device}, {precision}; memory = {memory})",
+                ["stage", "checkpointing", "batch", "s/step", "samples/s", "VAE encode share", "peak MB",
+                 "growth MB", "trainable M"],
+                [[r["stage"], "on" if r["checkpointing"] else "off", r["batch"], r["step_s"], r["samples_per_s"],
+                  r["vae_encode_share"], r["peak_mb"], r["peak_growth_mb"], r["trainable_params_m"]] for r in results])
+    print(f"attention processors: {', '.join(results[0]['attention'])}")
+    payload = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "child"},
+               "configs": results}
+    json_path, png_path = write_results(args.out, "train_step", payload, figure(results))
+    print(f"\nwrote {json_path} and {png_path}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The benchmark scripts run as a user runs them (`python -m benchmarks.NAME` from the repository
+root) with tiny arguments, and write their JSON and PNG.
+
+No timing is asserted (machines are noisy): only that every measurement, ratio and stage is there
+and consistent with what was run.
+"""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_benchmark(name: str, out: Path, *args: str) -> dict:
+    done = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--out", str(out), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"wrote {out / name}.json" in done.stdout
+    assert (out / f"{name}.png").stat().st_size > 1000
+    doc = json.loads((out / f"{name}.json").read_text())
+    assert doc["benchmark"] == name and doc["machine"]["cores"] >= 1 and doc["machine"]["cpu"]
+    return doc
+
+
+@pytest.mark.slow  # curates a fixture clip and runs the reference on it: about 30 s
+def test_curation_benchmark(tmp_path) -> None:
+    doc = run_benchmark("curation", tmp_path, "--sizes", "320x240", "--duration", "2.5", "--wav2vec2", "tiny")
+    (clip,) = doc["clips"]
+    assert clip["size"] == [320, 240] and clip["frames"] == round(2.5 * 25)
+    assert clip["ours"]["outcomes"] == ["accepted"]
+    ours, reference = clip["ours"]["stages_s"], clip["reference"]["stages_s"]
+    assert list(ours)[-1] == list(reference)[-1] == "other"
+    assert all(ours[s] > 0 for s in ("decode (analysis size)", "face mesh", "annotations", "encode + write sample"))
+    assert all(reference[s] > 0 for s in ("ffmpeg: frames to PNG", "face mesh per PNG", "ffmpeg: audio to wav"))
+    assert clip["reference"]["frames"] == clip["frames"] and clip["reference"]["frames_with_face"] > 0
+    for part in ("floor", "ours", "reference"):
+        assert clip[part]["wall_s"] > 0 and clip[part]["cpu_s"] > 0
+    for part in ("ours", "reference"):  # the stages account for the whole wall time, each second once
+        assert math.isclose(sum(clip[part]["stages_s"].values()), clip[part]["wall_s"], rel_tol=0.02)
+    assert clip["ratios"]["ours/floor (wall)"] == pytest.approx(clip["ours"]["wall_s"] / clip["floor"]["wall_s"])
+    assert clip["ratios"]["reference/ours (cpu)"] == pytest.approx(clip["reference"]["cpu_s"] / clip["ours"]["cpu_s"])
+
+
+@pytest.mark.slow  # curates two fixture clips into shards, forks DataLoader workers: about 40 s
+def test_loader_benchmark(tmp_path) -> None:
+    doc = run_benchmark("loader", tmp_path, "--presets", "tiny,sd15", "--sources", "2", "--duration", "2.5",
+                        "--samples", "3", "--workers", "2", "--wav2vec2", "tiny", "--gpu-step-s", "2")
+    assert doc["shards"]["count"] == 2 and doc["shards"]["samples"] == 2
+    assert doc["gpu_demand_samples_per_s"] == 2.0 and doc["gpu_step_assumed"] is False
+    assert doc["raw_read"]["samples_per_s"] > 0 and doc["tar_split"]["samples_per_s"] > 0
+    assert [p["preset"] for p in doc["presets"]] == ["tiny", "sd15"]
+    for preset in doc["presets"]:
+        assert preset["one_process"]["samples"] == 3 and preset["loader"]["workers"] == 2
+        assert preset["margin_vs_one_gpu"] == pytest.approx(preset["loader"]["samples_per_s"] / 2.0)
+
+
+def test_loader_refuses_more_workers_than_shards(tmp_path) -> None:
+    done = subprocess.run([sys.executable, "-m", "benchmarks.loader", "--sources", "1", "--workers", "2",
+                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--sources (1) must be at least --workers (2)" in done.stderr
+
+
+@pytest.mark.slow  # two training processes (stage 1 and 2, tiny preset): about 60 s
+def test_train_step_benchmark(tmp_path) -> None:
+    doc = run_benchmark("train_step", tmp_path, "--device", "cpu", "--checkpointing", "off", "--steps", "1",
+                        "--warmup", "1")
+    configs = doc["configs"]
+    assert [(c["stage"], c["checkpointing"]) for c in configs] == [("stage1", False), ("stage2", False)]
+    for c in configs:
+        assert c["preset"] == "tiny" and c["device"] == "cpu" and c["precision"] == "fp32" and c["batch"] == 1
+        assert c["step_s"] > 0 and 0 < c["vae_encode_share"] < 1 and c["peak_mb"] > 0
+        assert c["samples_per_s"] == pytest.approx(1 / c["step_s"])
+    # stage 2 trains only the audio and motion parts: fewer parameters than stage 1
+    assert configs[1]["trainable_params_m"] < configs[0]["trainable_params_m"]
