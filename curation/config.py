@@ -39,9 +39,9 @@ class ScenesConfig:
 
 @dataclass
 class FacesConfig:
-    detect_every: int = opt(1, "run face detection every N frames (landmarks run on every frame)")
+    detect_every: int = opt(5, "run face detection every N frames; between them the main face's box follows the mesh (landmarks run on every frame)")
     min_detection_confidence: float = opt(0.5, "mediapipe face detection threshold")
-    max_faces: int = opt(3, "faces the face mesh looks for inside the main face's crop (extra people are found by the detector)")
+    max_faces: int = opt(1, "faces the face mesh looks for inside the main face's crop (extra people are found by the detector); above 1 it re-detects on every frame")
     second_face_ratio: float = opt(0.3, "a second face whose area exceeds this fraction of the main face's makes the frame `multiple_faces`")
     track_iou: float = opt(0.3, "IoU above which boxes in consecutive frames are the same face track")
     max_gap_frames: int = opt(2, "frames a track may miss before it ends (filled by interpolation)")
