@@ -85,6 +85,8 @@ def iter_frames(
     """Yield (index, RGB uint8 frame) at the constant rate `info.fps`, for [start_frame, end_frame)."""
     end_frame = info.num_frames if end_frame is None else min(end_frame, info.num_frames)
     width, height = scaled_size(info.width, info.height, short_side)
+    # Shrinking: swscale's area filter, made for it and about a quarter cheaper than its default.
+    interpolation = "AREA" if (width, height) != (info.width, info.height) else None
     with _open(info.path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -103,7 +105,8 @@ def iter_frames(
                     # Every tick closer to `prev` than to this frame gets `prev`.
                     midpoint = (prev[0] + t) / 2
                     while nxt < end_frame and nxt / info.fps < midpoint:
-                        yield nxt, prev[1].to_ndarray(width=width, height=height, format="rgb24")
+                        yield nxt, prev[1].to_ndarray(width=width, height=height, format="rgb24",
+                                                      interpolation=interpolation)
                         nxt += 1
                 if nxt >= end_frame:
                     return
@@ -112,7 +115,7 @@ def iter_frames(
             raise Rejected(reasons.CORRUPT_MEDIA, f"decode error at frame {nxt}: {err}".splitlines()[0]) from err
         if prev is None:
             raise Rejected(reasons.CORRUPT_MEDIA, "no decodable video frame")
-        last = prev[1].to_ndarray(width=width, height=height, format="rgb24")
+        last = prev[1].to_ndarray(width=width, height=height, format="rgb24", interpolation=interpolation)
         while nxt < end_frame:  # the last frame holds until the stream's end
             yield nxt, last
             nxt += 1
