@@ -7,7 +7,8 @@ wrapped by the real DeepSpeed engine (training.engine.build_engine, one process,
 A step is exactly training.loop's: engine(batch) -> engine.backward -> engine.step, on one batch
 decoded from curated fixture shards by the stage's decoder and reused every step, so data loading
 (benchmarks/loader.py) is not in the number. Peak memory: torch.cuda.max_memory_allocated on a GPU;
-on the CPU the process's peak RSS and how far it rose above the RSS just before the model was built.
+on the CPU the process's peak RSS from the model build on (VmHWM, reset just before) and how far it
+rose above the RSS at that moment (libraries loaded, nothing built).
 
     python -m benchmarks.train_step                               # CPU: tiny preset, fp32
     python -m benchmarks.train_step --device cuda                 # GPU: sd15 preset, bf16, the paper's batches
@@ -21,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import resource
+import re
 import subprocess
 import sys
 import tempfile
@@ -70,14 +71,16 @@ def _stage(name: str) -> Any:
     return Stage2()
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+def _status_mb(field: str) -> float:
+    """A memory line of /proc/self/status (VmRSS: now, VmHWM: peak) in MiB."""
+    match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
+    return int(match.group(1)) / 1024
 
 
-def _rss_mb() -> float:
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
+def _restart_peak_rss() -> float:
+    """Start a new peak-RSS window (Linux resets VmHWM on `5` into clear_refs); returns the RSS now."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_mb("VmRSS")
 
 
 def run_config(spec: dict[str, Any]) -> dict[str, Any]:
@@ -101,7 +104,7 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
     _, world, local_rank = init_distributed()
     device = device_for(cfg, local_rank)
     cuda = device.type == "cuda"
-    rss_before = _rss_mb()  # libraries loaded, nothing built yet
+    rss_before = _restart_peak_rss()  # libraries loaded, nothing built yet
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     engine = build_engine(stage.build(cfg, device), cfg, world, device)
@@ -115,24 +118,30 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
         engine.backward(loss)
         engine.step()
 
-    for _ in range(spec["warmup"]):
-        step()
+    result = {
+        **{k: spec[k] for k in ("stage", "preset", "device", "precision", "checkpointing", "batch")},
+        "memory": "torch.cuda.max_memory_allocated" if cuda else "peak RSS (VmHWM) from the model build on",
+        "trainable_params_m": sum(p.numel() for p in engine.module.parameters() if p.requires_grad) / 1e6,
+        "attention": sorted({type(m.processor).__name__ for m in engine.module.net.modules() if hasattr(m, "processor")}),
+    }
     clock = StageClock(sync=torch.cuda.synchronize if cuda else None)
-    with clock.patched({"vae encode": [(HalloTrainStep, "encode")]}), measure() as timed:
-        for _ in range(spec["steps"]):
-            with clock.stage("rest of the step"):
-                step()
+    try:
+        for _ in range(spec["warmup"]):
+            step()
+        with clock.patched({"vae encode": [(HalloTrainStep, "encode")]}), measure() as timed:
+            for _ in range(spec["steps"]):
+                with clock.stage("rest of the step"):
+                    step()
+    except torch.cuda.OutOfMemoryError:  # a result too: this setting does not fit this GPU
+        return {**result, "error": "CUDA out of memory", "peak_mb": torch.cuda.max_memory_allocated(device) / 2**20}
     step_s = timed.wall_s / spec["steps"]
     return {
-        **{k: spec[k] for k in ("stage", "preset", "device", "precision", "checkpointing", "batch")},
+        **result,
         "step_s": step_s,
         "samples_per_s": spec["batch"] / step_s,
         "vae_encode_share": clock.seconds["vae encode"] / timed.wall_s,
-        "peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else _peak_rss_mb(),
-        "peak_growth_mb": None if cuda else max(0.0, _peak_rss_mb() - rss_before),
-        "memory": "torch.cuda.max_memory_allocated" if cuda else "peak RSS (ru_maxrss)",
-        "trainable_params_m": sum(p.numel() for p in engine.module.parameters() if p.requires_grad) / 1e6,
-        "attention": sorted({type(m.processor).__name__ for m in engine.module.net.modules() if hasattr(m, "processor")}),
+        "peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else _status_mb("VmHWM"),
+        "peak_growth_mb": None if cuda else _status_mb("VmHWM") - rss_before,
     }
 
 
@@ -147,7 +156,8 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     return json.loads(lines[-1][len(RESULT_PREFIX):])
 
 
-def figure(results: list[dict[str, Any]]) -> Any:
+def figure(results: list[dict[str, Any]], setting: str) -> Any:
+    results = [r for r in results if "error" not in r]
     fig, ax = new_figure(8, 3.5)
     labels = [f"{r['stage']}, ckpt {'on' if r['checkpointing'] else 'off'}" for r in results]
     encode = [r["step_s"] * r["vae_encode_share"] for r in results]
@@ -156,8 +166,7 @@ def figure(results: list[dict[str, Any]]) -> Any:
             label="rest of the step")
     for i, r in enumerate(results):
         ax.text(r["step_s"], i, f" {r['step_s']:.2f} s, {r['peak_mb']:.0f} MB", va="center", fontsize=8)
-    first = results[0]
-    ax.set_xlabel(f"seconds per step ({first['preset']}, {first['device']}, {first['precision']})")
+    ax.set_xlabel(f"seconds per step ({setting})")
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title("Training step time by stage and gradient checkpointing")
     return fig
@@ -172,8 +181,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--checkpointing", default="on,off", help="gradient checkpointing settings to run: on,off")
     parser.add_argument("--batch", type=int, default=0, help="samples per step; 0 = the paper's per-GPU batch on "
                         f"cuda {PAPER_BATCH}, 1 on cpu")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per configuration")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--pretrained", type=Path, help="real bases folder (default: random stand-ins)")
     parser.add_argument("--work", type=Path, help="keep bases and shards here (default: a temporary folder)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for train_step.json and train_step.png")
@@ -200,16 +209,16 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                               "checkpointing": setting == "on", "steps": args.steps, "warmup": args.warmup,
                               "batch": args.batch or (PAPER_BATCH[stage] if device == "cuda" else 1)})
                    for stage in args.stages.split(",") for setting in args.checkpointing.split(",")]
-    memory = results[0]["memory"]
-    print_table(f"Training steps ({preset}, {device}, {precision}; memory = {memory})",
+    print_table(f"Training steps ({preset}, {device}, {precision}; memory = {results[0]['memory']})",
                 ["stage", "checkpointing", "batch", "s/step", "samples/s", "VAE encode share", "peak MB",
                  "growth MB", "trainable M"],
-                [[r["stage"], "on" if r["checkpointing"] else "off", r["batch"], r["step_s"], r["samples_per_s"],
-                  r["vae_encode_share"], r["peak_mb"], r["peak_growth_mb"], r["trainable_params_m"]] for r in results])
+                [[r["stage"], "on" if r["checkpointing"] else "off", r["batch"], r.get("step_s", r.get("error")),
+                  r.get("samples_per_s"), r.get("vae_encode_share"), r["peak_mb"], r.get("peak_growth_mb"),
+                  r["trainable_params_m"]] for r in results])
     print(f"attention processors: {', '.join(results[0]['attention'])}")
     payload = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "child"},
                "configs": results}
-    json_path, png_path = write_results(args.out, "train_step", payload, figure(results))
+    json_path, png_path = write_results(args.out, "train_step", payload, figure(results, f"{preset}, {device}, {precision}"))
     print(f"\nwrote {json_path} and {png_path}")
     return payload
 
