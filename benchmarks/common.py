@@ -112,7 +112,7 @@ class StageClock:
 
 
 def machine() -> dict[str, Any]:
-    """Where the numbers come from: CPU model and cores, GPU if torch sees one, library versions."""
+    """Where the numbers come from: CPU model and cores, GPU if torch sees one, load, library versions."""
     import torch
 
     cpu = platform.processor() or "unknown"
@@ -125,6 +125,7 @@ def machine() -> dict[str, Any]:
         "cpu": cpu,
         "cores": len(os.sched_getaffinity(0)),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "load_average_1_5_15m": [round(x, 2) for x in os.getloadavg()],  # other work on the machine at the end
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),

@@ -14,8 +14,9 @@ rose above the RSS at that moment (libraries loaded, nothing built).
     python -m benchmarks.train_step --device cuda                 # GPU: sd15 preset, bf16, the paper's batches
     python -m benchmarks.train_step --device cuda --pretrained BASE   # real bases (model.pretrained fetch)
 
-Without --pretrained the bases are random stand-ins at the preset's sizes (`model.pretrained tiny
---preset sd15` writes about 5 GB for sd15); speed and memory do not depend on the weights' values.
+Without --pretrained the bases are random stand-ins at the preset's sizes; speed and memory do not
+depend on the weights' values. For sd15 that is about 16 GB on disk in --work: 6 GB of bases and
+10 GB of stage-2 starting weights (all five modules, 2.6B parameters, fp32).
 """
 from __future__ import annotations
 
