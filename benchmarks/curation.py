@@ -95,7 +95,8 @@ def bench_clip(variant: str, size: tuple[int, int], duration: float, work: Path,
         "clip": f"{variant} {size[1]}p", "variant": variant, "size": list(size), "duration_s": seconds,
         "frames": frames,
         "floor": {"wall_s": floor.wall_s, "cpu_s": floor.cpu_s},
-        "ours": {"wall_s": ours.wall_s, "cpu_s": ours.cpu_s, "stages_s": _with_other(clock.seconds, list(stages), ours.wall_s),
+        "ours": {"wall_s": ours.wall_s, "cpu_s": ours.cpu_s,
+                 "stages_s": _with_other(clock.seconds, list(stages), ours.wall_s),
                  "outcomes": [r.reason or r.status for r in rows]},
     }
     if reference:
@@ -118,7 +119,9 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
 
 
 def report(results: list[dict[str, Any]]) -> None:
-    per_s = lambda r, part, kind: r[part][f"{kind}_s"] / r["duration_s"] if part in r else None  # noqa: E731
+    def per_s(r: dict[str, Any], part: str, kind: str) -> Optional[float]:
+        return r[part][f"{kind}_s"] / r["duration_s"] if part in r else None
+
     print_table(
         "Seconds of work per second of source video (wall / CPU), and the ratios",
         ["clip", "floor wall", "ours wall", "ref wall", "floor cpu", "ours cpu", "ref cpu",
