@@ -58,9 +58,14 @@ def raw_samples(shards: list[str], reader: int, readers: int, seed: int) -> Iter
         order = list(mine)
         random.Random(f"{seed}/{epoch}/{reader if split_by_shard else 'all'}").shuffle(order)
         stream = wds.tariterators.tarfile_samples([{"url": url} for url in order], handler=_log_and_continue)
+        taken = 0
         for index, sample in enumerate(stream):
             if split_by_shard or index % readers == reader:
+                taken += 1
                 yield sample
+        if taken == 0:  # an empty epoch would repeat forever: fail instead of hanging
+            raise ValueError(f"reader {reader} of {readers} gets no sample from {len(mine)} shard(s): "
+                             "use fewer DataLoader workers or ranks, or more data")
 
 
 def shuffled(samples: Iterator[dict], buffer_size: int, rng: random.Random) -> Iterator[dict]:

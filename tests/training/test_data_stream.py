@@ -27,7 +27,7 @@ def decode(raw: dict, rng: np.random.Generator) -> dict:
 
 
 def take(root: Path, n: int, workers: int, state=None, rank=0, world=1, cfg=DataConfig(shuffle_buffer=4)):
-    stream = ShardStream([str(root / "s*.tar")], decode, cfg, batch_size=2, seed=7, rank=rank, world_size=world)
+    stream = ShardStream([str(root / "*.tar")], decode, cfg, batch_size=2, seed=7, rank=rank, world_size=world)
     batches = ResumableBatches.from_state(stream, workers, state)
     got = [next(batches) for _ in range(n)]
     return [k for b in got for k in b["key"]], [v for b in got for v in b["value"].tolist()], batches
@@ -62,3 +62,10 @@ def test_shard_patterns_expand(shards: Path) -> None:
     assert expand_shards([str(shards / "s{0..1}.tar"), str(shards / "s2.tar")]) == [
         str(shards / f"s{i}.tar") for i in range(3)
     ]
+
+
+def test_a_reader_without_samples_fails_instead_of_hanging(tmp_path: Path) -> None:
+    with wds.TarWriter(str(tmp_path / "one.tar")) as writer:
+        writer.write({"__key__": "only", "txt": b"x"})
+    with pytest.raises(ValueError, match="gets no sample"):
+        take(tmp_path, 1, 0, rank=1, world=2)
