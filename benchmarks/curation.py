@@ -37,7 +37,7 @@ def our_stages() -> dict[str, list[tuple[object, str]]]:
     """The pipeline's steps by the functions that do them (their time excludes nested stages)."""
     from curation import finish, pipeline
     from curation.annotations import Annotator
-    from curation.faces import FaceAnalyzer
+    from foundation.faces import FaceAnalyzer
     from curation.scenes import ShotDetector
     from curation.shards import SourceShardWriter
 
@@ -200,7 +200,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     from curation import fixtures
     from curation.config import CurationConfig
-    from orchestration.config import load_config
+    from foundation.config import load_config
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

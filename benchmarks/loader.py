@@ -39,7 +39,7 @@ def curate_shards(work: Path, sources: int, duration: float, wav2vec2: str) -> l
     from curation.config import CurationConfig
     from curation.pipeline import process_source
     from curation.sources import parse_source
-    from orchestration.config import load_config
+    from foundation.config import load_config
 
     cfg = load_config(CurationConfig, None, annotation_overrides(standin_models(work / f"models-{wav2vec2}", wav2vec2)))
     out = work / "curated"

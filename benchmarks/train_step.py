@@ -46,7 +46,7 @@ def prepare(work: Path, preset: str, pretrained: Optional[Path]) -> dict[str, An
     from model.presets import get_preset
     from model.pretrained import init_weights
     from model.standins import write_standins
-    from orchestration.config import load_config
+    from foundation.config import load_config
 
     base = pretrained or work / f"bases-{preset}"
     if pretrained is None:
@@ -88,7 +88,7 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
     """One configuration in this process (the child): build, warm up, time `steps` steps."""
     import torch
 
-    from orchestration.config import load_config
+    from foundation.config import load_config
     from training.config import TrainConfig
     from training.data import ShardStream
     from training.engine import build_engine, device_for, init_distributed

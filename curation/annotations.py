@@ -1,7 +1,7 @@
 """Training annotations written into every accepted sample, so training never preprocesses video.
 
-The definitions live in `model/` and are shared with generation: masks (`model.masks`), the
-identity embedding (`model.identity`) and the 25 fps wav2vec2 features (`model.audio_features`).
+The definitions live in `foundation/` and are shared with generation: masks (`foundation.masks`), the
+identity embedding (`foundation.identity`) and the 25 fps wav2vec2 features (`foundation.audio_features`).
 The models load once per worker process (`Annotator`); `check_model_dirs` lets the entry point
 fail at start-up when a folder is missing instead of failing every source.
 """
@@ -13,9 +13,9 @@ from typing import Sequence
 
 import numpy as np
 
-from curation import schema
+from foundation import schema
 from curation.config import AnnotationsConfig
-from orchestration.config import ConfigError
+from foundation.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,8 @@ class Annotator:
     """wav2vec2 and insightface, loaded once; `annotate` turns one clip into its annotation entries."""
 
     def __init__(self, cfg: AnnotationsConfig) -> None:
-        from model.audio_features import load_wav2vec2
-        from model.identity import IdentityEncoder
+        from foundation.audio_features import load_wav2vec2
+        from foundation.identity import IdentityEncoder
 
         check_model_dirs(cfg)
         self.cfg = cfg
@@ -50,7 +50,7 @@ class Annotator:
 
     def audio_features(self, vocals: np.ndarray, fps: int, frames: int) -> np.ndarray:
         """(frames, layers, dim) float16: one row per video frame."""
-        from model.audio_features import wav2vec2_features
+        from foundation.audio_features import wav2vec2_features
 
         features = wav2vec2_features(vocals, self.wav2vec2, self.extractor, fps).numpy()
         if len(features) != frames:
@@ -73,7 +73,7 @@ class Annotator:
         crops: the (size, size, 3) RGB frames as stored; landmarks: (frames, 478, 2) in crop pixels;
         vocals: the stored clip's speech (after any vocal separation), frames * rate / fps samples.
         """
-        from model.masks import region_masks
+        from foundation.masks import region_masks
 
         size = crops[0].shape[0]
         soft = self.cfg.soft_mask_size

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import soundfile as sf
 
-from curation import schema
+from foundation import schema
 
 
 def encode_video(frames: Iterable[np.ndarray], fps: int, crf: int) -> bytes:

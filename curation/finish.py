@@ -15,19 +15,20 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from curation import reasons, schema
+from curation import reasons
+from foundation import schema
 from curation.annotations import Annotator, check_model_dirs
 from curation.clips import Candidate
 from curation.config import CurationConfig
 from curation.download import Downloaded
 from curation.export import build_sample
-from curation.faces import crop_frame, landmarks_to_crop
+from foundation.faces import crop_frame, landmarks_to_crop
 from curation.media import MediaInfo, iter_frames
 from curation.shards import SourceShardWriter
 from curation.sources import Source
 from curation.speech import VocalSeparator, load_separator, separate, separator_factory, speech_ratio
 from curation.sync import ClipSignals, SyncScorer, audio_window, judge_sync, make_scorer
-from orchestration.config import ConfigError
+from foundation.config import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ from curation import reasons
 from curation.clips import Candidate, clip_id, split_range, too_short
 from curation.config import CurationConfig
 from curation.download import Downloaded, download
-from curation.faces import FaceAnalyzer, FaceSpan, FrameFaces, crop_boxes, segment_faces
+from curation.faces import FaceSpan, segment_faces
+from foundation.faces import FaceAnalyzer, FrameFaces, crop_boxes
 from curation.finish import ClipModels, clip_models, finish_clip
 from curation.manifest import ManifestRow, source_row, status_for, write_part
 from curation.media import MediaInfo, iter_frames, load_audio, probe

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from curation.config import CurationConfig
 from curation.reasons import REASONS
-from orchestration.config import ConfigError, describe_markdown, load_config
+from foundation.config import ConfigError, describe_markdown, load_config
 
 log = logging.getLogger("curation")
 

@@ -18,7 +18,7 @@ import torch
 from scipy.signal import medfilt
 from torch import nn
 
-from curation.faces import crop_frame
+from foundation.faces import crop_frame
 from curation.sync import ClipSignals, SyncResult, feature_distance_curve, summarize_curve
 
 log = logging.getLogger(__name__)

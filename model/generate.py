@@ -20,14 +20,14 @@ import cv2
 import numpy as np
 import torch
 
-from model.audio_features import SAMPLE_RATE, load_wav2vec2, wav2vec2_features
-from model.identity import IdentityEncoder
-from model.masks import region_masks
-from model.media import read_audio, write_video
+from foundation.audio_features import SAMPLE_RATE, load_wav2vec2, wav2vec2_features
+from foundation.identity import IdentityEncoder
+from foundation.masks import region_masks
+from foundation.media_io import read_audio, write_video
 from model.pipeline import HalloPipeline, Reference, SamplerSettings
 from model.portrait import prepare_portrait
 from model.weights import load_net, load_vae, read_index, resolve
-from orchestration.config import ConfigError, load_config, opt
+from foundation.config import ConfigError, load_config, opt
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curation.config import FacesConfig
-from curation.faces import FaceAnalyzer, crop_boxes, crop_frame, landmarks_to_crop
+from foundation.faces import FaceAnalyzer, FacesConfig, crop_boxes, crop_frame, landmarks_to_crop
 
 log = logging.getLogger(__name__)
 

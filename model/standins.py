@@ -17,8 +17,8 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch import nn
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
-from model.audio_features import SAMPLE_RATE
-from model.identity import EMBED_DIM
+from foundation.audio_features import SAMPLE_RATE
+from foundation.identity import EMBED_DIM
 from model.levels import unet_levels
 from model.motion_checkpoint import to_animatediff_state_dict
 from model.motion_module import build_motion_modules

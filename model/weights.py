@@ -23,7 +23,7 @@ import yaml
 from diffusers import AutoencoderKL
 
 from model.net import COMPONENT_CLASSES, COMPONENTS, HalloModules, HalloNet
-from orchestration.config import ConfigError, load_config, opt
+from foundation.config import ConfigError, load_config, opt
 
 INDEX_FILE = "weights.yaml"
 

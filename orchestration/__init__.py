@@ -1,1 +1,1 @@
-"""Orchestration: the config system and Ray scheduling of curation and training."""
+"""Orchestration: Ray scheduling of curation and training, job submission, the demo and the README tables."""

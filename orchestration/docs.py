@@ -7,7 +7,7 @@ from pathlib import Path
 
 from curation.config import CurationConfig
 from curation.reasons import FAILED, REASONS
-from orchestration.config import describe_markdown
+from foundation.config import describe_markdown
 from training.config import TrainConfig
 
 

@@ -44,7 +44,7 @@ def curated_shards(fixture_by_variant, annotation_overrides, tmp_path_factory) -
     from curation.config import CurationConfig
     from curation.pipeline import process_source_safely
     from curation.sources import parse_source
-    from orchestration.config import load_config
+    from foundation.config import load_config
 
     out = tmp_path_factory.mktemp("curated")
     cfg = load_config(CurationConfig, None, annotation_overrides)

@@ -5,13 +5,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from curation import schema
+from foundation import schema
 from curation.annotations import Annotator, check_model_dirs
 from curation.config import AnnotationsConfig, CurationConfig
 from curation.fixtures import speech_track
 from curation.finish import clip_models, preflight
-from model.masks import FACE_OVAL_IDS, LIP_IDS
-from orchestration.config import ConfigError, load_config
+from foundation.masks import FACE_OVAL_IDS, LIP_IDS
+from foundation.config import ConfigError, load_config
 
 SIZE = 512
 

@@ -16,7 +16,7 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 
 from curation.config import CurationConfig
 from curation.sources import parse_source
-from orchestration.config import ConfigError, load_config
+from foundation.config import ConfigError, load_config
 from orchestration.curation_job import SourceQueue, domain_of
 
 ROOT = Path(__file__).resolve().parents[1]

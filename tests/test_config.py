@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from curation.config import CurationConfig
-from orchestration.config import ConfigError, describe, load_config
+from foundation.config import ConfigError, describe, load_config
 
 
 def test_defaults_yaml_and_overrides_layer(tmp_path: Path) -> None:

@@ -11,9 +11,8 @@ import skimage.data
 from matplotlib import cbook
 from PIL import Image
 
-from curation.config import FacesConfig
-from curation.faces import (FaceAnalyzer, FrameFaces, box_iou, crop_boxes, crop_frame, landmarks_to_crop,
-                            segment_faces)
+from curation.faces import segment_faces
+from foundation.faces import FaceAnalyzer, FacesConfig, FrameFaces, box_iou, crop_boxes, crop_frame, landmarks_to_crop
 
 W, H = 480, 360  # analysis frame size used throughout
 FPS = 25

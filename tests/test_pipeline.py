@@ -10,13 +10,14 @@ import pytest
 import soundfile as sf
 import webdataset as wds
 
-from curation import reasons, schema
+from curation import reasons
+from foundation import schema
 from curation.config import CurationConfig
 from curation.pipeline import process_source_safely
 from curation.sources import parse_source
 from curation.sync import ClipSignals, EnvelopeScorer
 from curation_expected import expected
-from orchestration.config import load_config
+from foundation.config import load_config
 
 
 @pytest.fixture(scope="module")

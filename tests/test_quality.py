@@ -12,8 +12,8 @@ from matplotlib import cbook
 from PIL import Image
 
 from curation import reasons
-from curation.config import FacesConfig, QualityConfig
-from curation.faces import FaceAnalyzer
+from curation.config import QualityConfig
+from foundation.faces import FaceAnalyzer, FacesConfig
 from curation.quality import clip_metrics, frame_metrics, head_pose, judge
 
 

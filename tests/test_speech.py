@@ -8,7 +8,7 @@ import pytest
 from curation.config import CurationConfig, SpeechConfig
 from curation.fixtures import SAMPLE_RATE, speech_track
 from curation.speech import load_separator, no_separation, separate, speech_ratio
-from orchestration.config import ConfigError, load_config
+from foundation.config import ConfigError, load_config
 
 
 def test_real_speech_is_mostly_speech() -> None:

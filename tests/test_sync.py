@@ -7,7 +7,8 @@ import pytest
 import torch
 import webdataset as wds
 
-from curation import reasons, schema
+from curation import reasons
+from foundation import schema
 from curation.config import CurationConfig, SyncConfig
 from curation.faces import segment_faces
 from curation.fixtures import SAMPLE_RATE, speech_track
@@ -18,7 +19,7 @@ from curation.sources import parse_source
 from curation.sync import (ClipSignals, EnvelopeScorer, audio_window, feature_distance_curve, judge_sync,
                            summarize_curve)
 from curation.syncnet import SyncNetScorer, face_crops, load_syncnet, mfcc_windows
-from orchestration.config import ConfigError, load_config
+from foundation.config import ConfigError, load_config
 
 HOP = SAMPLE_RATE // 25
 N = 15

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from orchestration.config import ConfigError, opt, section
+from foundation.config import ConfigError, opt, section
 
 
 @dataclass

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from orchestration.config import ConfigError, load_config
+from foundation.config import ConfigError, load_config
 from training import checkpoint
 from training.config import TrainConfig
 from training.data import Decoder, ResumableBatches, ShardStream

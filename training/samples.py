@@ -1,6 +1,6 @@
 """Raw shard samples -> training samples for stage 1 (frame pairs) and stage 2 (clips with audio).
 
-Masks are derived from the stored landmarks with model.masks, the same definition generation
+Masks are derived from the stored landmarks with foundation.masks, the same definition generation
 applies to the single reference image; audio windows are built with model.projections.audio_windows,
 whose clamped indices never go out of range (the reference's IndexError on short audio).
 """
@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from curation import schema
-from model.masks import region_masks
+from foundation import schema
+from foundation.masks import region_masks
 from model.presets import Preset
 from model.projections import audio_windows
 from training.data import BadSample

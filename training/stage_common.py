@@ -14,9 +14,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from curation import schema
-from model.masks import region_masks
-from model.media import write_video
+from foundation import schema
+from foundation.masks import region_masks
+from foundation.media_io import write_video
 from model.net import HalloNet
 from model.pipeline import HalloPipeline, Reference, SamplerSettings
 from model.presets import Preset

@@ -9,10 +9,10 @@ import pytest
 import soundfile as sf
 import yaml
 
-from model.audio_features import num_frames
+from foundation.audio_features import num_frames
 from model.generate import GenerateConfig, main, parse_args, prepare
 from model.weights import read_index
-from orchestration.config import ConfigError, load_config
+from foundation.config import ConfigError, load_config
 
 
 def _decode(path):

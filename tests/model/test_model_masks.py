@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from mediapipe.python.solutions import face_mesh_connections as mesh
 
-from model.masks import FACE_OVAL_IDS, LIP_IDS, region_boxes, region_masks
+from foundation.masks import FACE_OVAL_IDS, LIP_IDS, region_boxes, region_masks
 
 
 def _face(shift: float = 0.0) -> np.ndarray:

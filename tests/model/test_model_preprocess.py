@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from model.audio_features import load_wav2vec2, num_frames, wav2vec2_features
-from model.identity import IdentityEncoder
-from model.media import read_audio
+from foundation.audio_features import load_wav2vec2, num_frames, wav2vec2_features
+from foundation.identity import IdentityEncoder
+from foundation.media_io import read_audio
 from model.portrait import prepare_portrait
 from model.presets import TINY_WAV2VEC2
 

@@ -9,12 +9,12 @@ A sample is one clip. Keys inside the tar are `<clip_id>.<ext>`:
 | `landmarks.npy`      | float16 (frames, 478, 2): face-mesh points in output-crop pixels          |
 | `json`               | `ClipMeta`: source, span, crop boxes, metrics, sync, provenance            |
 | `audio_features.npy` | float16 (frames, layers, dim): wav2vec2 hidden states of every transformer |
-|                      | layer at 25 fps, one row per video frame (model.audio_features)           |
+|                      | layer at 25 fps, one row per video frame (foundation.audio_features)           |
 | `face_emb.npy`       | float32 (512,): insightface ArcFace embedding of the clip's face, zeros    |
-|                      | when no face was detected (`ClipMeta.face_found`; model.identity)         |
+|                      | when no face was detected (`ClipMeta.face_found`; foundation.identity)         |
 | `face_mask.png`      | uint8 (size, size) 0/255: the face region over the clip, face-locator input |
 | `region_masks.npy`   | float16 (3, 64, 64) in [0, 1]: soft pose (background), face-minus-lip and  |
-|                      | lip masks for the hierarchical audio attention (model.masks)              |
+|                      | lip masks for the hierarchical audio attention (foundation.masks)              |
 
 The last four (`ANNOTATION_KEYS`) are present when `ClipMeta.annotated` (curation's default).
 `SCHEMA_VERSION` is bumped whenever a key is added or changes meaning; readers check it.
