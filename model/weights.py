@@ -22,8 +22,9 @@ import torch
 import yaml
 from diffusers import AutoencoderKL
 
+from foundation.config import ConfigError, load_config, opt, section
+from model.behaviour import ModelBehaviour
 from model.net import COMPONENT_CLASSES, COMPONENTS, HalloModules, HalloNet
-from foundation.config import ConfigError, load_config, opt
 
 INDEX_FILE = "weights.yaml"
 
@@ -38,6 +39,7 @@ class WeightsIndex:
     vae: str = opt("", "AutoencoderKL folder (sd-vae-ft-mse)")
     wav2vec2: str = opt("", "wav2vec2 folder (model + feature extractor)")
     insightface: str = opt("", "folder with the face detector and ArcFace .onnx files")
+    behaviour: ModelBehaviour = section(ModelBehaviour, "how these weights compute (model/behaviour.py)")
 
     def validate(self) -> None:
         if self.resolution % 8 or self.resolution <= 0:
