@@ -10,55 +10,55 @@ from foundation.faces import FacesConfig
 
 @dataclass
 class DownloadConfig:
-    max_height: int = opt(720, "highest video height yt-dlp may pick (the format always carries audio)")
-    retries: int = opt(3, "download attempts per source before `download_failed`")
-    backoff_s: float = opt(5.0, "first retry delay; doubles after each failed attempt")
-    rate_limit: Optional[str] = opt(None, "yt-dlp rate limit, e.g. '2M' (bytes/s); null = unlimited")
-    sleep_interval_s: float = opt(0.0, "pause before each download (politeness towards the site)")
-    cookies_file: Optional[str] = opt(None, "Netscape cookies file passed to yt-dlp (for sites that need a login)")
-    proxy: Optional[str] = opt(None, "proxy URL for yt-dlp, e.g. socks5://127.0.0.1:1080")
-    max_filesize_mb: float = opt(2048.0, "skip sources larger than this (`download_failed`)")
-    max_duration_s: float = opt(3600.0, "skip sources longer than this (`too_long`)")
-    socket_timeout_s: float = opt(30.0, "network timeout per request")
+    max_height: int = opt(720, "highest video height yt-dlp may pick (the format always carries audio)", low=144)
+    retries: int = opt(3, "download attempts per source before `download_failed`", low=1)
+    backoff_s: float = opt(5.0, "first retry delay; doubles after each failed attempt", low=0)
+    rate_limit: Optional[str] = opt(None, "yt-dlp rate limit, e.g. '2M' (bytes/s); null = unlimited", results=False)
+    sleep_interval_s: float = opt(0.0, "pause before each download (politeness towards the site)", low=0, results=False)
+    cookies_file: Optional[str] = opt(None, "Netscape cookies file passed to yt-dlp (for sites that need a login)", results=False)
+    proxy: Optional[str] = opt(None, "proxy URL for yt-dlp, e.g. socks5://127.0.0.1:1080", results=False)
+    max_filesize_mb: float = opt(2048.0, "skip sources larger than this (`download_failed`)", low=0)
+    max_duration_s: float = opt(3600.0, "skip sources longer than this (`too_long`)", low=0)
+    socket_timeout_s: float = opt(30.0, "network timeout per request", low=1, results=False)
 
 
 @dataclass
 class MediaConfig:
-    fps: int = opt(25, "constant frame rate every clip is normalised to")
-    sample_rate: int = opt(16000, "audio sample rate (mono) every clip is normalised to")
-    min_duration_s: float = opt(2.0, "sources shorter than this are rejected `too_short`")
-    analysis_short_side: int = opt(360, "frames are downscaled to this short side for scene and face analysis")
+    fps: int = opt(25, "constant frame rate every clip is normalised to", low=1)
+    sample_rate: int = opt(16000, "audio sample rate (mono) every clip is normalised to", low=8000)
+    min_duration_s: float = opt(2.0, "sources shorter than this are rejected `too_short`", low=0)
+    analysis_short_side: int = opt(360, "frames are downscaled to this short side for scene and face analysis", low=64)
 
 
 @dataclass
 class ScenesConfig:
     detector: Literal["adaptive", "content"] = opt("adaptive", "PySceneDetect detector")
-    adaptive_threshold: float = opt(3.0, "AdaptiveDetector adaptive_threshold")
-    content_threshold: float = opt(27.0, "ContentDetector threshold")
-    min_scene_len_frames: int = opt(12, "shortest shot PySceneDetect reports")
+    adaptive_threshold: float = opt(3.0, "AdaptiveDetector adaptive_threshold", low=0)
+    content_threshold: float = opt(27.0, "ContentDetector threshold", low=0)
+    min_scene_len_frames: int = opt(12, "shortest shot PySceneDetect reports", low=1)
 
 
 @dataclass
 class QualityConfig:
-    min_face_px: int = opt(96, "faces smaller than this (median side in source pixels) are `face_too_small`")
-    min_sharpness: float = opt(20.0, "median Laplacian variance of the face at 128 px below this is `blurry`")
-    min_brightness: float = opt(40.0, "mean face luma (0-255) below this is `too_dark`")
-    max_brightness: float = opt(235.0, "mean face luma above this is `overexposed`")
-    max_yaw_deg: float = opt(35.0, "median |yaw| above this is `extreme_pose`")
-    max_pitch_deg: float = opt(30.0, "median |pitch| above this is `extreme_pose`")
-    min_landmark_presence: float = opt(0.9, "share of a clip's frames that must have face-mesh landmarks (`no_face` otherwise)")
+    min_face_px: int = opt(96, "faces smaller than this (median side in source pixels) are `face_too_small`", low=0)
+    min_sharpness: float = opt(20.0, "median Laplacian variance of the face at 128 px below this is `blurry`", low=0)
+    min_brightness: float = opt(40.0, "mean face luma (0-255) below this is `too_dark`", low=0, high=255)
+    max_brightness: float = opt(235.0, "mean face luma above this is `overexposed`", low=0, high=255)
+    max_yaw_deg: float = opt(35.0, "median |yaw| above this is `extreme_pose`", low=0, high=180)
+    max_pitch_deg: float = opt(30.0, "median |pitch| above this is `extreme_pose`", low=0, high=180)
+    min_landmark_presence: float = opt(0.9, "share of a clip's frames that must have face-mesh landmarks (`no_face` otherwise)", low=0, high=1)
 
 
 @dataclass
 class ClipsConfig:
-    min_s: float = opt(2.0, "shortest clip kept; shorter face segments are `too_short`")
-    max_s: float = opt(10.0, "longer segments are split into clips of at most this length")
+    min_s: float = opt(2.0, "shortest clip kept; shorter face segments are `too_short`", low=0)
+    max_s: float = opt(10.0, "longer segments are split into clips of at most this length", low=0)
 
 
 @dataclass
 class SpeechConfig:
-    min_ratio: float = opt(0.5, "clips whose share of voiced audio (silero-vad) is below this are `no_speech`")
-    vad_threshold: float = opt(0.5, "silero-vad speech probability above which a 32 ms window counts as speech")
+    min_ratio: float = opt(0.5, "clips whose share of voiced audio (silero-vad) is below this are `no_speech`", low=0, high=1)
+    vad_threshold: float = opt(0.5, "silero-vad speech probability above which a 32 ms window counts as speech", low=0, high=1)
     separator: Optional[str] = opt(None, "vocal separator as 'module:factory' (see README); null = use the audio as it is")
     separator_args: dict[str, Any] = opt({}, "keyword arguments for the separator factory, e.g. {model_dir: /models/uvr}")
 
@@ -82,28 +82,28 @@ class AnnotationsConfig:
     insightface_dir: Optional[str] = opt(
         None, "local folder with the insightface detector and ArcFace .onnx files, antelopev2 or buffalo_l "
               "(BASE/insightface/models)")
-    soft_mask_size: int = opt(64, "side of the soft lip / face / pose masks (Hallo: 64)")
+    soft_mask_size: int = opt(64, "side of the soft lip / face / pose masks (Hallo: 64)", low=8)
 
 
 @dataclass
 class ShardsConfig:
-    max_samples: int = opt(200, "samples per shard before a new one starts")
-    max_mb: float = opt(1024.0, "shard size before a new one starts")
-    video_crf: int = opt(18, "H.264 quality of the stored clips (lower = better, larger)")
+    max_samples: int = opt(200, "samples per shard before a new one starts", low=1)
+    max_mb: float = opt(1024.0, "shard size before a new one starts", low=1)
+    video_crf: int = opt(18, "H.264 quality of the stored clips (lower = better, larger)", low=0, high=51)
 
 
 @dataclass
 class RunConfig:
-    cpus_per_task: float = opt(1.0, "CPUs Ray reserves for one source task")
-    max_in_flight: int = opt(0, "source tasks submitted at once; 0 = 2 x cluster CPUs")
-    max_retries: int = opt(2, "Ray retries of a task whose worker crashed (deterministic errors are recorded, not retried)")
+    cpus_per_task: float = opt(1.0, "CPUs Ray reserves for one source task", low=0, results=False)
+    max_in_flight: int = opt(0, "source tasks submitted at once; 0 = 2 x cluster CPUs", low=0, results=False)
+    max_retries: int = opt(2, "Ray retries of a task whose worker crashed (deterministic errors are recorded, not retried)", low=0, results=False)
     gpus_per_task: float = opt(0.0, "GPUs Ray reserves for one source task (fractions share a GPU); > 0 sends source tasks "
-                                    "to GPU nodes, where SyncNet (sync.backend=syncnet) runs on CUDA")
+                                    "to GPU nodes, where SyncNet (sync.backend=syncnet) runs on CUDA", low=0, results=False)
     resources: dict[str, float] = opt({}, "custom Ray resources one source task needs, e.g. {curation: 1} keeps tasks on "
-                                          "cluster.yaml's CPU pool")
+                                          "cluster.yaml's CPU pool", results=False)
     max_in_flight_per_domain: int = opt(16, "sources from one web host in flight at once, cluster-wide (each starts with "
                                             "its download, so this caps parallel downloads from a site); 0 = unlimited; "
-                                            "local files are never limited")
+                                            "local files are never limited", low=0, results=False)
 
 
 @dataclass
@@ -127,16 +127,12 @@ class CurationConfig:
             raise ConfigError("config key 'faces.second_face_ratio' must be in (0, 1]")
         if self.faces.output_size < 64 or self.faces.output_size % 8:
             raise ConfigError("config key 'faces.output_size' must be a multiple of 8, at least 64")
-        if self.media.fps <= 0 or self.media.sample_rate <= 0:
-            raise ConfigError("config keys 'media.fps'/'media.sample_rate' must be positive")
         if 16000 % self.media.fps:
             raise ConfigError("config key 'media.fps' must divide 16000 (a whole number of audio samples per frame); Hallo uses 25")
         if self.sync.backend == "syncnet" and self.media.fps != 25:
             raise ConfigError("config key 'media.fps' must be 25 with sync.backend=syncnet (SyncNet's MFCC windows assume it)")
         if self.media.sample_rate != 16000:
             raise ConfigError("config key 'media.sample_rate' must be 16000: silero-vad, SyncNet and wav2vec2 expect 16 kHz")
-        if not 0 <= self.speech.min_ratio <= 1:
-            raise ConfigError("config key 'speech.min_ratio' must be in [0, 1]")
         if not 0 <= self.sync.max_abs_offset <= self.sync.max_offset or self.sync.max_offset < 1:
             raise ConfigError("config keys 'sync.max_offset'/'sync.max_abs_offset' need 0 <= max_abs_offset <= max_offset, "
                               "max_offset >= 1")

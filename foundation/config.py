@@ -1,11 +1,17 @@
 """One typed config system for every entry point: dataclass defaults < YAML file < `--set` overrides.
 
 Each config is a tree of dataclasses. A field documents itself with `opt(default, "help")`, so the
-defaults and their meaning live in one place and `describe()` can print them as a table.
+defaults and their meaning live in one place and `describe()` can print them as a table. A field may
+declare inclusive bounds (`low`, `high`: every number, or every number of a list, is checked when the
+config is built) and whether it changes what a run produces (`results=False` for Ray sizing, pacing,
+logging, step counts): `result_keys`/`fingerprint` cover only the keys that do, so a resumed or
+repeated run can tell a harmless change from one that would mix two configs in one output.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import types
 import typing
 from pathlib import Path
@@ -20,11 +26,13 @@ class ConfigError(ValueError):
     """A bad config key or value; the message names it in one line."""
 
 
-def opt(default: Any, help: str) -> Any:
-    """A config field with its default and one-line documentation."""
+def opt(default: Any, help: str, *, low: float | None = None, high: float | None = None, results: bool = True) -> Any:
+    """A config field with its default, one-line documentation, optional inclusive bounds, and whether
+    changing it changes the run's results (see the module docstring)."""
+    metadata = {"help": help, "low": low, "high": high, "results": results}
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def section(cls: type, help: str = "") -> Any:
@@ -97,11 +105,31 @@ def _build(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     if unknown:
         raise ConfigError(f"unknown config key '{prefix}{unknown[0]}'")
     kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
+    for f in dataclasses.fields(cls):
+        if f.name in kwargs:
+            _check_bounds(kwargs[f.name], f.metadata, f"{prefix}{f.name}")
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)
     if validate is not None:
         validate()
     return obj
+
+
+def _bounds_text(meta: Any) -> str:
+    low, high = meta.get("low"), meta.get("high")
+    if low is not None and high is not None:
+        return f"in [{low:g}, {high:g}]"
+    return f">= {low:g}" if low is not None else f"<= {high:g}" if high is not None else ""
+
+
+def _check_bounds(value: Any, meta: Any, key: str) -> None:
+    low, high = meta.get("low"), meta.get("high")
+    if low is None and high is None:
+        return
+    for v in value if isinstance(value, (list, tuple)) else [value]:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and (
+                (low is not None and v < low) or (high is not None and v > high)):
+            raise ConfigError(f"config key '{key}' must be {_bounds_text(meta)}, got {v!r}")
 
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -145,6 +173,32 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def result_keys(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """{dotted key: value} of every leaf field that changes what a run produces (results=True)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(result_keys(value, f"{prefix}{f.name}."))
+        elif f.metadata.get("results", True):
+            out[f"{prefix}{f.name}"] = value
+    return out
+
+
+def fingerprint(keys: dict[str, Any]) -> str:
+    """A short stable hash of result_keys(...)."""
+    blob = json.dumps(keys, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Keys whose values differ (or that only one side has), sorted."""
+    return sorted(k for k in set(old) | set(new) if old.get(k, _MISSING) != new.get(k, _MISSING))
+
+
+_MISSING = object()
+
+
 def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
     """(key, default, help) for every leaf field, for `--print-config` and the README."""
     rows: list[tuple[str, str, str]] = []
@@ -155,7 +209,9 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
             rows.extend(describe(tp, f"{prefix}{f.name}."))
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        rows.append((f"{prefix}{f.name}", repr(default), f.metadata.get("help", "")))
+        bounds = _bounds_text(f.metadata)
+        text = f.metadata.get("help", "") + (f" ({bounds})" if bounds else "")
+        rows.append((f"{prefix}{f.name}", repr(default), text))
     return rows
 
 

@@ -31,16 +31,16 @@ RIGID_LANDMARKS = [10, 234, 454, 33, 263, 168, 1]
 
 @dataclass
 class FacesConfig:
-    detect_every: int = opt(5, "run face detection every N frames; between them the main face's box follows the mesh (landmarks run on every frame)")
-    min_detection_confidence: float = opt(0.5, "mediapipe face detection threshold")
-    max_faces: int = opt(1, "faces the face mesh looks for inside the main face's crop (extra people are found by the detector); above 1 it re-detects on every frame")
-    second_face_ratio: float = opt(0.3, "a second face whose area exceeds this fraction of the main face's makes the frame `multiple_faces`")
-    track_iou: float = opt(0.3, "IoU above which boxes in consecutive frames are the same face track")
-    max_gap_frames: int = opt(2, "frames a track may miss before it ends (filled by interpolation)")
-    crop_scale: float = opt(2.2, "square crop side = this x face size (keeps head and shoulders)")
-    crop_shift_down: float = opt(0.1, "crop centre moved down by this x face size (room for the shoulders)")
-    smooth_window_s: float = opt(0.6, "moving-average window for the crop box, in seconds (removes jitter)")
-    output_size: int = opt(512, "side of the square output clip in pixels")
+    detect_every: int = opt(5, "run face detection every N frames; between them the main face's box follows the mesh (landmarks run on every frame)", low=1)
+    min_detection_confidence: float = opt(0.5, "mediapipe face detection threshold", low=0, high=1)
+    max_faces: int = opt(1, "faces the face mesh looks for inside the main face's crop (extra people are found by the detector); above 1 it re-detects on every frame", low=1)
+    second_face_ratio: float = opt(0.3, "a second face whose area exceeds this fraction of the main face's makes the frame `multiple_faces`", low=0, high=1)
+    track_iou: float = opt(0.3, "IoU above which boxes in consecutive frames are the same face track", low=0, high=1)
+    max_gap_frames: int = opt(2, "frames a track may miss before it ends (filled by interpolation)", low=0)
+    crop_scale: float = opt(2.2, "square crop side = this x face size (keeps head and shoulders)", low=1)
+    crop_shift_down: float = opt(0.1, "crop centre moved down by this x face size (room for the shoulders)", low=-1, high=1)
+    smooth_window_s: float = opt(0.6, "moving-average window for the crop box, in seconds (removes jitter)", low=0)
+    output_size: int = opt(512, "side of the square output clip in pixels", low=64)
 
 
 @dataclass
