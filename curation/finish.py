@@ -27,6 +27,7 @@ from curation.media import MediaInfo, iter_frames
 from curation.shards import SourceShardWriter
 from curation.sources import Source
 from curation.speech import VocalSeparator, load_separator, separate, separator_factory, speech_ratio
+from curation.timing import stage
 from curation.sync import ClipSignals, SyncScorer, audio_window, judge_sync, make_scorer
 from foundation.config import ConfigError
 
@@ -91,7 +92,8 @@ def crop_loader(info: MediaInfo, cand: Candidate, boxes: np.ndarray, size: int) 
 
     @functools.cache
     def crops() -> list[np.ndarray]:
-        return [crop_frame(frame, box, size) for (_, frame), box in zip(iter_frames(info, cand.start, cand.end), boxes)]
+        with stage("decode_clip"):
+            return [crop_frame(frame, box, size) for (_, frame), box in zip(iter_frames(info, cand.start, cand.end), boxes)]
 
     return crops
 
@@ -135,14 +137,16 @@ def finish_clip(
     def shifted(signal: np.ndarray, offset: int) -> np.ndarray:
         return signal[(pad + offset) * hop:(pad + offset + frames) * hop]
 
-    reason, metrics, offset = speech_and_sync(ClipSignals(landmarks_crop, shifted(vocals, 0), rate, info.fps, crops),
-                                              cfg, models.scorer)
+    with stage("speech_sync"):
+        reason, metrics, offset = speech_and_sync(ClipSignals(landmarks_crop, shifted(vocals, 0), rate, info.fps, crops),
+                                                  cfg, models.scorer)
     cand = replace(cand, reason=reason, metrics={**cand.metrics, **metrics})
     log.debug("%s: %s -> %s", cand.clip_id, metrics, reason or "accepted")
     if reason is not None:
         return cand, None
-    annotations, face_found = (models.annotator.annotate(crops(), landmarks_crop, shifted(vocals, offset), info.fps)
-                               if models.annotator else ({}, False))
+    with stage("annotations"):
+        annotations, face_found = (models.annotator.annotate(crops(), landmarks_crop, shifted(vocals, offset), info.fps)
+                                   if models.annotator else ({}, False))
     meta = schema.ClipMeta(
         clip_id=cand.clip_id, source=source.raw, source_id=source.source_id,
         start_s=cand.start / info.fps, end_s=cand.end / info.fps, num_frames=frames,
@@ -151,5 +155,6 @@ def finish_clip(
         sync_backend=models.scorer.name, audio_shift_frames=offset, vocal_separator=cfg.speech.separator,
         annotated=models.annotator is not None, face_found=face_found,
     )
-    sample = build_sample(meta, crops(), landmarks_crop, shifted(mixture, offset), cfg.shards.video_crf, annotations)
+    with stage("encode"):
+        sample = build_sample(meta, crops(), landmarks_crop, shifted(mixture, offset), cfg.shards.video_crf, annotations)
     return cand, writer.write(sample)

@@ -1,23 +1,22 @@
 """The Parquet manifest: what became of every source and every candidate clip.
 
-Each finished source commits its rows as `parts/<source_id>.parquet` (written last and atomically,
-so its presence means the source's shards are complete). The run merges the parts into
-`manifest.parquet`, `summary.json` and `funnel.png`.
+Each finished source commits its rows as a part (curation.parts, written last and atomically, so
+its presence means the source's shards are complete). The run merges the parts into
+`manifest.parquet`, `summary.json` and `funnel.png` (curation.settle).
 """
 from __future__ import annotations
 
+import io
 import json
-import os
-import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation import reasons
+from foundation.storage import Location
 
 METRIC_COLUMNS = ("face_px", "sharpness", "brightness", "yaw_deg", "pitch_deg", "det_score", "landmark_presence",
                   "speech_ratio", "sync_confidence", "sync_min_dist")
@@ -75,38 +74,13 @@ def source_row(source: str, source_id: str, reason: str, detail: str = "", **ext
                        detail=detail or None, **extra)
 
 
-def _table(rows: list[ManifestRow]) -> pa.Table:
-    return pa.Table.from_pylist([asdict(r) for r in rows], schema=SCHEMA)
-
-
-def write_parquet_atomic(rows: list[ManifestRow], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(_table(rows), tmp)
-    os.replace(tmp, path)
-
-
-def part_path(out_dir: Path, source_id: str) -> Path:
-    return out_dir / "parts" / f"{source_id}.parquet"
-
-
-def write_part(out_dir: Path, source_id: str, rows: list[ManifestRow]) -> None:
-    path = part_path(out_dir, source_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_parquet_atomic(rows, path)
-
-
-def read_part(out_dir: Path, source_id: str) -> list[ManifestRow]:
-    return [ManifestRow(**r) for r in pq.read_table(part_path(out_dir, source_id)).to_pylist()]
-
-
-def finished_sources(out_dir: Path, retry_failed: bool = False) -> set[str]:
-    """Source ids whose part is committed (and, with retry_failed, did not fail)."""
-    done = set()
-    for path in (out_dir / "parts").glob("*.parquet"):
-        if retry_failed and "failed" in pq.read_table(path, columns=["status"]).column("status").to_pylist():
-            continue
-        done.add(path.stem)
-    return done
+def encode_manifest(rows: list[ManifestRow], metadata: Optional[dict[Any, str]] = None) -> bytes:
+    table = pa.Table.from_pylist([asdict(r) for r in rows], schema=SCHEMA)
+    if metadata:
+        table = table.replace_schema_metadata(metadata)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
 
 
 def summarize(rows: list[ManifestRow], wall_s: float) -> dict[str, Any]:
@@ -145,7 +119,7 @@ def funnel_stages(rows: list[ManifestRow]) -> list[tuple[str, float]]:
     ]
 
 
-def plot_funnel(rows: list[ManifestRow], path: Path) -> None:
+def plot_funnel(rows: list[ManifestRow]) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -163,17 +137,18 @@ def plot_funnel(rows: list[ManifestRow], path: Path) -> None:
     ax2.set_xlabel("rows")
     ax2.set_title("Why rows were dropped")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
+    return buf.getvalue()
 
 
-def finalize(out_dir: Path, rows: list[ManifestRow], wall_s: float) -> dict[str, Any]:
-    """Write manifest.parquet, summary.json and funnel.png for the whole run."""
+def finalize(location: Location, rows: list[ManifestRow], wall_s: float, extra: Optional[dict[str, Any]] = None,
+             metadata: Optional[dict[Any, str]] = None) -> dict[str, Any]:
+    """Write manifest.parquet, summary.json (with `extra` merged in) and funnel.png for the whole run."""
     rows = sorted(rows, key=lambda r: (r.source_id, r.start_s or -1.0, r.clip_id or ""))
-    write_parquet_atomic(rows, out_dir / "manifest.parquet")
-    summary = summarize(rows, wall_s)
-    tmp = out_dir / f".summary.{uuid.uuid4().hex}.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True))
-    os.replace(tmp, out_dir / "summary.json")
-    plot_funnel(rows, out_dir / "funnel.png")
+    location.write_bytes("manifest.parquet", encode_manifest(rows, metadata))
+    summary = {**summarize(rows, wall_s), **(extra or {})}
+    location.write_bytes("summary.json", json.dumps(summary, indent=2, sort_keys=True).encode())
+    location.write_bytes("funnel.png", plot_funnel(rows))
     return summary

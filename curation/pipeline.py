@@ -23,13 +23,18 @@ from curation.download import Downloaded, download
 from curation.faces import FaceSpan, segment_faces
 from foundation.faces import FaceAnalyzer, FrameFaces, crop_boxes
 from curation.finish import ClipModels, clip_models, finish_clip
-from curation.manifest import ManifestRow, source_row, status_for, write_part
+from curation.duplicates import content_keys
+from curation.manifest import ManifestRow, source_row, status_for
 from curation.media import MediaInfo, iter_frames, load_audio, probe
+from curation.parts import PartInfo, write_part
 from curation.quality import clip_metrics, frame_metrics, judge
 from curation.reasons import Rejected
 from curation.scenes import ShotDetector
 from curation.shards import SourceShardWriter
 from curation.sources import Source
+from curation import timing
+from curation.timing import stage
+from foundation.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -88,33 +93,41 @@ def _provenance_columns(provenance: dict) -> dict[str, Optional[str]]:
     }
 
 
-def process_source(source: Source, out_dir: Path, cfg: CurationConfig) -> list[ManifestRow]:
-    """Run one source end to end, write its shards, and return its manifest rows.
+def process_source(source: Source, out: Location | Path | str, cfg: CurationConfig) -> list[ManifestRow]:
+    """Run one source end to end, write its shards, then commit its manifest part; return its rows.
 
     Deterministic problems with the input come back as rows with a reason; only bugs raise.
     """
+    location = out if isinstance(out, Location) else Location(out)
     models = clip_models(cfg)  # first: a model that cannot load fails the source before any download
     downloaded: Optional[Downloaded] = None
-    work_dir = out_dir / "downloads"
+    work_dir = location.scratch_dir("downloads")
     base: dict = {}
-    try:
-        downloaded = download(source, work_dir, cfg.download)
-        base = _provenance_columns(downloaded.provenance)
-        info = probe(downloaded.path, cfg.media)
-        base["source_duration_s"] = info.duration_s
-        t0 = time.perf_counter()
-        analysis = analyse(info, cfg)
-        audio = load_audio(info, cfg.media.sample_rate)
-        log.info("%s: analysed %d frames in %.1fs", source.source_id, info.num_frames, time.perf_counter() - t0)
-        rows = _export(source, downloaded, info, analysis, audio, out_dir, cfg, models, base)
-    except Rejected as rej:
-        rows = [source_row(source.raw, source.source_id, rej.reason, rej.detail, **base)]
-    finally:
-        if downloaded is not None and source.kind == "url":
-            shutil.rmtree(work_dir / source.source_id, ignore_errors=True)
+    content: list[str] = []
+    with timing.collect() as seconds:
+        try:
+            with stage("download"):
+                downloaded = download(source, work_dir, cfg.download)
+            with stage("content_hash"):
+                content = content_keys(downloaded.path, downloaded.provenance)
+            base = _provenance_columns(downloaded.provenance)
+            info = probe(downloaded.path, cfg.media)
+            base["source_duration_s"] = info.duration_s
+            t0 = time.perf_counter()
+            with stage("decode_analysis"):
+                analysis = analyse(info, cfg)
+                audio = load_audio(info, cfg.media.sample_rate)
+            log.info("%s: analysed %d frames in %.1fs", source.source_id, info.num_frames, time.perf_counter() - t0)
+            with stage("clips"):  # segmentation, judging, separation: what the steps inside do not time
+                rows = _export(source, downloaded, info, analysis, audio, location, cfg, models, base)
+        except Rejected as rej:
+            rows = [source_row(source.raw, source.source_id, rej.reason, rej.detail, **base)]
+        finally:
+            if downloaded is not None and source.kind == "url":
+                shutil.rmtree(work_dir / source.source_id, ignore_errors=True)
     if not rows:  # e.g. every shot shorter than one frame: still account for the source
         rows = [source_row(source.raw, source.source_id, reasons.TOO_SHORT, "no candidate clip", **base)]
-    write_part(out_dir, source.source_id, rows)
+    write_part(location, source.source_id, rows, PartInfo.of(cfg, content_keys=content, stage_seconds=seconds))
     return rows
 
 
@@ -124,12 +137,12 @@ def _export(
     info: MediaInfo,
     analysis: Analysis,
     audio: np.ndarray,
-    out_dir: Path,
+    location: Location,
     cfg: CurationConfig,
     models: ClipModels,
     base: dict,
 ) -> list[ManifestRow]:
-    writer = SourceShardWriter(out_dir / "shards", source.source_id, cfg.shards)
+    writer = SourceShardWriter(location, source.source_id, cfg.shards)
     rows: list[ManifestRow] = []
     try:
         for shot_start, shot_end in analysis.shots:
@@ -154,12 +167,13 @@ def _export(
     return rows
 
 
-def process_source_safely(source: Source, out_dir: Path, cfg: CurationConfig) -> list[ManifestRow]:
+def process_source_safely(source: Source, out: Location | Path | str, cfg: CurationConfig) -> list[ManifestRow]:
     """Like process_source, but a bug becomes a recorded `internal_error` row instead of a crash."""
+    location = out if isinstance(out, Location) else Location(out)
     try:
-        return process_source(source, out_dir, cfg)
+        return process_source(source, location, cfg)
     except Exception as err:  # noqa: BLE001 - recorded with its traceback, never silently lost
         log.error("internal error on %s:\n%s", source.raw, traceback.format_exc())
         rows = [source_row(source.raw, source.source_id, reasons.INTERNAL_ERROR, f"{type(err).__name__}: {err}")]
-        write_part(out_dir, source.source_id, rows)
+        write_part(location, source.source_id, rows, PartInfo.of(cfg))
         return rows

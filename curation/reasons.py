@@ -17,6 +17,7 @@ OVEREXPOSED = "overexposed"
 EXTREME_POSE = "extreme_pose"
 NO_SPEECH = "no_speech"
 OUT_OF_SYNC = "out_of_sync"
+DUPLICATE = "duplicate"
 INTERNAL_ERROR = "internal_error"
 WORKER_CRASHED = "worker_crashed"
 
@@ -42,6 +43,8 @@ REASONS: dict[str, str] = {
     NO_SPEECH: "too little speech in the clip's audio (speech.min_ratio; silence, music only)",
     OUT_OF_SYNC: "lips and speech do not match: sync confidence below sync.min_confidence, "
                  "or the offset beyond sync.max_abs_offset",
+    DUPLICATE: "the same media bytes (or, for URLs, the same site's video id) as a source listed earlier; "
+               "the detail names the kept source",
     INTERNAL_ERROR: "an unexpected error in our code; the detail column holds the exception",
     WORKER_CRASHED: "the worker process died (OOM, kill) more often than run.max_retries",
 }

@@ -21,8 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Re-running the same command resumes: finished sources are skipped.",
         epilog="Reject reasons: " + ", ".join(REASONS),
     )
-    parser.add_argument("--source", type=Path, help="text file: one URL or local path per line, '#' comments")
-    parser.add_argument("--out", type=Path, default=Path("curated"), help="output folder (default: ./curated)")
+    parser.add_argument("--source", help="text file (a local path or an object URL such as s3://bucket/list.txt): "
+                                           "one URL or local path per line, '#' comments")
+    parser.add_argument("--out", default="curated",
+                        help="output folder, or an object store prefix such as s3://bucket/curated (default: ./curated)")
     parser.add_argument("--config", type=Path, help="YAML file with config overrides")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config key, e.g. --set quality.min_face_px=128 (repeatable)")
@@ -30,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-cpus", type=int, help="CPUs for the local Ray (default: all)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="also redo sources whose earlier outcome was failed (download_failed, crashes)")
+    parser.add_argument("--reprocess", action="store_true",
+                        help="redo the sources that --out holds under a config with other results (without it such a "
+                             "run exits 2 naming the changed keys); sources made with this config are kept")
     parser.add_argument("--print-config", action="store_true", help="print every config key with its default and exit")
     return parser
 
@@ -45,21 +50,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # Heavy imports only after the argument checks; every start-up error is one line and exit 2.
     from curation.finish import preflight
-    from curation.sources import parse_source_list
+    from curation.settle import ConfigChanged, plan_run
+    from curation.sources import SourceListError, parse_source_list
+    from foundation.storage import Location, StorageError
 
     try:
         cfg = load_config(CurationConfig, args.config, args.overrides)
         sources, unsupported = parse_source_list(args.source)
+        if not sources and not unsupported:
+            raise SourceListError(f"source list {args.source} has no entries (one URL or path per line)")
         preflight(cfg)  # missing model folders: one clear error now, not one per source later
-    except (ConfigError, FileNotFoundError) as err:
+        out = Location(args.out)
+        out.ensure_writable()
+        plan = plan_run(out, sources, cfg, retry_failed=args.retry_failed, reprocess=args.reprocess)
+    except (ConfigError, FileNotFoundError, SourceListError, StorageError, ConfigChanged) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from orchestration.curation_job import init_ray, run_curation
 
-    init_ray(args.address, args.num_cpus)
-    summary = run_curation(sources, unsupported, args.out, cfg, retry_failed=args.retry_failed)
+    summary = run_curation(sources, unsupported, out, cfg, plan, connect=lambda: init_ray(args.address, args.num_cpus))
     print(json.dumps(summary, indent=2, sort_keys=True))
-    log.info("manifest: %s, shards: %s", args.out / "manifest.parquet", args.out / "shards")
+    log.info("manifest: %s, shards: %s", out.uri("manifest.parquet"), out.uri("shards"))
     return 0
 
 

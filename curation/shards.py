@@ -1,54 +1,62 @@
-"""Atomic WebDataset shard writing: a shard file appears complete or not at all.
+"""Atomic WebDataset shard writing: a shard appears complete or not at all, on a local disk or an object store.
 
-Each source writes its own shards, `<source_id>-<n>.tar`, so a source can be redone on its own
-(resume after a crash) without touching other sources' samples.
+Each attempt at a source writes its own shards, `shards/<source_id>-<attempt>-<n>.tar`, with a fresh
+random attempt id: two attempts of one source (a Ray retry after a lost node, a re-run) never
+overwrite each other's objects. The source's manifest part, written last, lists the shards of the
+attempt that committed it; shards no part lists are orphans, deleted when the run settles
+(curation.settle).
 """
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import webdataset as wds
 
 from curation.config import ShardsConfig
+from curation.timing import stage
+from foundation.storage import Location
+
+SHARD_DIR = "shards"
 
 
-def atomic_replace(tmp: Path, final: Path) -> None:
-    """fsync then rename, so a crash leaves either the old file or the complete new one."""
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
+def shard_name(source_id: str, attempt: str, index: int) -> str:
+    return f"{source_id}-{attempt}-{index:04d}.tar"
+
+
+def shard_source(name: str) -> Optional[str]:
+    """The source id a shard name belongs to, or None for a name this writer never makes."""
+    parts = name.removesuffix(".tar").rsplit("-", 2)
+    return parts[0] if name.endswith(".tar") and len(parts) == 3 and parts[2].isdigit() else None
 
 
 class SourceShardWriter:
-    """Rolls over to a new shard after `max_samples` or `max_mb`; renames each shard on close."""
+    """Rolls over to a new shard after `max_samples` or `max_mb`; commits each shard on close."""
 
-    def __init__(self, shard_dir: Path, source_id: str, cfg: ShardsConfig) -> None:
-        self.shard_dir = shard_dir
+    def __init__(self, location: Location | Path | str, source_id: str, cfg: ShardsConfig) -> None:
+        self.location = location if isinstance(location, Location) else Location(location)
         self.source_id = source_id
+        self.attempt = uuid.uuid4().hex[:8]
         self.cfg = cfg
-        self.written: list[str] = []  # final shard file names
+        self.written: list[str] = []  # committed shard names
         self._writer: wds.TarWriter | None = None
-        self._tmp: Path | None = None
+        self._staged: Path | None = None
         self._count = 0
         self._bytes = 0
-        shard_dir.mkdir(parents=True, exist_ok=True)
-        for stale in shard_dir.glob(f"{source_id}-*.tar"):  # left by an earlier, unfinished attempt
-            stale.unlink()
 
-    def _final_name(self) -> str:
-        return f"{self.source_id}-{len(self.written):04d}.tar"
+    def _name(self) -> str:
+        return shard_name(self.source_id, self.attempt, len(self.written))
 
     def _close_current(self) -> None:
-        if self._writer is None or self._tmp is None:
+        if self._writer is None or self._staged is None:
             return
         self._writer.close()
-        name = self._final_name()
-        atomic_replace(self._tmp, self.shard_dir / name)
+        name = self._name()
+        with stage("shard_commit"):
+            self.location.commit(self._staged, f"{SHARD_DIR}/{name}")
         self.written.append(name)
-        self._writer, self._tmp, self._count, self._bytes = None, None, 0, 0
+        self._writer, self._staged, self._count, self._bytes = None, None, 0, 0
 
     def write(self, sample: dict[str, Any]) -> str:
         """Write one sample; return the name of the shard it lands in."""
@@ -58,22 +66,22 @@ class SourceShardWriter:
         ):
             self._close_current()
         if self._writer is None:
-            self._tmp = self.shard_dir / f".{self._final_name()}.{uuid.uuid4().hex}.tmp"
-            self._writer = wds.TarWriter(str(self._tmp))
+            self._staged = self.location.staging_file(f"{SHARD_DIR}/{self._name()}")
+            self._writer = wds.TarWriter(str(self._staged))
         self._writer.write(sample)
         self._count += 1
         self._bytes += size
-        return self._final_name()
+        return self._name()
 
     def close(self) -> list[str]:
         self._close_current()
         return self.written
 
     def abort(self) -> None:
+        """Remove what this attempt wrote (its committed shards and the one in progress)."""
         if self._writer is not None:
             self._writer.close()
-        if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
-        for name in self.written:
-            (self.shard_dir / name).unlink(missing_ok=True)
+        if self._staged is not None:
+            self._staged.unlink(missing_ok=True)
+        self.location.delete(f"{SHARD_DIR}/{name}" for name in self.written)
         self.written = []

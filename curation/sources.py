@@ -11,10 +11,11 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from curation.reasons import UNSUPPORTED_SOURCE, Rejected
+from foundation.storage import is_url, read_text
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,9 @@ def _normalize_local(path: Path) -> str:
     return str(path)
 
 
-def parse_source(entry: str, base_dir: Path) -> Source:
-    """One list entry -> Source; relative paths are relative to `base_dir`. Raises Rejected."""
+def parse_source(entry: str, base_dir: Optional[Path]) -> Source:
+    """One list entry -> Source; relative paths are relative to `base_dir` (None: a list that is not a
+    local file, where they mean nothing). Raises Rejected."""
     entry = entry.strip()
     if _BILIBILI_BARE.match(entry):
         normalized, kind = _bilibili_url(entry, None), "url"
@@ -130,32 +132,51 @@ def parse_source(entry: str, base_dir: Path) -> Source:
         normalized, kind = _normalize_local(Path(unquote(urlsplit(entry).path))), "local"
     elif "://" in entry:
         normalized, kind = normalize_url(entry), "url"
+    elif base_dir is None and not Path(entry).expanduser().is_absolute():
+        raise Rejected(UNSUPPORTED_SOURCE, "a relative path in a list that is not a local file: give an absolute path")
     else:
-        normalized, kind = _normalize_local(base_dir / entry), "local"
+        normalized, kind = _normalize_local((base_dir or Path("/")) / Path(entry).expanduser()), "local"
     return Source(raw=entry, normalized=normalized, source_id=source_id_of(normalized), kind=kind)
 
 
-def parse_source_list(path: Path) -> tuple[list[Source], list[tuple[str, Rejected]]]:
-    """Read a source list. Returns the unique sources in file order, and the rejected entries."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"source list not found: {path}")
-    base_dir = path.resolve().parent
+class SourceListError(ValueError):
+    """A source list that cannot be read as text; the message names the line."""
+
+
+def _list_lines(data: bytes, name: str) -> list[str]:
+    try:
+        return data.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - data.rfind(b"\n", 0, err.start)
+        raise SourceListError(f"source list {name}: line {line} is not UTF-8 (byte 0x{data[err.start]:02x} at "
+                              f"column {column}); save the list as UTF-8") from None
+
+
+def parse_source_list(location: str | Path) -> tuple[list[Source], list[tuple[str, Rejected]]]:
+    """Read a source list (a local file or an object URL). Returns the unique sources in file order, and the
+    rejected entries. FileNotFoundError, StorageError or SourceListError (one line each) if it cannot be read."""
+    name = str(location)
+    try:
+        data = read_text(name)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"source list not found: {name}") from None
+    base_dir = None if is_url(name) else Path(name.removeprefix("file://")).resolve().parent
     sources: list[Source] = []
     rejected: list[tuple[str, Rejected]] = []
     seen: dict[str, int] = {}
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_no, line in enumerate(_list_lines(data, name), start=1):
         entry = _TRAILING_COMMENT.sub("", line).strip()
         if not entry or entry.startswith("#"):
             continue
         try:
             source = parse_source(entry, base_dir)
         except Rejected as err:
-            log.warning("%s:%d: rejected %r: %s", path, line_no, entry, err.detail)
+            log.warning("%s:%d: rejected %r: %s", name, line_no, entry, err.detail)
             rejected.append((entry, err))
             continue
         if source.normalized in seen:
-            log.info("%s:%d: %r duplicates line %d (%s); dropped", path, line_no, entry,
+            log.info("%s:%d: %r duplicates line %d (%s); dropped", name, line_no, entry,
                      seen[source.normalized], source.normalized)
             continue
         seen[source.normalized] = line_no

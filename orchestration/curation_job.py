@@ -3,6 +3,9 @@
 Deterministic outcomes (bad media, no face, even our own bugs) come back as manifest rows and are
 never retried; a crashed worker (OOM, SIGKILL, lost node) is retried `run.max_retries` times by
 Ray and then recorded as `worker_crashed`, without a committed part, so the next run retries it.
+Tasks write straight into the output location (a shared folder or an object store); the commit
+protocol (curation.shards, curation.parts, curation.settle) makes retries and re-runs safe there.
+The driver logs one line per finished source with the run's progress, rate and time left.
 
 Each task declares its resources (`run.cpus_per_task`, `run.gpus_per_task`, custom `run.resources`
 such as cluster.yaml's `curation` pool), and at most `run.max_in_flight_per_domain` sources of one
@@ -14,19 +17,21 @@ import logging
 import os
 import time
 from collections import Counter, deque
-from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 from urllib.parse import urlsplit
 
 import ray
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from curation import reasons
 from curation.config import CurationConfig
-from curation.manifest import ManifestRow, finalize, finished_sources, read_part, source_row
+from curation.manifest import ManifestRow, source_row
 from curation.pipeline import process_source_safely
 from curation.reasons import Rejected
+from curation.settle import RunPlan, settle, write_run_config
 from curation.sources import Source, source_id_of
+from foundation.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -76,49 +81,86 @@ class SourceQueue:
 
 
 @ray.remote
-def _source_task(source: Source, out_dir: str, cfg: CurationConfig) -> list[ManifestRow]:
+def _source_task(source: Source, out: Location, cfg: CurationConfig) -> tuple[list[ManifestRow], float]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    return process_source_safely(source, Path(out_dir), cfg)
+    started = time.perf_counter()
+    rows = process_source_safely(source, out, cfg)
+    return rows, time.perf_counter() - started
+
+
+def outcome(rows: list[ManifestRow]) -> str:
+    """One word or two for a finished source: `accepted`, or its status with the reasons."""
+    if any(r.status == "accepted" for r in rows):
+        return "accepted"
+    return f"{rows[0].status} ({', '.join(sorted({r.reason or '' for r in rows}))})"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class Progress:
+    """Sources finished so far, their rate and the time left, for the driver's log (a bar needs a TTY)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.started = total, 0, time.perf_counter()
+
+    def finished(self) -> str:
+        self.done += 1
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        rate = self.done / elapsed
+        eta = (self.total - self.done) / rate
+        return f"[{self.done}/{self.total}, {rate * 60:.1f} sources/min, ETA {_duration(eta)}]"
 
 
 def run_curation(
     sources: list[Source],
     unsupported: list[tuple[str, Rejected]],
-    out_dir: Path,
+    out: Location,
     cfg: CurationConfig,
-    retry_failed: bool = False,
+    plan: RunPlan,
+    connect: Callable[[], None],
 ) -> dict:
-    """Process every source not yet committed under out_dir, then write manifest + summary."""
+    """Process the plan's sources (Ray is started by `connect`, only if there is any), then settle the output."""
     started = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    done = finished_sources(out_dir, retry_failed)
-    todo = [s for s in sources if s.source_id not in done]
-    log.info("%d sources, %d already finished, %d to do", len(sources), len(sources) - len(todo), len(todo))
+    log.info("%d sources, %d already finished, %d to do%s", len(sources), plan.finished, len(plan.todo),
+             f" ({plan.reprocess} reprocessed under the new config)" if plan.reprocess else "")
+    write_run_config(out, cfg)
+    crashed = _run_tasks(plan.todo, out, cfg, connect) if plan.todo else []
+    extra = crashed + [source_row(raw, source_id_of(raw), rej.reason, rej.detail) for raw, rej in unsupported]
+    return settle(out, sources, cfg, extra, time.perf_counter() - started)
 
+
+def _run_tasks(todo: list[Source], out: Location, cfg: CurationConfig, connect: Callable[[], None]) -> list[ManifestRow]:
+    """Every source of `todo` as a Ray task; returns the rows of sources whose workers kept crashing."""
+    connect()
     crashed: list[ManifestRow] = []
     task = _source_task.options(num_cpus=cfg.run.cpus_per_task, num_gpus=cfg.run.gpus_per_task,
                                 resources=cfg.run.resources, max_retries=cfg.run.max_retries, retry_exceptions=False)
     limit = cfg.run.max_in_flight or max(1, int(2 * ray.cluster_resources().get("CPU", 1)))
     pending: dict[ray.ObjectRef, Source] = {}
     queue = SourceQueue(todo, cfg.run.max_in_flight_per_domain)
-    with tqdm(total=len(todo), desc="sources", unit="src", disable=None) as bar:
+    progress = Progress(len(todo))
+    with tqdm(total=len(todo), desc="sources", unit="src", disable=None) as bar, logging_redirect_tqdm():
         while queue or pending:
             while len(pending) < limit and (source := queue.take()) is not None:
-                pending[task.remote(source, str(out_dir), cfg)] = source
+                pending[task.remote(source, out, cfg)] = source
             ready, _ = ray.wait(list(pending), num_returns=1)
             source = pending.pop(ready[0])
             queue.finished(source)
             try:
-                ray.get(ready[0])
+                rows, seconds = ray.get(ready[0])
             except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                     ray.exceptions.OwnerDiedError, ray.exceptions.RayTaskError) as err:
                 log.error("source %s failed after retries: %s", source.raw, err)
-                crashed.append(source_row(source.raw, source.source_id, reasons.WORKER_CRASHED,
-                                          str(err).splitlines()[0]))
+                rows, seconds = [source_row(source.raw, source.source_id, reasons.WORKER_CRASHED,
+                                            str(err).splitlines()[0])], 0.0
+                crashed += rows
+            accepted = sum(r.status == "accepted" for r in rows)
+            log.info("source %s %s: %s, %d clip(s) accepted, %.1f s %s", source.source_id, source.raw,
+                     outcome(rows), accepted, seconds, progress.finished())
             bar.update(1)
-
-    crashed_ids = {r.source_id for r in crashed}
-    rows = [row for s in sources if s.source_id not in crashed_ids for row in read_part(out_dir, s.source_id)]
-    rows += crashed
-    rows += [source_row(raw, source_id_of(raw), rej.reason, rej.detail) for raw, rej in unsupported]
-    return finalize(out_dir, rows, time.perf_counter() - started)
+    return crashed
