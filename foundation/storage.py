@@ -15,6 +15,7 @@ import glob
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -108,6 +109,15 @@ class Location:
         staged = self.staging_file(rel)
         staged.write_bytes(data)
         self.commit(staged, rel)
+
+    def upload(self, source: Path, rel: str) -> None:
+        """Copy a local file to `rel`, atomically; the source stays."""
+        if self.local:
+            staged = self.staging_file(rel)
+            shutil.copyfile(source, staged)
+            self.commit(staged, rel)
+        else:
+            self.fs.put_file(str(source), self.path(rel))
 
     def delete(self, rels: Iterable[str]) -> None:
         paths = [self.path(rel) for rel in rels]
@@ -223,3 +233,52 @@ def tar_samples(urls: Iterable[str], handler: Callable[[Exception], bool]) -> It
                 stream.close()
 
     return group_by_keys(tar_file_expander(streams(), handler=handler), handler=handler)
+
+
+def cache_root() -> Path:
+    """Where object-store folders are mirrored for reading: $HALLO_FORGE_CACHE, else ~/.cache/hallo-forge."""
+    return Path(os.environ.get("HALLO_FORGE_CACHE") or Path.home() / ".cache" / "hallo-forge")
+
+
+def local_folder(location: str | os.PathLike) -> Path:
+    """A folder to read from disk: a local path as it is, an object URL mirrored into the cache first.
+
+    Files already mirrored with the same size are kept, so a second call costs one listing. Each file
+    arrives under a temporary name and is renamed, so processes mirroring the same folder at once
+    (the ranks of one node) never see half a file.
+    """
+    text = str(location)
+    if not is_url(text):
+        return Path(text.removeprefix("file://"))
+    fs, root = _filesystem(text)
+    target = cache_root() / "objects" / hashlib.sha1(text.rstrip("/").encode()).hexdigest()[:16]
+    try:
+        found = fs.find(root, detail=True)
+    except Exception as err:  # noqa: BLE001 - credentials, endpoint, permissions: one line for the user
+        raise StorageError(f"cannot list {text}: {_one_line(err)}") from err
+    if not found:
+        raise FileNotFoundError(f"not found: {text} (no objects under it)")
+    for path, entry in found.items():
+        local = target / path[len(root.rstrip("/")) + 1:]
+        if local.is_file() and local.stat().st_size == entry["size"]:
+            continue
+        local.parent.mkdir(parents=True, exist_ok=True)
+        staged = local.with_name(f".{local.name}.{uuid.uuid4().hex}.tmp")
+        fs.get_file(path, str(staged))
+        os.replace(staged, local)
+    log.info("mirrored %s (%d files) to %s", text, len(found), target)
+    return target
+
+
+def publish_folder(folder: Path, url: str, last: str) -> None:
+    """Upload every file of `folder` under `url`, the index file `last` after all others, and remove
+    objects the folder no longer has; each object appears whole (see the module docstring)."""
+    location = Location(url)
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    for rel in sorted(files, key=lambda name: name == last):
+        location.upload(folder / rel, rel)
+    try:
+        present = [p[len(location.root.rstrip("/")) + 1:] for p in location.fs.find(location.root)]
+    except FileNotFoundError:
+        present = []
+    location.delete(sorted(set(present) - set(files)))

@@ -55,3 +55,29 @@ def curated_shards(fixture_by_variant, annotation_overrides, tmp_path_factory) -
         shards[split] += sorted({str(out / "shards" / r.shard) for r in rows if r.shard})
     assert shards["train"] and shards["validation"]
     return shards
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's standalone S3 server on 127.0.0.1, one per session (see tests/s3server.py)."""
+    import s3server
+
+    server = s3server.start()
+    try:
+        yield server
+    finally:
+        s3server.stop(server)
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch) -> str:
+    """A fresh bucket, with the standard AWS variables pointing this process and its children at the server."""
+    import uuid
+
+    import fsspec
+
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    fsspec.filesystem("s3", skip_instance_cache=True).mkdir(bucket)
+    return f"s3://{bucket}"

@@ -9,7 +9,7 @@ from foundation.config import opt, section
 
 @dataclass
 class DataConfig:
-    shards: list[str] = opt([], "shard paths, globs or brace patterns (any URL webdataset opens)")
+    shards: list[str] = opt([], "shard paths, globs or brace patterns, local or object URLs (s3://bucket/curated/shards/*.tar)")
     validation_shards: list[str] = opt([], "held-out shards; validation animates their first sample (default: a training sample)", results=False)
     shuffle_buffer: int = opt(100, "raw samples in the seeded shuffle buffer of each reader", low=1)
     num_workers: int = opt(1, "DataLoader worker processes per rank", low=0)
@@ -22,8 +22,9 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     preset: Literal["tiny", "sd15"] = opt("tiny", "model sizes (model/presets.py)")
-    pretrained_dir: str = opt("pretrained", "folder from `python -m model.pretrained fetch|tiny` (unet/, vae/, motion_module/, ...)")
-    init_from: Optional[str] = opt(None, "stage 2: stage 1's exported weights folder (export/ of its run)")
+    pretrained_dir: str = opt("pretrained", "folder from `python -m model.pretrained fetch|tiny` (unet/, vae/, motion_module/, ...); "
+                                            "an object URL is mirrored to the local cache first")
+    init_from: Optional[str] = opt(None, "stage 2: stage 1's exported weights folder (export/ of its run, or its run.export_url)")
     gradient_checkpointing: bool = opt(True, "recompute activations in the backward pass (every block, motion modules included)", results=False)
 
 
@@ -49,7 +50,9 @@ class DiffusionConfig:
 
 @dataclass
 class RunConfig:
-    output_dir: str = opt("runs/stage", "checkpoints, exported weights, TensorBoard logs and validation videos", results=False)
+    output_dir: str = opt("runs/stage", "local folder: checkpoints, exported weights, TensorBoard logs and validation videos", results=False)
+    export_url: Optional[str] = opt(None, "also publish every export to this folder or object URL (s3://bucket/runs/stage1/export); "
+                                          "null = only output_dir/export", results=False)
     max_steps: int = opt(30000, "optimizer steps", low=1, results=False)
     batch_size: int = opt(1, "samples per rank per step (micro-batch)", low=1)
     grad_accum: int = opt(1, "micro-batches per optimizer step", low=1)

@@ -9,19 +9,17 @@ without decoding anything, which restores the shuffle buffer exactly.
 """
 from __future__ import annotations
 
-import glob
 import itertools
 import logging
 import random
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
-import braceexpand
 import numpy as np
 import torch
-import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from foundation.storage import expand_shards, tar_samples  # local paths and object URLs (s3://...) alike
 from training.config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -31,16 +29,6 @@ Decoder = Callable[[dict[str, Any], np.random.Generator], dict[str, Any]]
 
 class BadSample(ValueError):
     """A sample that cannot be used (broken media, too few frames); it is skipped and counted."""
-
-
-def expand_shards(patterns: list[str]) -> list[str]:
-    """Brace patterns and local globs to a sorted, de-duplicated shard list (URLs pass through)."""
-    shards: list[str] = []
-    for pattern in patterns:
-        for item in braceexpand.braceexpand(pattern):
-            is_url = "://" in item or item.startswith("pipe:")
-            shards.extend([item] if is_url else sorted(glob.glob(item)) or [item])
-    return sorted(set(shards))
 
 
 def _log_and_continue(err: Exception) -> bool:
@@ -57,7 +45,7 @@ def raw_samples(shards: list[str], reader: int, readers: int, seed: int) -> Iter
     for epoch in itertools.count():
         order = list(mine)
         random.Random(f"{seed}/{epoch}/{reader if split_by_shard else 'all'}").shuffle(order)
-        stream = wds.tariterators.tarfile_samples([{"url": url} for url in order], handler=_log_and_continue)
+        stream = tar_samples(order, handler=_log_and_continue)
         taken = 0
         for index, sample in enumerate(stream):
             if split_by_shard or index % readers == reader:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import sys
@@ -14,6 +15,8 @@ import torch
 from tqdm import tqdm
 
 from foundation.config import ConfigError, load_config
+from foundation.storage import local_folder, publish_folder
+from model.weights import INDEX_FILE
 from training import checkpoint
 from training.config import TrainConfig
 from training.data import Decoder, ResumableBatches, ShardStream
@@ -65,9 +68,17 @@ def _scalar_logger(out_dir: Path, rank: int):
     return SummaryWriter(str(out_dir / "tensorboard"))
 
 
+def _mirror_model_folders(cfg: TrainConfig) -> TrainConfig:
+    """Model folders given as object URLs, mirrored to local disk (what the loaders read)."""
+    init_from = cfg.model.init_from and str(local_folder(cfg.model.init_from))
+    model = dataclasses.replace(cfg.model, pretrained_dir=str(local_folder(cfg.model.pretrained_dir)), init_from=init_from)
+    return dataclasses.replace(cfg, model=model)
+
+
 def train(stage: Stage, cfg: TrainConfig) -> list[float]:
     """Run (or resume) training to run.max_steps; returns this process's per-step losses."""
     rank, world, local_rank = init_distributed()
+    cfg = _mirror_model_folders(cfg)
     device = device_for(cfg, local_rank)
     out_dir = Path(cfg.run.output_dir)
     ckpt_dir = out_dir / "checkpoints"
@@ -121,6 +132,8 @@ def train(stage: Stage, cfg: TrainConfig) -> list[float]:
             log.info("rank %d param-checksum %.10e at step %d", rank, checksum, step)
             if rank == 0:
                 stage.export(engine.module, out_dir / "export")
+                if cfg.run.export_url:
+                    publish_folder(out_dir / "export", cfg.run.export_url, last=INDEX_FILE)
         if rank == 0 and cfg.run.validate_every and (step % cfg.run.validate_every == 0):
             folder = out_dir / "validation" / f"step-{step:07d}"
             frames = stage.validate(engine.module, folder, cfg.run.validation_steps)
