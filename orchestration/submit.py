@@ -1,13 +1,15 @@
 """Submit curation or training to a running Ray cluster, follow its logs, exit with its status.
 
-    python -m orchestration.submit curation --source /home/ubuntu/sources/list.txt --out /mnt/shared/curated \\
+    python -m orchestration.submit curation --source s3://BUCKET/lists/list.txt --out s3://BUCKET/curated \\
         [--set run.resources='{curation: 1}' ...]
     python -m orchestration.submit train stage1 --config configs/stage1.yaml [--set key=value ...] [--gpu-nodes 2]
 
 The cluster is the Ray Jobs API at --address, else $RAY_ADDRESS, else http://127.0.0.1:8265 (the
 dashboard; `ray dashboard cluster.yaml` forwards it from a `ray up` cluster). This checkout is uploaded
 as the job's working directory (without .venv, .git, outputs and weights). `--source`/`--out` are
-paths on the cluster: absolute, or `~/...` (expanded there). Exit code: 0 when the job SUCCEEDED.
+object URLs (s3://...) or paths on the cluster: absolute, or `~/...` (expanded there). The job's log,
+streamed here, has one line per finished source with the run's progress. Exit code: 0 when the job
+SUCCEEDED.
 """
 from __future__ import annotations
 
@@ -27,7 +29,10 @@ UPLOAD_EXCLUDES = ["/.venv", ".git", "__pycache__", ".pytest_cache", "/demo_out"
 
 
 def cluster_path(text: str) -> str:
-    """A path as the cluster's shell should see it: absolute, or `~/...` left for the cluster to expand."""
+    """A path as the cluster's shell should see it: an object URL (s3://...), absolute, or `~/...` left for
+    the cluster to expand."""
+    if "://" in text:
+        return shlex.quote(text)
     if text.startswith("~/"):
         return "~/" + shlex.quote(text[2:])
     if not os.path.isabs(text):
@@ -82,9 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = parser.add_subparsers(dest="job", required=True)
     curation = jobs.add_parser("curation", parents=[common], allow_abbrev=False,
                                help="curation.run on the cluster; other options are passed to it")
-    curation.add_argument("--source", required=True, help="source list, a path on the cluster")
+    curation.add_argument("--source", required=True, help="source list: an object URL or a path on the cluster")
     curation.add_argument("--out", required=True,
-                          help="output folder on the cluster; with several nodes it must be a shared filesystem")
+                          help="output: an object store prefix (s3://bucket/curated), or a folder on the cluster, "
+                               "which with several nodes must be a shared filesystem")
     train = jobs.add_parser("train", parents=[common], allow_abbrev=False,
                             help="a training stage with DeepSpeed on the cluster's GPU nodes; other options "
                                  "(--config, --set, --gpu-nodes, ...) are passed to orchestration.deepspeed_launch")

@@ -1,15 +1,16 @@
 """The cluster: cluster.yaml against Ray's own launcher validation, and curation on a real two-node Ray
 cluster that loses a node in the middle of the run."""
 import copy
+import io
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import fsspec
 import jsonschema
 import pyarrow.parquet as pq
 import pytest
-import webdataset as wds
 import yaml
 from localcluster import LocalCluster, cluster_env, wait_until
 from ray.autoscaler._private.util import prepare_config, validate_config
@@ -17,6 +18,7 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 from curation.config import CurationConfig
 from curation.sources import parse_source
 from foundation.config import ConfigError, load_config
+from foundation.storage import expand_shards, tar_samples
 from orchestration.curation_job import SourceQueue, domain_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +111,8 @@ CURATION_SETTINGS = ["--set", "annotations.enabled=false", "--set", "run.resourc
 
 
 @pytest.fixture
-def two_nodes():
+def two_nodes(s3_bucket):
+    """Two nodes that share no folder, only the S3 store (its variables are set before the nodes start)."""
     cluster = LocalCluster()
     try:  # both carry the custom resource that pins curation to cluster.yaml's CPU pool
         cluster.start_head(num_cpus=1, resources={"curation": 1})
@@ -135,15 +138,19 @@ def node_ids(address: str) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_curation_spreads_over_two_nodes_and_survives_losing_one(two_nodes, fixture_by_variant, tmp_path) -> None:
+def test_curation_spreads_over_two_nodes_and_survives_losing_one(two_nodes, s3_bucket, fixture_by_variant,
+                                                                 tmp_path) -> None:
     # Six equal sources of a few seconds each: both nodes get several, so the second node can be
     # caught after finishing one and in the middle of the next.
     sources = [tmp_path / f"talk_{i}.mp4" for i in range(6)]
     for path in sources:
         shutil.copy(fixture_by_variant["in_sync"].path, path)
+    # Six equal sources would be one source and five duplicates: each copy differs by its last bytes.
+    for index, path in enumerate(sources):
+        path.write_bytes(path.read_bytes() + bytes([index]))
     listing = tmp_path / "sources.txt"
     listing.write_text("".join(f"{path}\n" for path in sources))
-    out = tmp_path / "out"
+    out = f"{s3_bucket}/curated"  # the nodes share no folder: every task writes to the store
     address = two_nodes.address
     wait_until(lambda: len(node_ids(address)) == 2, 60, "both nodes to register")
     head_id, worker_id = node_ids(address)["head"], node_ids(address)["worker"]
@@ -176,9 +183,9 @@ def test_curation_spreads_over_two_nodes_and_survives_losing_one(two_nodes, fixt
     assert interrupted and all(finished[task] == head_id for task in interrupted)  # retried on the head
     assert len(finished) == len(sources)
 
-    rows = pq.read_table(out / "manifest.parquet").to_pylist()
+    rows = pq.read_table(io.BytesIO(fsspec.filesystem("s3").cat_file(f"{out}/manifest.parquet"))).to_pylist()
     assert sorted(r["source"] for r in rows) == sorted(map(str, sources))  # one row each: its one clip
     assert all(r["status"] == "accepted" for r in rows)
-    keys = [s["__key__"] for s in wds.WebDataset(sorted(map(str, (out / "shards").glob("*.tar"))), shardshuffle=False)]
+    keys = [s["__key__"] for s in tar_samples(expand_shards([f"{out}/shards/*.tar"]), handler=lambda err: False)]
     assert len(keys) == len(set(keys))  # no clip written twice, although a source ran twice
     assert keys and sorted(keys) == sorted(r["clip_id"] for r in rows if r["status"] == "accepted")

@@ -1,6 +1,7 @@
 """`orchestration.submit` and the DeepSpeed launcher: commands built from plain data, and real jobs on a
 local two-node Ray cluster (Jobs API, log streaming, exit status)."""
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -68,6 +69,8 @@ def test_entrypoints_quote_arguments_and_keep_home_for_the_cluster() -> None:
                                   "configs/stage1.yaml", "--set", "a=b c", "--gpu-nodes", "2"]
     with pytest.raises(ValueError, match="absolute"):
         submit.curation_entrypoint("list.txt", "/out", [])
+    assert submit.curation_entrypoint("s3://b/my list.txt", "s3://b/curated", []) == (
+        "python -m curation.run --address auto --source 's3://b/my list.txt' --out s3://b/curated")
 
 
 def test_relative_cluster_paths_are_refused_before_contacting_a_cluster(capsys) -> None:
@@ -133,6 +136,9 @@ def test_submit_runs_curation_on_the_cluster_and_exits_0(cluster, small_source_l
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "SUCCEEDED" in result.stdout.splitlines()[-1]
     assert '"accepted_clips"' in result.stdout  # the job's own output came back through the log stream
+    for variant in SUBMITTED:  # so did the driver's line per finished source, with progress
+        assert re.search(rf"source [0-9a-f]{{16}} {re.escape(str(fixture_by_variant[variant].path))}: "
+                         r"\w+.*, \d+ clip\(s\) accepted, [0-9.]+ s \[\d/2, ", result.stdout), variant
     rows = pq.read_table(out / "manifest.parquet").to_pylist()
     outcome = {r["source"]: r["reason"] for r in rows}
     for variant in SUBMITTED:
