@@ -15,7 +15,7 @@ from typing import Literal, Optional
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from curation.reasons import UNSUPPORTED_SOURCE, Rejected
-from foundation.storage import is_url, read_text
+from foundation.storage import is_url, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def parse_source_list(location: str | Path) -> tuple[list[Source], list[tuple[st
     rejected entries. FileNotFoundError, StorageError or SourceListError (one line each) if it cannot be read."""
     name = str(location)
     try:
-        data = read_text(name)
+        data = read_bytes(name)
     except FileNotFoundError:
         raise FileNotFoundError(f"source list not found: {name}") from None
     base_dir = None if is_url(name) else Path(name.removeprefix("file://")).resolve().parent

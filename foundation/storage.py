@@ -165,7 +165,7 @@ class Location:
         return Path(tempfile.gettempdir()) / "hallo-forge" / hashlib.sha1(self.url.encode()).hexdigest()[:12] / name
 
 
-def read_text(location: str | os.PathLike) -> bytes:
+def read_bytes(location: str | os.PathLike) -> bytes:
     """The bytes of one file or object; FileNotFoundError (one line) if it is not there."""
     text = str(location)
     if not is_url(text):
