@@ -108,6 +108,7 @@ def test_the_driver_logs_one_line_per_source_with_progress(full_run_log, fixture
         assert re.search(r"source [0-9a-f]{16} .*: (accepted|rejected \(\w+.*\)|failed \(\w+\)), \d+ clip\(s\) "
                          r"accepted, [0-9.]+ s \[\d+/\d+, [0-9.]+ sources/min, ETA \d+[hms]", line), line
     assert f"[{len(fixture_media)}/{len(fixture_media)}, " in log and "ETA 0s" in log
+    assert "Started a local Ray instance" in log  # what the runs that must not start Ray are checked for
 
 
 @pytest.mark.slow
@@ -152,6 +153,7 @@ def test_rerun_does_no_work_and_changes_nothing(full_run, source_list, model_arg
     result = run_cli("--source", str(source_list), "--out", str(full_run), "--num-cpus", "2", *model_args)
     assert result.returncode == 0
     assert "0 to do" in result.stderr
+    assert "Started a local Ray instance" not in result.stderr  # nothing to do: Ray is not started
     assert manifest_rows(full_run) == before_rows
     assert {p.name: p.stat().st_mtime_ns for p in (full_run / "shards").glob("*.tar")} == shards
 
