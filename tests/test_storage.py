@@ -21,7 +21,7 @@ from training.data import ResumableBatches, ShardStream
 
 
 def objects(url: str) -> list[str]:
-    fs = fsspec.filesystem("s3")
+    fs = fsspec.filesystem("s3", use_listings_cache=False)
     return sorted(p.split("/", 1)[1] for p in fs.find(url.removeprefix("s3://")))
 
 
