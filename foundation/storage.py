@@ -204,9 +204,9 @@ def expand_shards(patterns: list[str]) -> list[str]:
 def open_read(url: str) -> IO[bytes]:
     """A local path, an fsspec URL (read ahead in large blocks) or anything webdataset's gopen opens."""
     if not is_url(url) or url.startswith(("http://", "https://", "pipe:")):
-        import webdataset as wds
+        from webdataset.gopen import gopen
 
-        return wds.gopen.gopen(url.removeprefix("file://"), "rb")
+        return gopen(url.removeprefix("file://"), "rb")
     fs, path = _filesystem(url)
     return fs.open(path, "rb", block_size=8 * 2**20, cache_type="readahead")
 
