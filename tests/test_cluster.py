@@ -140,12 +140,12 @@ def node_ids(address: str) -> dict[str, str]:
 @pytest.mark.slow
 def test_curation_spreads_over_two_nodes_and_survives_losing_one(two_nodes, s3_bucket, fixture_by_variant,
                                                                  tmp_path) -> None:
-    # Eight equal sources of a few seconds each: both nodes get several, so the second node can be
+    # Eight copies of one talk of a few seconds: both nodes get several, so the second node can be
     # caught after finishing one and in the middle of the next.
     sources = [tmp_path / f"talk_{i}.mp4" for i in range(8)]
     for path in sources:
         shutil.copy(fixture_by_variant["in_sync"].path, path)
-    # Equal bytes would make one source and seven duplicates: each copy differs by its last bytes.
+    # Identical bytes would be one source and seven duplicates: each copy gets its own last byte.
     for index, path in enumerate(sources):
         path.write_bytes(path.read_bytes() + bytes([index]))
     listing = tmp_path / "sources.txt"
