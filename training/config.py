@@ -17,6 +17,9 @@ class DataConfig:
     max_bad_fraction: float = opt(0.2, "stop with an error once more than this share of samples failed to decode")
     bad_check_after: int = opt(50, "samples seen before max_bad_fraction is enforced")
     resolution: int = opt(0, "pixel size samples are resized to; 0 = the model preset's resolution")
+    unverified_sync: Literal["include", "exclude"] = opt(
+        "include", "clips whose lip sync curation could not verify (judged without SyncNet weights, "
+                   "ClipMeta.sync_verified false): include or exclude them; their count is logged either way")
 
 
 @dataclass

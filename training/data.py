@@ -33,6 +33,10 @@ class BadSample(ValueError):
     """A sample that cannot be used (broken media, too few frames); it is skipped and counted."""
 
 
+class SkippedSample(Exception):
+    """A good sample a data setting leaves out (e.g. data.unverified_sync=exclude); skipped, not counted as bad."""
+
+
 def expand_shards(patterns: list[str]) -> list[str]:
     """Brace patterns and local globs to a sorted, de-duplicated shard list (URLs pass through)."""
     shards: list[str] = []
@@ -135,6 +139,8 @@ class ShardStream(IterableDataset):
             rng = np.random.default_rng([self.seed, reader, state.position])
             try:
                 item = self.decode(raw, rng)
+            except SkippedSample:
+                continue
             except BadSample as err:
                 state.bad += 1
                 log.warning("bad sample %s (%s): %s", raw.get("__key__"), raw.get("__url__"), err)
