@@ -81,8 +81,9 @@ class SyncConfig:
     min_confidence: Optional[float] = opt(
         None, "confidence a clip needs (syncnet: to pass; envelope: to be trusted at all); null = the backend's "
               "default (syncnet 3.0, envelope 4.5)")
-    max_abs_offset: int = opt(6, "clips whose detected offset exceeds this many frames either way are `out_of_sync`; "
-                                 "smaller offsets are corrected by shifting the audio (LatentSync: 6)")
+    max_abs_offset: int = opt(6, "clips whose detected offset exceeds this many frames either way are `out_of_sync` "
+                                 "(envelope: only when confident); smaller trusted offsets are corrected by shifting "
+                                 "the audio (LatentSync: 6)")
 
 
 @dataclass
