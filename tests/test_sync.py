@@ -10,9 +10,7 @@ import torch
 import webdataset as wds
 
 from curation import reasons
-from curation.sync import SyncVerdict
 from foundation import schema
-from foundation.syncnet import SyncResult
 from curation.config import CurationConfig, SyncConfig
 from curation.faces import segment_faces
 from curation.fixtures import SAMPLE_RATE, speech_loop, speech_track
@@ -20,12 +18,12 @@ from curation.media import iter_frames, probe
 from curation.finish import fill_missing_landmarks, preflight
 from curation.pipeline import analyse, process_source_safely
 from curation.sources import parse_source
-from curation.sync import (MOUTH_CORNERS, LOWER_INNER_LIP, UPPER_INNER_LIP, ClipSignals, EnvelopeScorer, audio_window,
-                           judge_sync, loudness_db, make_scorer, resolve_backend)
+from curation.sync import (MOUTH_CORNERS, LOWER_INNER_LIP, UPPER_INNER_LIP, ClipSignals, EnvelopeScorer, SyncVerdict,
+                           audio_window, judge_sync, loudness_db, make_scorer, resolve_backend)
 from curation.syncnet import ClipSyncNet
 from foundation.config import ConfigError, load_config
-from foundation.syncnet import (feature_distance_curve, face_track_crops, landmark_boxes, load_syncnet, mfcc_windows,
-                                summarize_curve)
+from foundation.syncnet import (SyncResult, feature_distance_curve, face_track_crops, landmark_boxes, load_syncnet,
+                                mfcc_windows, summarize_curve)
 
 HOP = SAMPLE_RATE // 25
 N = 15
