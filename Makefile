@@ -6,17 +6,21 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_out
+SYNCNET_PYTHON := syncnet-python==0.2.3
 
 .PHONY: setup demo test test-fast clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints-cpu.txt
+$(STAMP): pyproject.toml constraints-cpu.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# The exact CPU torch first: anything that depends on torch would otherwise pull a CUDA build.
 	$(PY) -m pip install -q -c constraints-cpu.txt torch==2.13.0
 	$(PY) -m pip install -q -c constraints-cpu.txt -e ".[test]"
+	# syncnet_python's own code, the oracle of tests/test_syncnet_parity.py. Without its dependencies:
+	# they would pin PySceneDetect < 0.7 and pull torchvision; the code it runs needs none of them.
+	$(PY) -m pip install -q --no-deps $(SYNCNET_PYTHON)
 	touch $(STAMP)
 
 demo: setup

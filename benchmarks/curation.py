@@ -49,7 +49,7 @@ def our_stages() -> dict[str, list[tuple[object, str]]]:
         "frame quality": [(pipeline, "frame_metrics")],
         "audio decode": [(pipeline, "load_audio")],
         "speech (VAD)": [(finish, "speech_ratio")],
-        "lip-sync": [(finish, "speech_and_sync")],
+        "lip-sync": [(finish, "score_sync")],
         "decode (clip, full size)": [(finish, "iter_frames")],
         "crop + resize": [(finish, "crop_frame")],
         "annotations": [(Annotator, "annotate")],

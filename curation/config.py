@@ -65,14 +65,25 @@ class SpeechConfig:
 
 @dataclass
 class SyncConfig:
-    backend: Literal["envelope", "syncnet"] = opt(
-        "envelope", "lip-sync scorer: 'envelope' (mouth opening vs speech loudness, no weights) or 'syncnet'")
-    weights: Optional[str] = opt(None, "syncnet_python-format SyncNet weights file (syncnet_v2.model) for backend syncnet")
-    max_offset: int = opt(15, "audio-video offsets searched, in frames, each way (+-0.6 s at 25 fps)")
+    backend: Literal["auto", "syncnet", "envelope"] = opt(
+        "auto", "lip-sync scorer: 'syncnet' (needs its weights), 'envelope' (weight-free fallback: mouth opening vs "
+                "speech loudness, cannot confirm sync, keeps clips unverified) or 'auto' (syncnet when its weights "
+                "are found, else envelope with a warning)")
+    weights: Optional[str] = opt(None, "syncnet_python-format SyncNet weights file (syncnet_v2.model); "
+                                       "null = look for BASE/syncnet/syncnet_v2.model in sync.base_dir")
+    base_dir: str = opt("pretrained", "folder from `python -m model.pretrained fetch` where auto/syncnet look for "
+                                      "syncnet/syncnet_v2.model when sync.weights is null")
+    device: str = opt("auto", "torch device for SyncNet: auto (cuda when torch sees one), cpu, cuda, cuda:1, ...", results=False)
+    batch_frames: int = opt(1000, "SyncNet scores a source's clips together, in network batches that span clips, "
+                                  "up to this many frames at a time (their crops stay in memory meanwhile, about "
+                                  "0.8 MB a frame at 512 px)", low=1, results=False)
+    max_offset: int = opt(15, "audio-video offsets searched, in frames, each way (+-0.6 s at 25 fps)", low=1)
     min_confidence: Optional[float] = opt(
-        None, "clips scoring below this are `out_of_sync`; null = the backend's default (envelope 4.5, syncnet 3.0)")
-    max_abs_offset: int = opt(6, "clips whose detected offset exceeds this many frames either way are `out_of_sync`; "
-                                 "smaller offsets are corrected by shifting the audio (LatentSync: 6)")
+        None, "confidence a clip needs (syncnet: to pass; envelope: to be trusted at all); null = the backend's "
+              "default (syncnet 3.0, envelope 4.5)")
+    max_abs_offset: int = opt(6, "clips whose detected offset exceeds this many frames either way are `out_of_sync` "
+                                 "(envelope: only when confident); smaller trusted offsets are corrected by shifting "
+                                 "the audio (LatentSync: 6)", low=0)
 
 
 @dataclass
@@ -98,7 +109,7 @@ class RunConfig:
     max_in_flight: int = opt(0, "source tasks submitted at once; 0 = 2 x cluster CPUs", low=0, results=False)
     max_retries: int = opt(2, "Ray retries of a task whose worker crashed (deterministic errors are recorded, not retried)", low=0, results=False)
     gpus_per_task: float = opt(0.0, "GPUs Ray reserves for one source task (fractions share a GPU); > 0 sends source tasks "
-                                    "to GPU nodes, where SyncNet (sync.backend=syncnet) runs on CUDA", low=0, results=False)
+                                    "to GPU nodes, where SyncNet runs on CUDA", low=0, results=False)
     resources: dict[str, float] = opt({}, "custom Ray resources one source task needs, e.g. {curation: 1} keeps tasks on "
                                           "cluster.yaml's CPU pool", results=False)
     max_in_flight_per_domain: int = opt(16, "sources from one web host in flight at once, cluster-wide (each starts with "
@@ -129,15 +140,16 @@ class CurationConfig:
             raise ConfigError("config key 'faces.output_size' must be a multiple of 8, at least 64")
         if 16000 % self.media.fps:
             raise ConfigError("config key 'media.fps' must divide 16000 (a whole number of audio samples per frame); Hallo uses 25")
-        if self.sync.backend == "syncnet" and self.media.fps != 25:
-            raise ConfigError("config key 'media.fps' must be 25 with sync.backend=syncnet (SyncNet's MFCC windows assume it)")
+        if self.sync.backend != "envelope" and self.media.fps != 25:
+            raise ConfigError("config key 'media.fps' must be 25 unless sync.backend=envelope (SyncNet's MFCC windows "
+                              "assume it; auto picks SyncNet when its weights exist)")
         if self.media.sample_rate != 16000:
             raise ConfigError("config key 'media.sample_rate' must be 16000: silero-vad, SyncNet and wav2vec2 expect 16 kHz")
         if not 0 <= self.sync.max_abs_offset <= self.sync.max_offset or self.sync.max_offset < 1:
             raise ConfigError("config keys 'sync.max_offset'/'sync.max_abs_offset' need 0 <= max_abs_offset <= max_offset, "
                               "max_offset >= 1")
-        if self.sync.backend == "syncnet" and not self.sync.weights:
-            raise ConfigError("config key 'sync.weights' must name a SyncNet weights file when sync.backend=syncnet")
+        if self.sync.batch_frames < 1:
+            raise ConfigError("config key 'sync.batch_frames' must be >= 1")
         if {"CPU", "GPU"} & set(self.run.resources) or not all(
                 isinstance(v, (int, float)) and v >= 0 for v in self.run.resources.values()):
             raise ConfigError("config key 'run.resources' takes custom resources with amounts >= 0 "

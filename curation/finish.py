@@ -1,16 +1,17 @@
-"""What happens to one clip that passed the quality step: speech, lip-sync, annotations, sample.
+"""What happens to the clips that passed the quality step: speech, lip-sync, annotations, sample.
 
 Everything here works from what the face step already has (landmarks in crop pixels, the source
-audio decoded once); the clip's full-resolution crops are decoded lazily, at most once, when the
-SyncNet backend or the annotations and the shard sample need them. The heavy models are built
-once per worker process (`clip_models`); `preflight` checks their files at start-up.
+audio decoded once); a clip's full-resolution crops are decoded lazily, at most once, when the
+SyncNet backend or the annotations and the shard sample need them. Clips come in groups (a
+source's clips, up to `sync.batch_frames` frames), so SyncNet runs its batches across clips. The
+heavy models are built once per worker process (`clip_models`); `preflight` checks their files
+at start-up.
 """
 from __future__ import annotations
 
 import functools
 import logging
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -27,9 +28,11 @@ from curation.media import MediaInfo, iter_frames
 from curation.shards import SourceShardWriter
 from curation.sources import Source
 from curation.speech import VocalSeparator, load_separator, separate, separator_factory, speech_ratio
+from curation.sync import (FALLBACK_WARNING, ClipSignals, SyncScorer, SyncVerdict, audio_window, judge_sync,
+                           make_scorer, resolve_backend)
 from curation.timing import stage
-from curation.sync import ClipSignals, SyncScorer, audio_window, judge_sync, make_scorer
 from foundation.config import ConfigError
+from foundation.syncnet import SyncResult, weights_in
 
 log = logging.getLogger(__name__)
 
@@ -70,25 +73,30 @@ def clip_models(cfg: CurationConfig) -> ClipModels:
     return _MODELS[key]
 
 
-def preflight(cfg: CurationConfig) -> None:
+def preflight(cfg: CurationConfig) -> CurationConfig:
     """Cheap start-up checks of what `clip_models` will load; raises ConfigError naming the key.
 
     Entry points call it before scheduling work, so a missing model folder is one clear error
-    instead of a failure in every source.
+    instead of a failure in every source. Returns the config with the lip-sync backend resolved
+    (`auto` -> syncnet or envelope), so that every worker judges with the same one; warns when it
+    falls back to the weight-free scorer.
     """
     if cfg.annotations.enabled:
         check_model_dirs(cfg.annotations)
-    if cfg.sync.backend == "syncnet" and not Path(cfg.sync.weights or "").is_file():
-        raise ConfigError(f"config key 'sync.weights': no SyncNet weights file at {cfg.sync.weights}")
+    sync = resolve_backend(cfg.sync)
+    if sync.backend == "envelope" and cfg.sync.backend == "auto":
+        log.warning(FALLBACK_WARNING.format(path=weights_in(cfg.sync.base_dir)))
     if cfg.speech.separator:
         try:
             separator_factory(cfg.speech.separator)
         except (ImportError, AttributeError, ValueError) as err:
             raise ConfigError(f"config key 'speech.separator': cannot import {cfg.speech.separator!r}: {err}") from err
+    return replace(cfg, sync=sync)
 
 
 def crop_loader(info: MediaInfo, cand: Candidate, boxes: np.ndarray, size: int) -> Callable[[], list[np.ndarray]]:
-    """The clip's output crops from one full-resolution decode of its span, done on first use only."""
+    """The clip's output crops from one full-resolution decode of its span, done on first use only
+    (`.cache_clear()` frees them)."""
 
     @functools.cache
     def crops() -> list[np.ndarray]:
@@ -98,63 +106,110 @@ def crop_loader(info: MediaInfo, cand: Candidate, boxes: np.ndarray, size: int) 
     return crops
 
 
-def speech_and_sync(clip: ClipSignals, cfg: CurationConfig, scorer: SyncScorer) -> tuple[Optional[str], dict[str, float], int]:
-    """The speech step, then the lip-sync step: (reason or None, their metrics, detected audio offset)."""
-    ratio = speech_ratio(clip.audio, clip.sample_rate, cfg.speech)
-    if ratio < cfg.speech.min_ratio:
-        return reasons.NO_SPEECH, {"speech_ratio": ratio}, 0
-    result = scorer.score(clip, cfg.sync.max_offset)
-    metrics = {"speech_ratio": ratio, "sync_offset": result.offset, "sync_confidence": result.confidence,
-               "sync_min_dist": result.min_dist}
-    return judge_sync(result, cfg.sync, scorer), metrics, result.offset
+@dataclass
+class ClipJob:
+    """A clip that passed the quality step, with its per-frame crop boxes and face-mesh points."""
+
+    cand: Candidate
+    boxes: np.ndarray  # (frames, 3) x0, y0, side in source pixels
+    landmarks: np.ndarray  # (frames, 478, 3) normalised, NaN where the mesh was lost
 
 
-def finish_clip(
+@dataclass
+class _Clip:
+    """A job with everything decoded that its speech and lip-sync steps look at."""
+
+    job: ClipJob
+    landmarks_crop: np.ndarray
+    crops: Callable[[], list[np.ndarray]]
+    mixture: np.ndarray  # the source audio under the clip, padded by sync.max_abs_offset frames each side
+    vocals: np.ndarray  # the same after vocal separation
+    pad: int
+    hop: int
+
+    def shifted(self, signal: np.ndarray, offset: int) -> np.ndarray:
+        """The clip's span of `signal`, taken `offset` frames later in the source."""
+        frames = self.job.cand.end - self.job.cand.start
+        return signal[(self.pad + offset) * self.hop:(self.pad + offset + frames) * self.hop]
+
+    def signals(self, info: MediaInfo, rate: int) -> ClipSignals:
+        return ClipSignals(self.landmarks_crop, self.shifted(self.vocals, 0), rate, info.fps, self.crops)
+
+
+def _prepare(job: ClipJob, info: MediaInfo, audio: np.ndarray, cfg: CurationConfig, models: ClipModels) -> _Clip:
+    cand, size, rate = job.cand, cfg.faces.output_size, cfg.media.sample_rate
+    hop = rate // info.fps
+    landmarks_crop = landmarks_to_crop(fill_missing_landmarks(job.landmarks), job.boxes, info.width, info.height, size)
+    # One separation covers the clip and every shift a sync correction may apply.
+    pad = cfg.sync.max_abs_offset
+    mixture = audio_window(audio, cand.start - pad, cand.end + pad, hop)
+    return _Clip(job, landmarks_crop, crop_loader(info, cand, job.boxes, size), mixture,
+                 separate(models.separator, mixture, rate), pad, hop)
+
+
+def score_sync(scorer: SyncScorer, clips: list[ClipSignals], cfg: CurationConfig) -> list[SyncResult]:
+    """The lip-sync measurement of every clip at once (SyncNet batches across them)."""
+    return scorer.score_many(clips, cfg.sync.max_offset) if clips else []
+
+
+def finish_clips(
     writer: SourceShardWriter,
     source: Source,
     downloaded: Downloaded,
     info: MediaInfo,
-    cand: Candidate,
-    boxes: np.ndarray,
-    landmarks: np.ndarray,
+    jobs: list[ClipJob],
     audio: np.ndarray,
     cfg: CurationConfig,
     models: ClipModels,
-) -> tuple[Candidate, Optional[str]]:
-    """Speech and lip-sync checks of a clip that passed quality; if it passes, its annotated sample.
+) -> list[tuple[Candidate, Optional[str]]]:
+    """Speech check of each clip, one lip-sync pass over those with speech, then the annotated
+    sample of each clip that passed both.
 
-    Returns the candidate with its verdict and new metrics, and the shard it went to (None if rejected).
+    Returns, per job, the candidate with its verdict and new metrics, and the shard it went to
+    (None if rejected).
     """
-    size, frames, rate = cfg.faces.output_size, cand.end - cand.start, cfg.media.sample_rate
-    hop = rate // info.fps
-    landmarks_crop = landmarks_to_crop(fill_missing_landmarks(landmarks), boxes, info.width, info.height, size)
-    crops = crop_loader(info, cand, boxes, size)
-    # One separation covers the clip and every shift a sync correction may apply.
-    pad = cfg.sync.max_abs_offset
-    mixture = audio_window(audio, cand.start - pad, cand.end + pad, hop)
-    vocals = separate(models.separator, mixture, rate)
-
-    def shifted(signal: np.ndarray, offset: int) -> np.ndarray:
-        return signal[(pad + offset) * hop:(pad + offset + frames) * hop]
-
+    rate = cfg.media.sample_rate
+    clips = [_prepare(job, info, audio, cfg, models) for job in jobs]
     with stage("speech_sync"):
-        reason, metrics, offset = speech_and_sync(ClipSignals(landmarks_crop, shifted(vocals, 0), rate, info.fps, crops),
-                                                  cfg, models.scorer)
-    cand = replace(cand, reason=reason, metrics={**cand.metrics, **metrics})
-    log.debug("%s: %s -> %s", cand.clip_id, metrics, reason or "accepted")
-    if reason is not None:
-        return cand, None
+        ratios = [speech_ratio(clip.shifted(clip.vocals, 0), rate, cfg.speech) for clip in clips]
+        talking = [clip for clip, ratio in zip(clips, ratios) if ratio >= cfg.speech.min_ratio]
+        signals = [c.signals(info, rate) for c in talking]
+        results = dict(zip(map(id, talking), score_sync(models.scorer, signals, cfg)))
+    out = []
+    for clip, ratio in zip(clips, ratios):
+        cand = clip.job.cand
+        if id(clip) not in results:
+            out.append((replace(cand, reason=reasons.NO_SPEECH, metrics={**cand.metrics, "speech_ratio": ratio}), None))
+            continue
+        result = results[id(clip)]
+        verdict = judge_sync(result, cfg.sync, models.scorer)
+        cand = replace(cand, reason=verdict.reason, sync_backend=models.scorer.name, sync_verified=verdict.verified,
+                       metrics={**cand.metrics, "speech_ratio": ratio, "sync_offset": result.offset,
+                                "sync_confidence": result.confidence, "sync_min_dist": result.min_dist})
+        log.debug("%s: %s -> %s", cand.clip_id, cand.metrics, cand.reason or "accepted")
+        out.append((cand, None if verdict.reason else _write_sample(writer, source, downloaded, info, clip, cand,
+                                                                    verdict, cfg, models)))
+        clip.crops.cache_clear()  # type: ignore[attr-defined]  # this clip is done: free its frames
+    return out
+
+
+def _write_sample(writer: SourceShardWriter, source: Source, downloaded: Downloaded, info: MediaInfo, clip: _Clip,
+                  cand: Candidate, verdict: SyncVerdict, cfg: CurationConfig, models: ClipModels) -> str:
+    """Annotate an accepted clip (its audio corrected by the verdict's shift) and write its sample."""
     with stage("annotations"):
-        annotations, face_found = (models.annotator.annotate(crops(), landmarks_crop, shifted(vocals, offset), info.fps)
+        annotations, face_found = (models.annotator.annotate(clip.crops(), clip.landmarks_crop,
+                                                             clip.shifted(clip.vocals, verdict.shift), info.fps)
                                    if models.annotator else ({}, False))
+    frames = cand.end - cand.start
     meta = schema.ClipMeta(
         clip_id=cand.clip_id, source=source.raw, source_id=source.source_id,
         start_s=cand.start / info.fps, end_s=cand.end / info.fps, num_frames=frames,
-        fps=info.fps, sample_rate=rate, size=size,
-        crop_boxes=np.round(boxes, 2).tolist(), metrics=cand.metrics, provenance=downloaded.provenance,
-        sync_backend=models.scorer.name, audio_shift_frames=offset, vocal_separator=cfg.speech.separator,
-        annotated=models.annotator is not None, face_found=face_found,
+        fps=info.fps, sample_rate=cfg.media.sample_rate, size=cfg.faces.output_size,
+        crop_boxes=np.round(clip.job.boxes, 2).tolist(), metrics=cand.metrics, provenance=downloaded.provenance,
+        sync_backend=models.scorer.name, sync_verified=verdict.verified, audio_shift_frames=verdict.shift,
+        vocal_separator=cfg.speech.separator, annotated=models.annotator is not None, face_found=face_found,
     )
     with stage("encode"):
-        sample = build_sample(meta, crops(), landmarks_crop, shifted(mixture, offset), cfg.shards.video_crf, annotations)
-    return cand, writer.write(sample)
+        sample = build_sample(meta, clip.crops(), clip.landmarks_crop, clip.shifted(clip.mixture, verdict.shift),
+                              cfg.shards.video_crf, annotations)
+    return writer.write(sample)

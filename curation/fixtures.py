@@ -1,9 +1,12 @@
-"""Talking-clip test fixtures: real face photos whose mouths open with real speech, plus broken inputs.
+"""Talking-clip test fixtures: real face photos that speak real speech, plus broken inputs.
 
 Each variant is an mp4 (H.264 yuv420p + AAC, 25 fps) rendered from the photos and LibriVox speech in
 `curation/assets`, together with the manifest outcome the curation pipeline should reach for it.
-The mouth is opened per video frame by the speech loudness: the lower lip and jaw are warped
-down and the gap is filled dark, so face-mesh inner-lip landmarks 13/14 really part with the audio.
+The mouth follows what is said, not how loud it is (`curation.articulation`): its aperture comes
+from the vowel quality and frication of the sound, the lips spread or round with it, they lead
+the sound by 1.5 frames, and the utterances are separated by pauses of varying length. The lower
+lip and jaw are warped down and the gap is filled dark, the mouth region is stretched or squeezed
+across, so face-mesh landmarks (inner lips 13/14, corners 78/308) really move.
 
     python -m curation.fixtures --out DIR [--variants in_sync,two_faces] [--duration 5] [--size 640x480]
 """
@@ -25,6 +28,7 @@ import numpy as np
 import soundfile as sf
 
 from curation import reasons
+from curation.articulation import MouthTrack, articulation
 from curation.config import ClipsConfig
 
 log = logging.getLogger(__name__)
@@ -33,7 +37,7 @@ ASSETS = Path(__file__).parent / "assets"
 FPS = 25
 SAMPLE_RATE = 16000
 SPEECH_FILES = ("speech_0880.wav", "speech_0930.wav", "speech_0870.wav")
-SPEECH_GAP_S = 0.3  # silence between utterances: the mouth must also close now and then
+PAUSES_S = (0.3, 0.7, 0.45)  # silence after each utterance: natural pauses of varying length
 PHOTOS = {"astronaut": "astronaut.jpg", "grace_hopper": "grace_hopper.jpg", "coffee": "coffee.jpg"}
 FACELESS = frozenset({"coffee"})
 
@@ -42,8 +46,8 @@ LOWER_INNER_LIP = 14
 INNER_CORNERS = (78, 308)
 CHIN = 152
 
-QUIET_DB, LOUD_DB = -42.0, -15.0  # per-frame RMS (dBFS) mapped to a closed / fully open mouth
 MAX_OPEN = 0.45  # fully open mouth gap as a fraction of the inner mouth width
+MAX_SPREAD = 0.15  # mouth width change of fully spread (+) or rounded (-) lips, as a fraction
 MOUTH_RGB = (70, 22, 28)
 FACE_FRAC = 0.45  # face-mesh box height / frame height for ordinary clips
 TINY_FACE_FRAC = 0.13  # about 58 px at 480 p: the full-range detector finds it, below quality.min_face_px
@@ -58,7 +62,7 @@ class Variant:
     shots: tuple[tuple[str, ...], ...] = (("astronaut",),)  # consecutive shots; photos side by side
     face_frac: float = FACE_FRAC
     audio: Literal["speech", "silent", "none"] = "speech"
-    shift_frames: int = 0  # audio delayed behind the mouth by this many video frames
+    shift_frames: int = 0  # audio delayed by this many video frames beyond the lips' natural lead
     damage: Literal["none", "truncate", "text"] = "none"
     suffix: str = ".mp4"
     reason: Optional[str] = None  # expected reject code; None = accepted by curation
@@ -90,12 +94,13 @@ class FixtureInfo:
     reason: Optional[str]
     clips: int  # clips the pipeline should cut (default clip lengths)
     faces: int  # faces visible per frame
-    shift_frames: int  # audio later than the lips by this many frames
+    shift_frames: int  # audio later than natural speech (lips leading by LIP_LEAD_S) by this many frames
     cuts: list[int]  # first frame of every shot after the first
     has_audio: bool
     speech: bool
     duration_s: float
     mouth_open: np.ndarray = field(repr=False)  # per video frame, 0 closed .. 1 fully open
+    mouth_spread: np.ndarray = field(repr=False)  # per video frame, -1 rounded .. +1 spread lips
     loudness: np.ndarray = field(repr=False)  # per video frame RMS of the audio track as written
 
     def expected(self) -> dict:
@@ -103,7 +108,7 @@ class FixtureInfo:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_EXPECTED}
 
 
-_NOT_EXPECTED = ("path", "mouth_open", "loudness")
+_NOT_EXPECTED = ("path", "mouth_open", "mouth_spread", "loudness")
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,7 @@ class MouthRig:
     grid_x: np.ndarray
     grid_y: np.ndarray
     weight: np.ndarray  # 0..1 share of the jaw drop each ROI pixel follows
+    lips: np.ndarray  # 0..1 share of a lip spread each ROI pixel follows (the lips and their corners)
 
 
 @dataclass(frozen=True)
@@ -127,20 +133,21 @@ class Photo:
 
 
 def speech_track(duration_s: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """The bundled utterances, joined by short pauses and repeated to `duration_s` (float32 mono)."""
-    speech = _speech(sample_rate)
+    """The bundled utterances with their pauses, repeated to `duration_s` (float32 mono)."""
+    speech = speech_loop(sample_rate)
     n = round(duration_s * sample_rate)
     return np.tile(speech, math.ceil(n / len(speech)))[:n]
 
 
 @functools.lru_cache(maxsize=2)
-def _speech(sample_rate: int) -> np.ndarray:
+def speech_loop(sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The bundled utterances, each followed by its pause: what speech_track repeats."""
     parts = []
-    for name in SPEECH_FILES:
+    for name, pause_s in zip(SPEECH_FILES, PAUSES_S):
         audio, sr = sf.read(ASSETS / name, dtype="float32")
         if sr != sample_rate:
             raise ValueError(f"{name} is {sr} Hz; the fixtures are built at {sample_rate} Hz")
-        parts += [audio, np.zeros(round(SPEECH_GAP_S * sample_rate), np.float32)]
+        parts += [audio, np.zeros(round(pause_s * sample_rate), np.float32)]
     return np.concatenate(parts)
 
 
@@ -149,12 +156,6 @@ def loudness_envelope(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, fps: in
     hop = sample_rate // fps
     frames = len(audio) // hop
     return np.sqrt(np.mean(audio[: frames * hop].reshape(frames, hop).astype(np.float64) ** 2, axis=1))
-
-
-def mouth_opening(envelope: np.ndarray) -> np.ndarray:
-    """Per-frame mouth opening in [0, 1] from the loudness envelope (log scale, like perceived loudness)."""
-    db = 20 * np.log10(envelope + 1e-9)
-    return np.clip((db - QUIET_DB) / (LOUD_DB - QUIET_DB), 0.0, 1.0)
 
 
 @functools.lru_cache(maxsize=None)
@@ -192,23 +193,30 @@ def _mouth_rig(points: np.ndarray, shape: tuple[int, ...]) -> MouthRig:
     down = np.clip((grid_y - lip_y + ramp) / ramp, 0, 1)
     neck = np.clip(1 - (grid_y - chin_y) / (0.35 * face_h), 0, 1)  # stretch the neck, not the collar
     weight = (across * down * neck).astype(np.float32)
-    return MouthRig(lip_y, centre_x, half_width, (x0, y0, x1, y1), grid_x, grid_y, weight)
+    # lip spread: the lips and the skin around the corners, fading out towards the cheeks and chin
+    lips = np.exp(-0.5 * (((grid_x - centre_x) / (1.8 * half_width)) ** 2 + ((grid_y - lip_y) / half_width) ** 2))
+    return MouthRig(lip_y, centre_x, half_width, (x0, y0, x1, y1), grid_x, grid_y, weight, lips.astype(np.float32))
 
 
-def open_mouth(photo: Photo, opening: float) -> np.ndarray:
-    """The photo with its jaw dropped by `opening` (0..1) and the lip gap painted as a dark mouth."""
+def open_mouth(photo: Photo, opening: float, spread: float = 0.0) -> np.ndarray:
+    """The photo with its jaw dropped by `opening` (0..1), its lips spread (spread > 0) or rounded
+    (< 0) across, and the lip gap painted as a dark mouth."""
     rig = photo.rig
     drop = opening * MAX_OPEN * 2 * rig.half_width if rig else 0.0
-    if drop < 0.25:
+    stretch = 1 + MAX_SPREAD * spread
+    if rig is None or (drop < 0.25 and abs(stretch - 1) * rig.half_width < 0.25):
         return photo.rgb
     img = photo.rgb.copy()
     x0, y0, x1, y1 = rig.roi
-    img[y0:y1, x0:x1] = cv2.remap(photo.rgb, rig.grid_x, rig.grid_y - drop * rig.weight,
+    # backward map: a lip point at distance d from the centre comes from distance d / stretch
+    map_x = rig.grid_x - rig.lips * (rig.grid_x - rig.centre_x) * (1 - 1 / stretch)
+    img[y0:y1, x0:x1] = cv2.remap(photo.rgb, map_x, rig.grid_y - drop * rig.weight,
                                   cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    scale = 16  # cv2 drawing takes fixed-point coordinates (shift=4) for sub-pixel ellipses
-    centre = (round(rig.centre_x * scale), round((rig.lip_y + drop / 2) * scale))
-    axes = (round(0.9 * rig.half_width * scale), round(drop / 2 * scale))
-    cv2.ellipse(img, centre, axes, 0, 0, 360, MOUTH_RGB, -1, cv2.LINE_AA, shift=4)
+    if drop >= 0.25:
+        scale = 16  # cv2 drawing takes fixed-point coordinates (shift=4) for sub-pixel ellipses
+        centre = (round(rig.centre_x * scale), round((rig.lip_y + drop / 2) * scale))
+        axes = (round(0.9 * rig.half_width * stretch * scale), round(drop / 2 * scale))
+        cv2.ellipse(img, centre, axes, 0, 0, 360, MOUTH_RGB, -1, cv2.LINE_AA, shift=4)
     return img
 
 
@@ -246,11 +254,11 @@ def shot_bounds(variant: Variant, frames: int) -> list[int]:
     return [round(frames * k / len(variant.shots)) for k in range(len(variant.shots) + 1)]
 
 
-def render_frames(variant: Variant, opening: np.ndarray, size: tuple[int, int], seed: int) -> Iterator[np.ndarray]:
-    """Yield (H, W, 3) uint8 RGB frames: shots in turn, each cell a photo with its mouth opened."""
+def render_frames(variant: Variant, mouth: MouthTrack, size: tuple[int, int], seed: int) -> Iterator[np.ndarray]:
+    """Yield (H, W, 3) uint8 RGB frames: shots in turn, each cell a photo with its mouth shaped."""
     w, h = size
     rng = np.random.default_rng(seed)
-    n = len(opening)
+    n = len(mouth.aperture)
     # sensor noise, so no two frames are identical: crops of one noise field at random offsets
     noise = rng.integers(-NOISE_LEVEL, NOISE_LEVEL + 1, (h + 16, w + 16, 3), dtype=np.int16)
     offsets = rng.integers(0, 16, (n, 2))
@@ -265,7 +273,8 @@ def render_frames(variant: Variant, opening: np.ndarray, size: tuple[int, int], 
         for i in range(start, stop):
             frame = np.empty((h, w, 3), np.uint8)
             for photo, left, right, warps in cells:
-                frame[:, left:right] = cv2.warpAffine(open_mouth(photo, opening[i]), warps[i - start, :2],
+                frame[:, left:right] = cv2.warpAffine(open_mouth(photo, mouth.aperture[i], mouth.spread[i]),
+                                                      warps[i - start, :2],
                                                       (int(right - left), h), flags=cv2.INTER_LINEAR,
                                                       borderMode=cv2.BORDER_REPLICATE)
             oy, ox = offsets[i]
@@ -312,13 +321,13 @@ def generate(variant: str, out_path: Path, *, duration_s: float = 5.0, size: tup
     # silent: -60 dBFS hiss, so the track exists but carries no speech (the mouth stays shut)
     speech = speech_track(frames / FPS) if spec.audio != "silent" else (
         np.random.default_rng(seed).normal(0, 10 ** (-60 / 20), frames * hop).astype(np.float32))
-    opening = mouth_opening(loudness_envelope(speech))
-    # the mouth follows the undelayed speech; the track we write lags it by shift_frames
+    mouth = articulation(speech, SAMPLE_RATE, FPS, frames)
+    # the mouth speaks the undelayed speech; the track we write lags it by shift_frames
     audio = np.concatenate([np.zeros(spec.shift_frames * hop, np.float32), speech])[: len(speech)]
     if spec.damage == "text":
         out_path.write_text("This is a plain text file that merely carries a video file name.\n")
     else:
-        write_mp4(out_path, render_frames(spec, opening, size, seed), size, None if spec.audio == "none" else audio)
+        write_mp4(out_path, render_frames(spec, mouth, size, seed), size, None if spec.audio == "none" else audio)
     if spec.damage == "truncate":  # the moov atom sits at the end, so the cut leaves it unopenable
         data = out_path.read_bytes()
         out_path.write_bytes(data[: int(len(data) * 0.4)])
@@ -328,7 +337,8 @@ def generate(variant: str, out_path: Path, *, duration_s: float = 5.0, size: tup
         path=out_path, variant=variant, status=REJECTED if reason else ACCEPTED, reason=reason,
         clips=0 if reason else clips, faces=max(sum(name not in FACELESS for name in shot) for shot in spec.shots),
         shift_frames=spec.shift_frames, cuts=shot_bounds(spec, frames)[1:-1], has_audio=spec.audio != "none",
-        speech=spec.audio == "speech", duration_s=frames / FPS, mouth_open=opening, loudness=loudness_envelope(audio),
+        speech=spec.audio == "speech", duration_s=frames / FPS, mouth_open=mouth.aperture, mouth_spread=mouth.spread,
+        loudness=loudness_envelope(audio),
     )
     log.debug("fixture %s -> %s (%s)", variant, out_path, reason or ACCEPTED)
     return info

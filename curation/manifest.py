@@ -21,6 +21,7 @@ from foundation.storage import Location
 METRIC_COLUMNS = ("face_px", "sharpness", "brightness", "yaw_deg", "pitch_deg", "det_score", "landmark_presence",
                   "speech_ratio", "sync_confidence", "sync_min_dist")
 INT_COLUMNS = ("sync_offset",)
+BOOL_COLUMNS = ("sync_verified",)
 
 
 @dataclass
@@ -50,13 +51,17 @@ class ManifestRow:
     sync_offset: Optional[int] = None  # frames the audio lagged the video; accepted clips are stored corrected
     sync_confidence: Optional[float] = None
     sync_min_dist: Optional[float] = None
+    sync_backend: Optional[str] = None  # scorer that judged the clip: syncnet, or the weight-free envelope
+    sync_verified: Optional[bool] = None  # the scorer confirmed the sync; false on kept clips = unverified
 
 
 _FLOAT_COLUMNS = {"start_s", "end_s", "source_duration_s", *METRIC_COLUMNS}
 
 
 def _column_type(name: str) -> pa.DataType:
-    return pa.float64() if name in _FLOAT_COLUMNS else pa.int64() if name in INT_COLUMNS else pa.string()
+    if name in _FLOAT_COLUMNS:
+        return pa.float64()
+    return pa.int64() if name in INT_COLUMNS else pa.bool_() if name in BOOL_COLUMNS else pa.string()
 
 
 SCHEMA = pa.schema([pa.field(f.name, _column_type(f.name)) for f in fields(ManifestRow)])
@@ -83,20 +88,33 @@ def encode_manifest(rows: list[ManifestRow], metadata: Optional[dict[Any, str]] 
     return buf.getvalue()
 
 
+def sync_warning(rows: list[ManifestRow]) -> Optional[str]:
+    """Said wherever results are shown when the weight-free fallback judged lip sync."""
+    unverified = sum(r.status == "accepted" and r.sync_verified is False for r in rows)
+    if not any(r.sync_backend == "envelope" for r in rows):
+        return None
+    return (f"lip sync judged without SyncNet weights (envelope fallback): {unverified} accepted clips are "
+            "unverified; see README 'Lip-sync scores'")
+
+
 def summarize(rows: list[ManifestRow], wall_s: float) -> dict[str, Any]:
     clips = [r for r in rows if r.clip_id is not None]
     durations = {r.source_id: r.source_duration_s or 0.0 for r in rows}
     accepted = [r for r in clips if r.status == "accepted"]
+    warning = sync_warning(rows)
     return {
         "sources": len(durations),
         "sources_with_accepted_clips": len({r.source_id for r in accepted}),
         "candidate_clips": len(clips),
         "accepted_clips": len(accepted),
+        "accepted_unverified_sync": sum(r.sync_verified is False for r in accepted),
+        "sync_backends": dict(Counter(r.sync_backend for r in clips if r.sync_backend)),
         "by_status": dict(Counter(r.status for r in rows)),
         "by_reason": dict(Counter(r.reason for r in rows if r.reason)),
         "hours_in": sum(durations.values()) / 3600,
         "hours_out": sum((r.end_s or 0) - (r.start_s or 0) for r in accepted) / 3600,
         "wall_time_s": round(wall_s, 2),
+        "warnings": [warning] if warning else [],
     }
 
 
@@ -136,7 +154,10 @@ def plot_funnel(rows: list[ManifestRow]) -> bytes:
         ax2.barh(names[::-1], counts[::-1], color="#d8613b")
     ax2.set_xlabel("rows")
     ax2.set_title("Why rows were dropped")
-    fig.tight_layout()
+    warning = sync_warning(rows)
+    fig.tight_layout(rect=(0, 0.07, 1, 1) if warning else (0, 0, 1, 1))
+    if warning:
+        fig.text(0.01, 0.015, "WARNING: " + warning, color="#b00020", fontsize=9)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)

@@ -1,8 +1,9 @@
 """One source through the whole data path; plain function, no Ray (orchestration schedules it).
 
 sources -> download -> media -> scenes + faces + frame quality (one low-resolution decode) ->
-clips (split, judge) -> speech + lip-sync (from the landmarks and audio already decoded) ->
-annotations -> shards (one full-resolution decode of each clip that reaches them).
+clips (split, judge) -> speech + lip-sync (from the landmarks and audio already decoded; SyncNet
+batched across a source's clips) -> annotations -> shards (one full-resolution decode of each
+clip that reaches them).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -22,8 +23,8 @@ from curation.config import CurationConfig
 from curation.download import Downloaded, download
 from curation.faces import FaceSpan, segment_faces
 from foundation.faces import FaceAnalyzer, FrameFaces, crop_boxes
-from curation.finish import ClipModels, clip_models, finish_clip
 from curation.duplicates import content_keys
+from curation.finish import ClipJob, ClipModels, clip_models, finish_clips
 from curation.manifest import ManifestRow, source_row, status_for
 from curation.media import MediaInfo, iter_frames, load_audio, probe
 from curation.parts import PartInfo, write_part
@@ -143,28 +144,57 @@ def _export(
     base: dict,
 ) -> list[ManifestRow]:
     writer = SourceShardWriter(location, source.source_id, cfg.shards)
-    rows: list[ManifestRow] = []
     try:
-        for shot_start, shot_end in analysis.shots:
-            for span in segment_faces(analysis.faces[shot_start:shot_end], shot_start, cfg.faces, info.fps):
-                boxes_px = crop_boxes(span.boxes, info.width, info.height, cfg.faces, info.fps) if span.status == "ok" else None
-                for cand in plan_span(span, analysis, info, source.source_id, cfg):
-                    shard = None
-                    if cand.reason is None and boxes_px is not None:
-                        local = slice(cand.span_offset, cand.span_offset + cand.end - cand.start)
-                        cand, shard = finish_clip(writer, source, downloaded, info, cand, boxes_px[local],
-                                                   span.landmarks[local], audio, cfg, models)
-                    rows.append(ManifestRow(
-                        source=source.raw, source_id=source.source_id, clip_id=cand.clip_id,
-                        status=status_for(cand.reason), reason=cand.reason,
-                        start_s=cand.start / info.fps, end_s=cand.end / info.fps, shard=shard,
-                        **base, **{k: v for k, v in cand.metrics.items() if k in ManifestRow.__dataclass_fields__},
-                    ))
+        planned = _plan(analysis, info, source.source_id, cfg)
+        finished: dict[str, tuple[Candidate, Optional[str]]] = {}
+        for group in _groups([job for _, job in planned if job is not None], cfg.sync.batch_frames):
+            for cand, shard in finish_clips(writer, source, downloaded, info, group, audio, cfg, models):
+                finished[cand.clip_id] = (cand, shard)
+        rows = []
+        for cand, _ in planned:
+            cand, shard = finished.get(cand.clip_id, (cand, None))
+            rows.append(ManifestRow(
+                source=source.raw, source_id=source.source_id, clip_id=cand.clip_id,
+                status=status_for(cand.reason), reason=cand.reason,
+                start_s=cand.start / info.fps, end_s=cand.end / info.fps, shard=shard,
+                sync_backend=cand.sync_backend, sync_verified=cand.sync_verified,
+                **base, **{k: v for k, v in cand.metrics.items() if k in ManifestRow.__dataclass_fields__},
+            ))
         writer.close()
     except BaseException:
         writer.abort()
         raise
     return rows
+
+
+def _plan(analysis: Analysis, info: MediaInfo, source_id: str, cfg: CurationConfig) -> list[tuple[Candidate, Optional[ClipJob]]]:
+    """Every candidate clip in source order; those that passed quality come with what finishing them needs."""
+    planned: list[tuple[Candidate, Optional[ClipJob]]] = []
+    for shot_start, shot_end in analysis.shots:
+        for span in segment_faces(analysis.faces[shot_start:shot_end], shot_start, cfg.faces, info.fps):
+            boxes_px = crop_boxes(span.boxes, info.width, info.height, cfg.faces, info.fps) if span.status == "ok" else None
+            for cand in plan_span(span, analysis, info, source_id, cfg):
+                job = None
+                if cand.reason is None and boxes_px is not None:
+                    local = slice(cand.span_offset, cand.span_offset + cand.end - cand.start)
+                    job = ClipJob(cand, boxes_px[local], span.landmarks[local])
+                planned.append((cand, job))
+    return planned
+
+
+def _groups(jobs: list[ClipJob], max_frames: int) -> Iterator[list[ClipJob]]:
+    """Consecutive jobs, as many at a time as fit in max_frames (at least one)."""
+    group: list[ClipJob] = []
+    frames = 0
+    for job in jobs:
+        length = job.cand.end - job.cand.start
+        if group and frames + length > max_frames:
+            yield group
+            group, frames = [], 0
+        group.append(job)
+        frames += length
+    if group:
+        yield group
 
 
 def process_source_safely(source: Source, out: Location | Path | str, cfg: CurationConfig) -> list[ManifestRow]:

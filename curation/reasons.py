@@ -41,8 +41,8 @@ REASONS: dict[str, str] = {
     OVEREXPOSED: "the face is too bright (quality.max_brightness)",
     EXTREME_POSE: "the head turns or tilts beyond quality.max_yaw_deg / max_pitch_deg",
     NO_SPEECH: "too little speech in the clip's audio (speech.min_ratio; silence, music only)",
-    OUT_OF_SYNC: "lips and speech do not match: sync confidence below sync.min_confidence, "
-                 "or the offset beyond sync.max_abs_offset",
+    OUT_OF_SYNC: "lips and speech do not match: SyncNet confidence below sync.min_confidence or its offset beyond "
+                 "sync.max_abs_offset (without SyncNet weights: only a confident offset beyond sync.max_abs_offset)",
     DUPLICATE: "the same media bytes (or, for URLs, the same site's video id) as a source listed earlier; "
                "the detail names the kept source",
     INTERNAL_ERROR: "an unexpected error in our code; the detail column holds the exception",

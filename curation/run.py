@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         sources, unsupported = parse_source_list(args.source)
         if not sources and not unsupported:
             raise SourceListError(f"source list {args.source} has no entries (one URL or path per line)")
-        preflight(cfg)  # missing model folders: one clear error now, not one per source later
+        cfg = preflight(cfg)  # missing model folders: one clear error now, not one per source later
         out = Location(args.out)
         out.ensure_writable()
         plan = plan_run(out, sources, cfg, retry_failed=args.retry_failed, reprocess=args.reprocess)

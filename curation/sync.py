@@ -13,35 +13,36 @@ distance at offset k compares video frame i with audio frame i + k. syncnet_pyth
 `vshift - argmin`, which is the negative of this offset.
 
 Backends (`sync.backend`):
-- `envelope` (default, no weights): mouth opening from the face-mesh landmarks against the speech
-  loudness envelope. Distance = minus the Fisher z-statistic of the correlation of their
+- `syncnet`: the SyncNet network (`foundation/syncnet.py`, syncnet_python's scoring path) with
+  syncnet_python-format weights; a clip passes when its confidence and offset pass the thresholds
+  (it is then `sync_verified`), otherwise it is `out_of_sync`.
+- `envelope`: a weight-free fallback: mouth opening from the face-mesh landmarks against the
+  speech loudness envelope. Distance = minus the Fisher z-statistic of the correlation of their
   frame-to-frame changes, so the confidence is in standard errors: how far the best offset's
-  correlation stands above the typical offset's. Unrelated mouth/audio pairs score about 2
-  (99% below 4.5), matching pairs 7-10 on the bundled fixtures. Not comparable with SyncNet's scale.
-- `syncnet`: the SyncNet network (`curation/syncnet.py`) with syncnet_python-format weights.
+  correlation stands above the typical offset's. Not comparable with SyncNet's scale. On real
+  speech (and on the fixtures, whose mouths articulate rather than follow loudness) it rarely
+  reaches its threshold, so it cannot confirm sync: it rejects only a clip it measures as
+  clearly shifted with confidence, and keeps the rest as not verified.
+- `auto` (default): `syncnet` when its weights are found (`sync.weights`, else
+  `sync.base_dir/syncnet/syncnet_v2.model`), otherwise `envelope` with a warning.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable, Optional, Protocol, Sequence
 
 import numpy as np
 
 from curation import reasons
 from curation.config import SyncConfig
+from foundation.config import ConfigError
+from foundation.syncnet import SyncResult, summarize_curve, weights_in
 
 # face-mesh ids: inner lips (upper 13, lower 14) and inner mouth corners (78, 308)
 UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
 MOUTH_CORNERS = (78, 308)
 ENVELOPE_FLOOR_DB = 50.0  # loudness below the clip's loudest frame by more than this counts as silence
-
-
-@dataclass(frozen=True)
-class SyncResult:
-    offset: int  # frames the audio lags the video (negative: it leads)
-    min_dist: float
-    confidence: float
-    curve: np.ndarray  # distance per offset -N..N
 
 
 @dataclass
@@ -62,33 +63,13 @@ class ClipSignals:
 class SyncScorer(Protocol):
     name: str
     default_min_confidence: float
+    verifies: bool  # a pass means the lips were checked against the speech (False: weight-free fallback)
 
-    def score(self, clip: ClipSignals, max_offset: int) -> SyncResult: ...
+    def score_many(self, clips: Sequence[ClipSignals], max_offset: int) -> list[SyncResult]: ...
 
 
 def offsets(max_offset: int) -> np.ndarray:
     return np.arange(-max_offset, max_offset + 1)
-
-
-def summarize_curve(curve: np.ndarray) -> SyncResult:
-    """Offset, min distance and confidence of a distance curve over offsets -N..N (syncnet_python's maths)."""
-    curve = np.asarray(curve, np.float64)
-    if curve.ndim != 1 or len(curve) % 2 == 0:
-        raise ValueError(f"a distance curve has 2N+1 values, got shape {curve.shape}")
-    best = int(np.argmin(curve))
-    min_dist = float(curve[best])
-    return SyncResult(best - (len(curve) - 1) // 2, min_dist, float(np.median(curve)) - min_dist, curve)
-
-
-def feature_distance_curve(video: np.ndarray, audio: np.ndarray, max_offset: int) -> np.ndarray:
-    """syncnet_python's curve from per-frame embeddings (frames, dim): for each offset k, the mean
-    over video frames i of the L2 distance to audio frame i + k, the audio zero-padded at both ends."""
-    n = len(video)
-    padded = np.concatenate([np.zeros((max_offset, audio.shape[1])), audio[:n], np.zeros((max_offset, audio.shape[1]))])
-    windows = np.stack([padded[i:i + 2 * max_offset + 1] for i in range(n)])  # (n, 2N+1, dim)
-    # torch.pairwise_distance adds eps=1e-6 to the difference; kept so the numbers match
-    dist = np.linalg.norm(video[:, None, :] - windows + 1e-6, axis=2)
-    return dist.mean(axis=0)
 
 
 def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
@@ -127,19 +108,46 @@ class EnvelopeScorer:
 
     name = "envelope"
     default_min_confidence = 4.5
+    verifies = False
 
     def score(self, clip: ClipSignals, max_offset: int) -> SyncResult:
         mouth = np.diff(mouth_opening(clip.landmarks.astype(np.float64)))
         loud = np.diff(loudness_db(clip.audio, clip.sample_rate, clip.fps, clip.num_frames))
         return summarize_curve(np.array([-_lagged_z(mouth, loud, int(k)) for k in offsets(max_offset)]))
 
+    def score_many(self, clips: Sequence[ClipSignals], max_offset: int) -> list[SyncResult]:
+        return [self.score(clip, max_offset) for clip in clips]
+
+
+def resolve_backend(cfg: SyncConfig) -> SyncConfig:
+    """The backend made concrete: syncnet with its weights file, or envelope.
+
+    `auto` takes SyncNet when `sync.weights` (which must then exist) or the file in `sync.base_dir`
+    is there; `syncnet` insists on one of them.
+    """
+    if cfg.backend == "envelope":
+        return cfg
+    weights = cfg.weights or str(weights_in(cfg.base_dir))
+    if Path(weights).is_file():
+        return replace(cfg, backend="syncnet", weights=weights)
+    if cfg.backend == "syncnet" or cfg.weights:
+        raise ConfigError(f"config key 'sync.weights': no SyncNet weights file at {weights}")
+    return replace(cfg, backend="envelope")
+
+
+FALLBACK_WARNING = ("no SyncNet weights (sync.weights, or {path}): lip sync is judged by the weight-free envelope "
+                    "scorer, which cannot confirm sync on real speech; clips it cannot judge are kept as "
+                    "unverified (manifest sync_verified=false), only confidently shifted ones are rejected. "
+                    "Fetch the weights with `python -m model.pretrained fetch --to BASE` and set sync.base_dir=BASE.")
+
 
 def make_scorer(cfg: SyncConfig) -> SyncScorer:
     """The configured backend, with its weights loaded (call once per worker)."""
+    cfg = resolve_backend(cfg)
     if cfg.backend == "syncnet":
-        from curation.syncnet import SyncNetScorer
+        from curation.syncnet import ClipSyncNet
 
-        return SyncNetScorer(cfg.weights)
+        return ClipSyncNet(cfg.weights, cfg.device)
     return EnvelopeScorer()
 
 
@@ -147,11 +155,29 @@ def min_confidence(cfg: SyncConfig, scorer: SyncScorer) -> float:
     return scorer.default_min_confidence if cfg.min_confidence is None else cfg.min_confidence
 
 
-def judge_sync(result: SyncResult, cfg: SyncConfig, scorer: SyncScorer) -> Optional[str]:
-    """`out_of_sync` when the confidence is too low or the offset too large to trust a correction."""
-    if result.confidence < min_confidence(cfg, scorer) or abs(result.offset) > cfg.max_abs_offset:
-        return reasons.OUT_OF_SYNC
-    return None
+@dataclass(frozen=True)
+class SyncVerdict:
+    reason: Optional[str]  # out_of_sync, or None: the clip is kept
+    verified: bool  # kept because the scorer confirmed the sync (False: kept unverified, or rejected)
+    shift: int  # frames the stored audio is moved to correct the offset (0 when no offset is trusted)
+
+
+def judge_sync(result: SyncResult, cfg: SyncConfig, scorer: SyncScorer) -> SyncVerdict:
+    """What a scorer's measurement means for the clip.
+
+    A verifying scorer (SyncNet) keeps a clip only when it is confident and the offset is small
+    enough to correct. The fallback cannot tell a real in-sync clip from a shifted one, so it
+    rejects only a confident measurement of a large offset and keeps everything else unverified,
+    correcting the offset only when it is confident of it.
+    """
+    confident = result.confidence >= min_confidence(cfg, scorer)
+    in_range = abs(result.offset) <= cfg.max_abs_offset
+    if scorer.verifies:
+        passed = confident and in_range
+        return SyncVerdict(None if passed else reasons.OUT_OF_SYNC, passed, result.offset if passed else 0)
+    if confident and not in_range:
+        return SyncVerdict(reasons.OUT_OF_SYNC, False, 0)
+    return SyncVerdict(None, False, result.offset if confident else 0)
 
 
 def audio_window(audio: np.ndarray, start: int, end: int, hop: int) -> np.ndarray:

@@ -23,6 +23,29 @@ def read_audio(path: str | Path, sample_rate: int | None = None, mono: bool = Tr
     return np.concatenate(chunks, axis=1).astype(np.float32), rate
 
 
+def read_video(path: str | Path, fps: int) -> np.ndarray:
+    """Every frame of the first video stream as RGB uint8 (T, H, W, 3) at a constant `fps`: each tick
+    takes the source frame shown at that moment (frames are repeated or dropped as the rates need)."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            decoded = [(frame.time, frame.to_ndarray(format="rgb24")) for frame in container.decode(stream)
+                       if frame.time is not None]
+            end = float(stream.duration * stream.time_base) if stream.duration else None
+    except av.error.FFmpegError as err:
+        raise ValueError(f"{path}: cannot decode the video: {err}".splitlines()[0]) from err
+    if not decoded:
+        raise ValueError(f"{path}: the video stream decodes to no frames")
+    times = np.array([t for t, _ in decoded]) - decoded[0][0]
+    if end is None or end <= times[-1]:
+        end = times[-1] + (np.median(np.diff(times)) if len(times) > 1 else 1 / fps)
+    ticks = np.arange(int(round(end * fps))) / fps
+    shown = np.clip(np.searchsorted(times, ticks + 1e-6, side="right") - 1, 0, len(decoded) - 1)
+    return np.stack([decoded[i][1] for i in shown])
+
+
 def write_video(
     path: str | Path,
     frames: np.ndarray,

@@ -18,7 +18,8 @@ A sample is one clip. Keys inside the tar are `<clip_id>.<ext>`:
 
 The last four (`ANNOTATION_KEYS`) are present when `ClipMeta.annotated` (curation's default).
 `SCHEMA_VERSION` is bumped whenever a key is added or changes meaning; readers check it.
-Version 2 added the annotation keys and the speech/sync fields of `ClipMeta`.
+Version 2 added the annotation keys and the speech/sync fields of `ClipMeta`; version 3 added
+`ClipMeta.sync_verified`.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from typing import Any, Optional
 import cv2
 import numpy as np
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 KEY_VIDEO = "mp4"
 KEY_AUDIO = "wav"
@@ -61,6 +62,9 @@ class ClipMeta:
     metrics: dict[str, float]
     provenance: dict[str, Any] = field(default_factory=dict)
     sync_backend: str = ""  # scorer that measured metrics sync_offset / sync_confidence
+    # the scorer confirmed lips and speech match (SyncNet); False: kept by the weight-free fallback,
+    # which cannot confirm sync (training's data.unverified_sync decides whether to use such clips)
+    sync_verified: bool = False
     # the stored wav starts this many frames later in the source than the video (the detected
     # sync offset, corrected; negative: earlier), so audio and lips match
     audio_shift_frames: int = 0

@@ -7,6 +7,7 @@ Base folder layout (the same for real weights and stand-ins, so one loading path
     BASE/motion_module/mm_sd_v15_v2.ckpt guoyww/animatediff (AnimateDiff v2 motion modules)
     BASE/wav2vec2/                       facebook/wav2vec2-base-960h
     BASE/insightface/models/             antelopev2 detector (scrfd_10g_bnkps) + recogniser (glintr100)
+    BASE/syncnet/syncnet_v2.model        SyncNet (syncnet_python's weights; LatentSync's HF repo auxiliary/)
 
     python -m model.pretrained fetch --to BASE          (needs internet and the Hugging Face hub)
     python -m model.pretrained tiny --to BASE           (random stand-ins, tiny preset by default, offline)
@@ -26,9 +27,11 @@ from pathlib import Path
 from diffusers import UNet2DConditionModel
 from transformers import Wav2Vec2Config
 
+from foundation.syncnet import weights_in
 from model.motion_checkpoint import load_motion_checkpoint
 from model.net import HalloModules, build_hallo_modules
 from model.presets import PRESETS, Preset, get_preset, with_base_configs
+from model.syncnet_weights import fetch_syncnet
 from model.unet3d import unet_config_dict
 from model.weights import WeightsIndex, save_weights
 
@@ -49,6 +52,7 @@ def base_paths(base: Path) -> dict[str, Path]:
         "motion": base / "motion_module" / MOTION_FILE,
         "wav2vec2": base / "wav2vec2",
         "insightface": base / "insightface" / "models",
+        "syncnet": weights_in(base),
     }
 
 
@@ -82,6 +86,7 @@ def fetch(to: Path) -> None:
             paths["insightface"].mkdir(parents=True)
             for name in INSIGHTFACE_FILES:
                 shutil.move(str(next(pack.rglob(name))), paths["insightface"] / name)
+    fetch_syncnet(paths["syncnet"])
     log.info("bases ready in %s", to)
 
 

@@ -1,10 +1,12 @@
 """What the full curation pipeline (with speech and lip-sync) makes of each fixture variant.
 
-curation.fixtures records the outcomes of the face and quality steps; the speech and lip-sync steps
-change three of them at the default config:
+curation.fixtures records the outcomes of the face and quality steps; at the default config (no
+SyncNet weights here, so lip sync falls back to the weight-free envelope scorer) the speech and
+lip-sync steps change one of them:
 - `silent`: no speech -> `no_speech`;
-- `shifted_5`: audio 5 frames late, within sync.max_abs_offset (6) -> accepted, offset 5 corrected;
-- `shifted_10`: audio 10 frames late, beyond it -> `out_of_sync` (offset 10 recorded).
+- `shifted_5`, `shifted_10` (audio 5 / 10 frames late): the fallback cannot tell them from in-sync
+  clips (their lips articulate like real ones), so they are accepted, marked unverified, like all
+  talking clips. tests/test_pipeline.py shows a measured shift being corrected or caught.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Optional
 from curation import reasons
 from curation.fixtures import FixtureInfo
 
-SYNC_REJECTS = {"silent": reasons.NO_SPEECH, "shifted_10": reasons.OUT_OF_SYNC}
+SYNC_REJECTS = {"silent": reasons.NO_SPEECH}
 
 
 def expected(info: FixtureInfo) -> tuple[Optional[str], int]:

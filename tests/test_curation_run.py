@@ -141,7 +141,11 @@ def test_run_accounts_for_every_source(full_run, fixture_media, fixture_by_varia
     config = json.loads((full_run / "config.json").read_text())
     assert config["fingerprint"] == summary["config_fingerprint"] and config["config"]["quality"]["min_face_px"] == 96
     assert summary["by_reason"]["unsupported_source"] == 1
-    assert summary["by_reason"]["no_speech"] == 1 and summary["by_reason"]["out_of_sync"] == 1
+    assert summary["by_reason"]["no_speech"] == 1 and "out_of_sync" not in summary["by_reason"]
+    # no SyncNet weights here: the fallback judged, kept its clips unverified, and says so
+    assert summary["sync_backends"] == {"envelope": sum(r["sync_backend"] == "envelope" for r in rows)}
+    assert summary["accepted_unverified_sync"] == len(accepted) and "envelope fallback" in summary["warnings"][0]
+    assert all(r["sync_backend"] == "envelope" and r["sync_verified"] is False for r in rows if r["status"] == "accepted")
     assert all(r["speech_ratio"] is not None and r["sync_offset"] is not None for r in rows if r["status"] == "accepted")
     assert (full_run / "funnel.png").stat().st_size > 1000
 

@@ -10,14 +10,17 @@ import pytest
 import soundfile as sf
 import webdataset as wds
 
+import curation.finish
 from curation import reasons
 from foundation import schema
 from curation.config import CurationConfig
+from curation.fixtures import loudness_envelope, speech_track
 from curation.pipeline import process_source_safely
 from curation.sources import parse_source
-from curation.sync import ClipSignals, EnvelopeScorer
+from curation.sync import EnvelopeScorer
 from curation_expected import expected
 from foundation.config import load_config
+from foundation.syncnet import summarize_curve
 
 
 @pytest.fixture(scope="module")
@@ -57,20 +60,78 @@ def test_speech_and_sync_columns_for_every_clip_that_reached_them(outcomes) -> N
             assert all((v is not None) == has_sync for v in (row.sync_offset, row.sync_confidence, row.sync_min_dist))
 
 
-def test_in_sync_clips_are_accepted_with_offset_near_zero(outcomes) -> None:
-    _, rows = outcomes
-    for variant in ("in_sync", "scene_cut", "odd_extension"):
+def test_without_weights_talking_clips_are_kept_unverified_not_rejected(fixture_by_variant, outcomes) -> None:
+    """No SyncNet weights: the envelope fallback judges. The fixtures' lips articulate like real ones,
+    which it cannot confirm, so every talking clip is kept but marked unverified, the shifted ones
+    too, and no audio is moved on a measurement below its confidence threshold."""
+    out, rows = outcomes
+    for variant in ("in_sync", "scene_cut", "odd_extension", "shifted_5", "shifted_10"):
         for row in rows[variant]:
-            assert row.status == "accepted" and abs(row.sync_offset) <= 1 and row.speech_ratio > 0.5, row
-
-
-def test_shifted_audio_is_detected_then_corrected_or_rejected(fixture_by_variant, outcomes) -> None:
-    _, rows = outcomes
-    (five,), (ten,) = rows["shifted_5"], rows["shifted_10"]
-    assert five.status == "accepted" and abs(five.sync_offset - fixture_by_variant["shifted_5"].shift_frames) <= 1
-    assert ten.reason == reasons.OUT_OF_SYNC and abs(ten.sync_offset - fixture_by_variant["shifted_10"].shift_frames) <= 1
+            assert row.status == "accepted" and row.speech_ratio > 0.5, row
+            assert (row.sync_backend, row.sync_verified) == ("envelope", False), row
+            assert row.sync_confidence < EnvelopeScorer.default_min_confidence, row
+    for sample in _samples(out):
+        meta = schema.check_sample(sample)
+        assert (meta.sync_backend, meta.sync_verified, meta.audio_shift_frames) == ("envelope", False, 0)
     (silent,) = rows["silent"]
-    assert silent.reason == reasons.NO_SPEECH and silent.speech_ratio < 0.1
+    assert silent.reason == reasons.NO_SPEECH and silent.speech_ratio < 0.1 and silent.sync_backend is None
+
+
+class ReferenceSpeechScorer:
+    """A verifying scorer that knows what the fixtures' lips say: it measures how late a clip's audio
+    is against the speech the lips were rendered from (loudness cross-correlation). It stands in
+    for trained SyncNet weights, which cannot be had here, to test what the pipeline does with a
+    measured shift; the fixtures' clips start at frame 0 of their source."""
+
+    name = "reference"
+    default_min_confidence = 1.0
+    verifies = True
+
+    def score_many(self, clips, max_offset):
+        return [self._score(clip, max_offset) for clip in clips]
+
+    def _score(self, clip, max_offset):
+        frames = clip.num_frames
+        heard = loudness_envelope(clip.audio)[:frames]
+        said = loudness_envelope(speech_track(frames / clip.fps))
+        corr = [np.corrcoef(heard[max(0, k):frames + min(0, k)], said[max(0, -k):frames - max(0, k)])[0, 1]
+                for k in range(-max_offset, max_offset + 1)]
+        return summarize_curve(-10 * np.array(corr))
+
+
+@pytest.fixture(scope="module")
+def measured_outcomes(fixture_by_variant, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("measured")
+    cfg = load_config(CurationConfig, None, ["annotations.enabled=false"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(curation.finish, "_MODELS", {})
+        patch.setattr(curation.finish, "make_scorer", lambda sync_cfg: ReferenceSpeechScorer())
+        rows = {v: process_source_safely(parse_source(str(fixture_by_variant[v].path), out), out, cfg)
+                for v in ("in_sync", "shifted_5", "shifted_10")}
+    return out, rows
+
+
+def test_a_measured_shift_is_corrected_or_caught(fixture_by_variant, measured_outcomes) -> None:
+    _, rows = measured_outcomes
+    (sync,), (five,), (ten,) = rows["in_sync"], rows["shifted_5"], rows["shifted_10"]
+    assert (sync.status, sync.sync_offset, sync.sync_verified) == ("accepted", 0, True)
+    assert (five.status, five.sync_offset, five.sync_verified) == ("accepted", 5, True)
+    assert (ten.reason, ten.sync_offset, ten.sync_verified, ten.shard) == (reasons.OUT_OF_SYNC, 10, False, None)
+    assert fixture_by_variant["shifted_10"].shift_frames == 10
+
+
+def test_a_corrected_clip_is_stored_in_sync(measured_outcomes) -> None:
+    out, _ = measured_outcomes
+    stored = {}
+    for sample in _samples(out):
+        meta = schema.check_sample(sample, require_annotations=False)
+        stored[meta.source_id] = (meta, sf.read(io.BytesIO(sample["wav"]), dtype="float32")[0])
+    (sync_meta, sync_audio), (five_meta, five_audio) = sorted(stored.values(), key=lambda m: m[0].audio_shift_frames)
+    assert (sync_meta.audio_shift_frames, five_meta.audio_shift_frames) == (0, 5)
+    assert (sync_meta.sync_verified, five_meta.sync_verified) == (True, True)
+    # the shifted source's audio, taken 5 frames later, is the in-sync source's audio
+    head = 115 * 640
+    assert np.corrcoef(sync_audio[:head], five_audio[:head])[0, 1] > 0.95
 
 
 def test_no_clip_crosses_the_scene_cut(fixture_by_variant, outcomes) -> None:
@@ -108,7 +169,7 @@ def test_every_sample_carries_consistent_annotations(outcomes) -> None:
     out, _ = outcomes
     for sample in _samples(out):
         meta = schema.check_sample(sample)
-        assert meta.annotated and meta.schema_version == 2 and meta.sync_backend == "envelope"
+        assert meta.annotated and meta.schema_version == schema.SCHEMA_VERSION and meta.sync_backend == "envelope"
         features = schema.decode_npy(sample[schema.KEY_AUDIO_FEATURES])
         assert features.dtype == np.float16 and features.shape[:2] == (meta.num_frames, 4)  # tiny wav2vec2: 4 layers
         assert np.isfinite(features).all() and features.std() > 0
@@ -124,20 +185,6 @@ def test_every_sample_carries_consistent_annotations(outcomes) -> None:
         pose, face, lip = regions
         mouth_x, mouth_y = np.round(landmarks[:, 13].mean(0) / 8).astype(int)  # 512 px -> 64
         assert lip[mouth_y, mouth_x] > 0.5 and pose[mouth_y, mouth_x] < 0.5 and pose[0, 0] > 0.8
-
-
-def test_stored_clips_are_in_sync_after_correction(outcomes) -> None:
-    out, _ = outcomes
-    shifts = {}
-    for sample in _samples(out):
-        meta = schema.check_sample(sample)
-        audio, rate = sf.read(io.BytesIO(sample["wav"]), dtype="float32")
-        landmarks = schema.decode_npy(sample[schema.KEY_LANDMARKS]).astype(np.float32)
-        rescored = EnvelopeScorer().score(ClipSignals(landmarks, audio, rate, meta.fps, lambda: []), 15)
-        assert abs(rescored.offset) <= 1, (meta.clip_id, meta.audio_shift_frames, rescored)
-        assert meta.audio_shift_frames == meta.metrics["sync_offset"]
-        shifts[meta.source_id] = meta.audio_shift_frames
-    assert 4 <= max(shifts.values()) <= 6  # shifted_5's audio was moved
 
 
 def test_a_vocal_separator_feeds_the_speech_step(fixture_by_variant, cfg, tmp_path, monkeypatch) -> None:

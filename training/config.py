@@ -17,6 +17,9 @@ class DataConfig:
     max_bad_fraction: float = opt(0.2, "stop with an error once more than this share of samples failed to decode", low=0, high=1, results=False)
     bad_check_after: int = opt(50, "samples seen before max_bad_fraction is enforced", low=1, results=False)
     resolution: int = opt(0, "pixel size samples are resized to; 0 = the model preset's resolution", low=0)
+    unverified_sync: Literal["include", "exclude"] = opt(
+        "include", "clips whose lip sync curation could not verify (judged without SyncNet weights, "
+                   "ClipMeta.sync_verified false): include or exclude them; their count is logged either way")
 
 
 @dataclass

@@ -31,6 +31,10 @@ class BadSample(ValueError):
     """A sample that cannot be used (broken media, too few frames); it is skipped and counted."""
 
 
+class SkippedSample(Exception):
+    """A good sample a data setting leaves out (e.g. data.unverified_sync=exclude); skipped, not counted as bad."""
+
+
 def _log_and_continue(err: Exception) -> bool:
     log.warning("skipping unreadable shard data: %s", err)
     return True
@@ -123,6 +127,8 @@ class ShardStream(IterableDataset):
             rng = np.random.default_rng([self.seed, reader, state.position])
             try:
                 item = self.decode(raw, rng)
+            except SkippedSample:
+                continue
             except BadSample as err:
                 state.bad += 1
                 log.warning("bad sample %s (%s): %s", raw.get("__key__"), raw.get("__url__"), err)

@@ -21,6 +21,8 @@ from training import checkpoint
 from training.config import TrainConfig
 from training.data import Decoder, ResumableBatches, ShardStream
 from training.engine import build_engine, device_for, init_distributed
+from training.samples import SyncFilter
+from training.sync_metrics import log_sync_metrics, validation_scorer
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +93,11 @@ def train(stage: Stage, cfg: TrainConfig) -> list[float]:
     step = state["step"] if state else 0
     if state:
         checkpoint.restore_rng(state["per_rank"]["rng"], generator)
-    stream = ShardStream(cfg.data.shards, stage.decoder(cfg), cfg.data, cfg.run.batch_size, cfg.run.seed, rank, world)
+    stream = ShardStream(cfg.data.shards, SyncFilter(stage.decoder(cfg), cfg.data), cfg.data, cfg.run.batch_size,
+                         cfg.run.seed, rank, world)
     batches = ResumableBatches.from_state(stream, cfg.data.num_workers, state["per_rank"]["data"] if state else None)
     scalars = _scalar_logger(out_dir, rank)
+    sync_scorer = validation_scorer(cfg) if scalars is not None and cfg.run.validate_every else None
     losses: list[float] = []
     bar = tqdm(total=cfg.run.max_steps, initial=step, desc=stage.name, disable=rank != 0 or None)
     started, samples = time.perf_counter(), 0
@@ -140,6 +144,8 @@ def train(stage: Stage, cfg: TrainConfig) -> list[float]:
             if frames is not None and scalars is not None:
                 picks = frames[:: max(1, len(frames) // 4)][:4]
                 scalars.add_images("validation/frames", picks, step, dataformats="NHWC")
+            if sync_scorer is not None:
+                log_sync_metrics(scalars, folder / "validation.mp4", sync_scorer, step)
             log.info("validation video: %s", folder / "validation.mp4")
     bar.close()
     if scalars is not None:

@@ -6,6 +6,7 @@ whose clamped indices never go out of range (the reference's IndexError on short
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -15,8 +16,11 @@ from foundation import schema
 from foundation.masks import region_masks
 from model.presets import Preset
 from model.projections import audio_windows
-from training.data import BadSample
+from training.config import DataConfig
+from training.data import BadSample, Decoder, SkippedSample
 from training.frames import decode_frames
+
+log = logging.getLogger(__name__)
 
 
 def _meta_and_landmarks(raw: dict[str, Any]) -> tuple[schema.ClipMeta, np.ndarray]:
@@ -104,3 +108,34 @@ class Stage2Decoder:
             "face_embedding": _face_embedding(raw),
             **face,
         }
+
+
+class SyncFilter:
+    """Wraps a decoder: counts the clips whose lip sync curation could not verify (`ClipMeta.sync_verified`
+    false: judged by the weight-free fallback) and, with data.unverified_sync=exclude, leaves them out.
+
+    The count is logged at the 1st, 2nd, 4th, 8th, ... sample of each reader.
+    """
+
+    def __init__(self, decode: Decoder, cfg: DataConfig) -> None:
+        self.decode = decode
+        self.include = cfg.unverified_sync == "include"
+        self.give_up_after = cfg.bad_check_after
+        self.seen = self.unverified = 0
+
+    def __call__(self, raw: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        try:
+            verified = schema.ClipMeta.from_json(raw[schema.KEY_META]).sync_verified
+        except (KeyError, ValueError, TypeError):
+            return self.decode(raw, rng)  # the decoder says what is wrong with the sample
+        self.seen += 1
+        self.unverified += not verified
+        if self.seen & (self.seen - 1) == 0 and self.unverified:
+            log.info("unverified lip sync: %d of the first %d clips (data.unverified_sync=%s)", self.unverified,
+                     self.seen, "include" if self.include else "exclude")
+        if verified or self.include:
+            return self.decode(raw, rng)
+        if self.unverified == self.seen >= self.give_up_after:
+            raise RuntimeError(f"the first {self.seen} clips all have unverified lip sync and data.unverified_sync="
+                               "exclude leaves them out: curate with SyncNet weights (sync.base_dir) or include them")
+        raise SkippedSample(f"{raw.get('__key__')}: unverified lip sync")

@@ -9,7 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
+from foundation.syncnet import SyncNet, SyncNetScorer
+from model.evaluate import evaluate_video
 from model.weights import load_net, read_index
 from training.checkpoint import COMPLETE, latest_tag
 
@@ -25,11 +28,25 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def stage1_run(curated_shards, tiny_pretrained, tmp_path_factory) -> Path:
+def base_with_syncnet(tiny_pretrained, tmp_path_factory) -> Path:
+    """The tiny bases plus random SyncNet weights where `model.pretrained fetch` puts the real ones."""
+    base = tmp_path_factory.mktemp("base")
+    for entry in tiny_pretrained.iterdir():
+        (base / entry.name).symlink_to(entry)
+    weights = base / "syncnet" / "syncnet_v2.model"
+    weights.parent.mkdir()
+    torch.manual_seed(0)
+    torch.save(SyncNet().state_dict(), weights)
+    return base
+
+
+@pytest.fixture(scope="module")
+def stage1_run(curated_shards, base_with_syncnet, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("stage1")
-    result = run_stage("stage1", stage_overrides(curated_shards, tiny_pretrained, out))
+    result = run_stage("stage1", stage_overrides(curated_shards, base_with_syncnet, out))
     assert result.returncode == 0, result.stderr[-4000:]
     assert len(losses(result.stderr)) == 4
+    assert "validation lip sync at step 4" in result.stderr
     return out
 
 
@@ -42,6 +59,18 @@ def test_stage1_writes_checkpoints_exports_and_a_validation_video(stage1_run: Pa
     assert sum(p.numel() for p in net.parameters()) > 0
     assert (stage1_run / "validation" / "step-0000004" / "validation.mp4").stat().st_size > 0
     assert list((stage1_run / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_validation_logs_lip_sync_metrics_when_syncnet_weights_are_in_the_base(stage1_run, base_with_syncnet) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(stage1_run / "tensorboard"))
+    events.Reload()
+    logged = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in ("validation/sync_c", "validation/sync_d")}
+    video = stage1_run / "validation" / "step-0000004" / "validation.mp4"
+    expected = evaluate_video(video, SyncNetScorer(base_with_syncnet / "syncnet" / "syncnet_v2.model", "cpu"))
+    assert logged["validation/sync_c"] == [(4, pytest.approx(expected.lse_c, rel=1e-4, abs=1e-4))]
+    assert logged["validation/sync_d"] == [(4, pytest.approx(expected.lse_d, rel=1e-4))]
 
 
 def test_stage2_from_stage1_then_generation_loads_its_export(stage1_run, curated_shards, tiny_pretrained, tmp_path) -> None:
