@@ -13,11 +13,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from foundation.config import ConfigError, load_config
+from foundation.config import ConfigError, describe_markdown, load_config
 from training import checkpoint
 from training.config import TrainConfig
 from training.data import Decoder, ResumableBatches, ShardStream
 from training.engine import build_engine, device_for, init_distributed
+from training.preflight import preflight
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ class Stage(Protocol):
         """Generate a short video from a held-out sample into out_dir; return its frames (T, H, W, 3)."""
 
 
-def parse_args(stage: Stage, argv: Optional[list[str]]) -> TrainConfig:
+def parse_args(stage: Stage, argv: Optional[list[str]]) -> Optional[TrainConfig]:
+    """The config from defaults < --config < --set (exit 2 on a bad one); None for --print-config."""
     parser = argparse.ArgumentParser(
         prog=f"deepspeed training/{stage.name}.py",
         description=f"Hallo {stage.name} training. Also runs as `python training/{stage.name}.py` (one process) "
@@ -49,8 +51,12 @@ def parse_args(stage: Stage, argv: Optional[list[str]]) -> TrainConfig:
     parser.add_argument("--config", type=Path, help=f"YAML config, e.g. configs/{stage.name}.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set run.max_steps=10 (repeatable)")
+    parser.add_argument("--print-config", action="store_true", help="print every config key with its default and exit")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.print_config:
+        print(describe_markdown(TrainConfig))
+        return None
     try:
         return load_config(TrainConfig, args.config, args.overrides)
     except ConfigError as err:
@@ -137,6 +143,13 @@ def train(stage: Stage, cfg: TrainConfig) -> list[float]:
 def main(stage: Stage, argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = parse_args(stage, argv)
+    if cfg is None:
+        return 0
+    try:
+        cfg = preflight(stage.name, cfg)  # before DeepSpeed and the model build
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     train(stage, cfg)
     return 0
 
