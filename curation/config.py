@@ -78,10 +78,12 @@ class SyncConfig:
 @dataclass
 class AnnotationsConfig:
     enabled: bool = opt(True, "write the training annotations (masks, face embedding, audio features) into every sample")
-    wav2vec2_dir: Optional[str] = opt(None, "local wav2vec2 folder, facebook/wav2vec2-base-960h layout (BASE/wav2vec2)")
+    pretrained_dir: str = opt("pretrained", "base folder of `python -m model.pretrained fetch` (BASE); the two model "
+                                            "folders below default to their place in it")
+    wav2vec2_dir: Optional[str] = opt(None, "wav2vec2 folder (facebook/wav2vec2-base-960h layout) or hub id; null = BASE/wav2vec2")
     insightface_dir: Optional[str] = opt(
-        None, "local folder with the insightface detector and ArcFace .onnx files, antelopev2 or buffalo_l "
-              "(BASE/insightface/models)")
+        None, "folder (or hub id) with the insightface detector and ArcFace .onnx files, antelopev2 or buffalo_l; "
+              "null = BASE/insightface/models")
     soft_mask_size: int = opt(64, "side of the soft lip / face / pose masks (Hallo: 64)", low=8)
 
 

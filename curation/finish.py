@@ -17,7 +17,7 @@ import numpy as np
 
 from curation import reasons
 from foundation import schema
-from curation.annotations import Annotator, check_model_dirs
+from curation.annotations import Annotator, check_model_dirs, pin_model_dirs
 from curation.clips import Candidate
 from curation.config import CurationConfig
 from curation.download import Downloaded
@@ -69,14 +69,16 @@ def clip_models(cfg: CurationConfig) -> ClipModels:
     return _MODELS[key]
 
 
-def preflight(cfg: CurationConfig) -> None:
+def preflight(cfg: CurationConfig) -> CurationConfig:
     """Cheap start-up checks of what `clip_models` will load; raises ConfigError naming the key.
 
     Entry points call it before scheduling work, so a missing model folder is one clear error
-    instead of a failure in every source.
+    instead of a failure in every source. Returns the config to run with: the annotation model
+    folders filled in from annotations.pretrained_dir and pinned (`pin_model_dirs`).
     """
     if cfg.annotations.enabled:
         check_model_dirs(cfg.annotations)
+        cfg = replace(cfg, annotations=pin_model_dirs(cfg.annotations))
     if cfg.sync.backend == "syncnet" and not Path(cfg.sync.weights or "").is_file():
         raise ConfigError(f"config key 'sync.weights': no SyncNet weights file at {cfg.sync.weights}")
     if cfg.speech.separator:
@@ -84,6 +86,7 @@ def preflight(cfg: CurationConfig) -> None:
             separator_factory(cfg.speech.separator)
         except (ImportError, AttributeError, ValueError) as err:
             raise ConfigError(f"config key 'speech.separator': cannot import {cfg.speech.separator!r}: {err}") from err
+    return cfg
 
 
 def crop_loader(info: MediaInfo, cand: Candidate, boxes: np.ndarray, size: int) -> Callable[[], list[np.ndarray]]:

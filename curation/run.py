@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(CurationConfig, args.config, args.overrides)
         sources, unsupported = parse_source_list(args.source)
-        preflight(cfg)  # missing model folders: one clear error now, not one per source later
+        cfg = preflight(cfg)  # missing model folders: one clear error now, not one per source later
     except (ConfigError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
