@@ -28,6 +28,9 @@ class MediaConfig:
     sample_rate: int = opt(16000, "audio sample rate (mono) every clip is normalised to", low=8000)
     min_duration_s: float = opt(2.0, "sources shorter than this are rejected `too_short`", low=0)
     analysis_short_side: int = opt(360, "frames are downscaled to this short side for scene and face analysis", low=64)
+    max_corrupt_share: float = opt(0.05, "undecodable packets are skipped (audio zero-filled, video holding the previous "
+                                          "frame, noted in `detail`); past this share of the source's duration in one "
+                                          "stream it is `corrupt_media`", low=0, high=1)
 
 
 @dataclass

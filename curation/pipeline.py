@@ -10,7 +10,7 @@ import logging
 import shutil
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -24,7 +24,7 @@ from curation.faces import FaceSpan, segment_faces
 from foundation.faces import FaceAnalyzer, FrameFaces, crop_boxes
 from curation.finish import ClipModels, clip_models, finish_clip
 from curation.manifest import ManifestRow, source_row, status_for, write_part
-from curation.media import MediaInfo, iter_frames, load_audio, probe
+from curation.media import MediaInfo, check_gaps, iter_frames, load_audio, probe
 from curation.quality import clip_metrics, frame_metrics, judge
 from curation.reasons import Rejected
 from curation.scenes import ShotDetector
@@ -105,8 +105,11 @@ def process_source(source: Source, out_dir: Path, cfg: CurationConfig) -> list[M
         t0 = time.perf_counter()
         analysis = analyse(info, cfg)
         audio = load_audio(info, cfg.media.sample_rate)
+        check_gaps(info, cfg.media)
         log.info("%s: analysed %d frames in %.1fs", source.source_id, info.num_frames, time.perf_counter() - t0)
         rows = _export(source, downloaded, info, analysis, audio, out_dir, cfg, models, base)
+        if info.gaps.skipped:  # the clip decodes after analysis re-read the same packets: the note is complete
+            rows = [replace(row, detail=row.detail or info.gaps.note()) for row in rows]
     except Rejected as rej:
         rows = [source_row(source.raw, source.source_id, rej.reason, rej.detail, **base)]
     finally:
