@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class GenerateConfig:
-    weights: str = opt("", "weights folder (weights.yaml + the five modules)")
+    weights: str = opt("", "weights folder (weights.yaml + the five modules) or its hub id")
     image: str = opt("", "reference portrait; the face is found and cropped like the training clips")
     audio: str = opt("", "driving speech, any format PyAV reads; the video lasts as long as it")
     out: str = opt("out.mp4", "output mp4: 25 fps H.264 with the driving audio as AAC")
