@@ -122,3 +122,13 @@ def test_print_config_lists_every_key(capsys):
     assert main(["--print-config"]) == 0
     out = capsys.readouterr().out
     assert "| `allow_no_face` | `False` |" in out and "| `steps` | `40` |" in out and "[1, 1000]" in out
+
+
+def test_every_number_of_the_generation_and_weights_configs_has_a_range():
+    from dataclasses import fields
+
+    from model.weights import WeightsIndex
+
+    for cls in (GenerateConfig, WeightsIndex):
+        numeric = [f for f in fields(cls) if f.type in ("int", "float")]
+        assert numeric and all(f.metadata["low"] is not None or f.metadata["high"] is not None for f in numeric), cls

@@ -76,3 +76,13 @@ def test_weights_and_bases_by_hub_id(tiny_base, tiny_weights, portrait, short_sp
     assert _generate("someone/not-cached", portrait, short_speech, tmp_path / "out.mp4") == 2
     assert ("error: config key 'weights': someone/not-cached is neither a local folder nor a hub model in the Hugging "
             "Face cache") in capsys.readouterr().err
+
+
+def test_a_weights_index_out_of_range_is_named(tiny_weights, tmp_path, capsys):
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights, weights)
+    index = yaml.safe_load((weights / "weights.yaml").read_text())
+    (weights / "weights.yaml").write_text(yaml.safe_dump({**index, "clip_frames": 0}))
+    assert weights_cli.main(["check", str(weights)]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: config key 'WEIGHTS': in {weights / 'weights.yaml'}, "
+                                               "config key 'clip_frames' must be >= 1, got 0")
