@@ -77,7 +77,7 @@ def deepspeed_json(cfg: TrainConfig) -> dict[str, Any]:
     return ds
 
 
-def deepspeed_config(cfg: TrainConfig, world_size: int, device: torch.device) -> dict[str, Any]:
+def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
     """The JSON file's settings, with batch, precision, clipping and ZeRO stage from our config."""
     ds = deepspeed_json(cfg)
     ds.update(
@@ -93,7 +93,7 @@ def deepspeed_config(cfg: TrainConfig, world_size: int, device: torch.device) ->
     return ds
 
 
-def build_engine(module: torch.nn.Module, cfg: TrainConfig, world_size: int, device: torch.device) -> Any:
+def build_engine(module: torch.nn.Module, cfg: TrainConfig, world_size: int) -> Any:
     """Wrap `module`; only its parameters with requires_grad enter the optimizer."""
     import deepspeed
 
@@ -105,7 +105,7 @@ def build_engine(module: torch.nn.Module, cfg: TrainConfig, world_size: int, dev
     warmup = max(1, cfg.optim.warmup_steps)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
     engine, _, _, _ = deepspeed.initialize(model=module, optimizer=optimizer, lr_scheduler=schedule,
-                                           config=deepspeed_config(cfg, world_size, device))
+                                           config=deepspeed_config(cfg, world_size))
     log.info("engine: %d trainable tensors (%.1fM parameters), ZeRO-%d, %s", len(trainable),
              sum(p.numel() for p in trainable) / 1e6, cfg.run.zero_stage, cfg.run.precision)
     return engine

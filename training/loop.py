@@ -79,7 +79,7 @@ def train(stage: Stage, cfg: TrainConfig) -> list[float]:
     ckpt_dir = out_dir / "checkpoints"
     torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank
     module = stage.build(cfg, device)
-    engine = build_engine(module, cfg, world, device)
+    engine = build_engine(module, cfg, world)
     generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed * 1000 + rank)
 
     state = checkpoint.load(engine, ckpt_dir) if cfg.run.resume == "latest" else None
