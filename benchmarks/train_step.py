@@ -108,7 +108,7 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
     rss_before = _restart_peak_rss()  # libraries loaded, nothing built yet
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    engine = build_engine(stage.build(cfg, device), cfg, world, device)
+    engine = build_engine(stage.build(cfg, device), cfg, world)
     stream = ShardStream(cfg.data.shards, stage.decoder(cfg), cfg.data, cfg.run.batch_size, cfg.run.seed)
     batch = next(iter(stream))
     batch.pop("reader_state")

@@ -3,18 +3,22 @@
 The definitions live in `foundation/` and are shared with generation: masks (`foundation.masks`), the
 identity embedding (`foundation.identity`) and the 25 fps wav2vec2 features (`foundation.audio_features`).
 The models load once per worker process (`Annotator`); `check_model_dirs` lets the entry point
-fail at start-up when a folder is missing instead of failing every source.
+fail at start-up when a folder is missing instead of failing every source. Model folders may be
+local paths or Hugging Face hub ids (`foundation.hub`); unset, they are looked up in
+`annotations.pretrained_dir` (default `pretrained/`, where `python -m model.pretrained fetch` puts them).
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from foundation import schema
+from foundation import hub, schema
 from curation.config import AnnotationsConfig
+from foundation.audio_features import WAV2VEC2_FILES
 from foundation.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -22,17 +26,37 @@ log = logging.getLogger(__name__)
 IDENTITY_TRIES = 3  # frames (first, middle, last) tried until the detector finds the face
 
 
-def check_model_dirs(cfg: AnnotationsConfig) -> None:
-    """Raise ConfigError naming the key when a model folder is unset, missing or lacks its files."""
+def model_dirs(cfg: AnnotationsConfig) -> dict[str, str]:
+    """{config key: folder or hub id} of the annotation models; unset keys point into annotations.pretrained_dir."""
+    base = Path(cfg.pretrained_dir)
+    return {"annotations.wav2vec2_dir": cfg.wav2vec2_dir or str(base / "wav2vec2"),
+            "annotations.insightface_dir": cfg.insightface_dir or str(base / "insightface" / "models")}
+
+
+def check_model_dirs(cfg: AnnotationsConfig) -> dict[str, Path]:
+    """{config key: local folder} of the annotation models (hub ids resolved); ConfigError naming the key
+    when a folder is missing or lacks its files."""
     hint = ("get them with `python -m model.pretrained fetch --to BASE` (or `tiny --to BASE` for random "
             "stand-ins), or set annotations.enabled=false")
-    folders = {"annotations.wav2vec2_dir": (cfg.wav2vec2_dir, "config.json", "BASE/wav2vec2"),
-               "annotations.insightface_dir": (cfg.insightface_dir, "*.onnx", "BASE/insightface/models")}
-    for key, (folder, pattern, example) in folders.items():
-        if not folder:
-            raise ConfigError(f"config key '{key}' is not set: annotations need a local model folder ({example}); {hint}")
-        if not Path(folder).is_dir() or not any(Path(folder).glob(pattern)):
-            raise ConfigError(f"config key '{key}': {folder} is not a model folder (no {pattern}); {hint}")
+    needs = {"annotations.wav2vec2_dir": WAV2VEC2_FILES, "annotations.insightface_dir": hub.ONNX}
+    folders = {}
+    for key, ref in model_dirs(cfg).items():
+        try:
+            folders[key] = hub.model_folder(ref, key, needs[key])
+        except ConfigError as err:
+            if getattr(cfg, key.split(".")[1]):
+                raise ConfigError(f"{err}; {hint}") from err
+            raise ConfigError(f"config key '{key}' is not set and annotations.pretrained_dir has no usable model folder "
+                              f"at {ref} ({err}); {hint}") from err
+    return folders
+
+
+def pin_model_dirs(cfg: AnnotationsConfig) -> AnnotationsConfig:
+    """Both model keys set, local folders as absolute paths (Ray workers run in another working directory);
+    hub ids stay ids, so each worker resolves them through its own Hugging Face cache."""
+    pinned = {key.split(".")[1]: str(Path(ref).resolve()) if Path(ref).exists() else ref
+              for key, ref in model_dirs(cfg).items()}
+    return replace(cfg, **pinned)
 
 
 class Annotator:
@@ -42,11 +66,11 @@ class Annotator:
         from foundation.audio_features import load_wav2vec2
         from foundation.identity import IdentityEncoder
 
-        check_model_dirs(cfg)
+        folders = check_model_dirs(cfg)
         self.cfg = cfg
-        self.wav2vec2, self.extractor = load_wav2vec2(cfg.wav2vec2_dir)
-        self.identity = IdentityEncoder(cfg.insightface_dir)
-        log.info("annotation models loaded: wav2vec2 %s, insightface %s", cfg.wav2vec2_dir, cfg.insightface_dir)
+        self.wav2vec2, self.extractor = load_wav2vec2(folders["annotations.wav2vec2_dir"])
+        self.identity = IdentityEncoder(folders["annotations.insightface_dir"])
+        log.info("annotation models loaded: wav2vec2 %s, insightface %s", *folders.values())
 
     def audio_features(self, vocals: np.ndarray, fps: int, frames: int) -> np.ndarray:
         """(frames, layers, dim) float16: one row per video frame."""

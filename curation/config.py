@@ -28,6 +28,9 @@ class MediaConfig:
     sample_rate: int = opt(16000, "audio sample rate (mono) every clip is normalised to", low=8000)
     min_duration_s: float = opt(2.0, "sources shorter than this are rejected `too_short`", low=0)
     analysis_short_side: int = opt(360, "frames are downscaled to this short side for scene and face analysis", low=64)
+    max_corrupt_share: float = opt(0.05, "undecodable packets are skipped (audio zero-filled, video holding the previous "
+                                          "frame, noted in `detail`); past this share of the source's duration in one "
+                                          "stream it is `corrupt_media`", low=0, high=1)
 
 
 @dataclass
@@ -89,10 +92,12 @@ class SyncConfig:
 @dataclass
 class AnnotationsConfig:
     enabled: bool = opt(True, "write the training annotations (masks, face embedding, audio features) into every sample")
-    wav2vec2_dir: Optional[str] = opt(None, "local wav2vec2 folder, facebook/wav2vec2-base-960h layout (BASE/wav2vec2)")
+    pretrained_dir: str = opt("pretrained", "base folder of `python -m model.pretrained fetch` (BASE); the two model "
+                                            "folders below default to their place in it")
+    wav2vec2_dir: Optional[str] = opt(None, "wav2vec2 folder (facebook/wav2vec2-base-960h layout) or hub id; null = BASE/wav2vec2")
     insightface_dir: Optional[str] = opt(
-        None, "local folder with the insightface detector and ArcFace .onnx files, antelopev2 or buffalo_l "
-              "(BASE/insightface/models)")
+        None, "folder (or hub id) with the insightface detector and ArcFace .onnx files, antelopev2 or buffalo_l; "
+              "null = BASE/insightface/models")
     soft_mask_size: int = opt(64, "side of the soft lip / face / pose masks (Hallo: 64)", low=8)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from curation import reasons
 from foundation import schema
-from curation.annotations import Annotator, check_model_dirs
+from curation.annotations import Annotator, check_model_dirs, pin_model_dirs
 from curation.clips import Candidate
 from curation.config import CurationConfig
 from curation.download import Downloaded
@@ -77,12 +77,14 @@ def preflight(cfg: CurationConfig) -> CurationConfig:
     """Cheap start-up checks of what `clip_models` will load; raises ConfigError naming the key.
 
     Entry points call it before scheduling work, so a missing model folder is one clear error
-    instead of a failure in every source. Returns the config with the lip-sync backend resolved
-    (`auto` -> syncnet or envelope), so that every worker judges with the same one; warns when it
-    falls back to the weight-free scorer.
+    instead of a failure in every source. Returns the config to run with: the annotation model
+    folders filled in from annotations.pretrained_dir and pinned (`pin_model_dirs`), and the lip-sync
+    backend resolved (`auto` -> syncnet or envelope), so that every worker judges with the same one;
+    warns when it falls back to the weight-free scorer.
     """
     if cfg.annotations.enabled:
         check_model_dirs(cfg.annotations)
+        cfg = replace(cfg, annotations=pin_model_dirs(cfg.annotations))
     sync = resolve_backend(cfg.sync)
     if sync.backend == "envelope" and cfg.sync.backend == "auto":
         log.warning(FALLBACK_WARNING.format(path=weights_in(cfg.sync.base_dir)))

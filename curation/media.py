@@ -3,14 +3,19 @@
 Frames are resampled to a constant rate by picking, for every output tick k/fps, the source frame
 whose timestamp is nearest (what ffmpeg's fps filter does), so variable-rate web video yields a
 frame count that matches the audio duration exactly.
+
+A packet the decoder refuses is skipped, as ffmpeg-based tools do: its audio becomes silence of
+the packet's duration, a video packet leaves the previous frame in place. The skipped packets are
+counted per stream (`MediaInfo.gaps`); `check_gaps` rejects the source as `corrupt_media` only
+past `media.max_corrupt_share` of its duration, and `DecodeGaps.note` says what was filled.
 """
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional, Union
 
 import av
 import numpy as np
@@ -23,6 +28,26 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class DecodeGaps:
+    """Packets the decoder refused, per stream kind: {packet pts: seconds}; re-decoding a span adds nothing."""
+
+    skipped: dict[str, dict[int, float]] = field(default_factory=dict)
+
+    def add(self, kind: str, pts: int | None, seconds: float) -> None:
+        packets = self.skipped.setdefault(kind, {})
+        packets[pts if pts is not None else -len(packets) - 1] = seconds
+
+    def seconds(self, kind: str) -> float:
+        return sum(self.skipped.get(kind, {}).values())
+
+    def note(self) -> str:
+        """One line for the manifest's detail column ('' when nothing was skipped)."""
+        fills = {"audio": "zero-filled", "video": "previous frame held"}
+        return "; ".join(f"{len(packets)} undecodable {kind} packet(s) skipped, {self.seconds(kind):.3f} s {fills[kind]}"
+                         for kind, packets in sorted(self.skipped.items()))
+
+
+@dataclass
 class MediaInfo:
     path: Path
     duration_s: float
@@ -32,6 +57,7 @@ class MediaInfo:
     num_frames: int  # at the normalised rate
     fps: int
     video_start_s: float  # the video stream's first timestamp; frame 0 and audio sample 0 sit here
+    gaps: DecodeGaps = field(default_factory=DecodeGaps)  # filled in as the streams are decoded
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -47,6 +73,37 @@ def _stream_duration(container: av.container.InputContainer, stream: av.stream.S
     if container.duration is not None:
         return container.duration / av.time_base
     return 0.0
+
+
+def _decoded(container: av.container.InputContainer, stream: av.stream.Stream, gaps: DecodeGaps,
+             ) -> Iterator[Union[av.frame.Frame, tuple[Optional[float], float]]]:
+    """The stream's frames in order; for a packet the decoder refuses, (its start time, its duration) instead.
+
+    Container-level errors (demuxing) still raise: there is no packet boundary to resume from.
+    """
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as err:
+            if packet.size == 0:  # the final flush: nothing to skip
+                raise
+            base = packet.time_base or stream.time_base
+            seconds = float(packet.duration * base) if packet.duration and base else 0.0
+            start = float(packet.pts * base) if packet.pts is not None and base else None
+            gaps.add(stream.type, packet.pts, seconds)
+            log.debug("skipping an undecodable %s packet at %s s: %s", stream.type, start, err)
+            yield start, seconds
+            continue
+        yield from frames
+
+
+def check_gaps(info: MediaInfo, cfg: MediaConfig) -> None:
+    """Rejected(corrupt_media) once a stream's skipped packets exceed media.max_corrupt_share of the source."""
+    for kind in sorted(info.gaps.skipped):
+        share = info.gaps.seconds(kind) / max(info.duration_s, 1e-9)
+        if share > cfg.max_corrupt_share:
+            raise Rejected(reasons.CORRUPT_MEDIA, f"{len(info.gaps.skipped[kind])} undecodable {kind} packet(s), "
+                           f"{share:.1%} of the source > media.max_corrupt_share={cfg.max_corrupt_share}")
 
 
 def probe(path: Path, cfg: MediaConfig) -> MediaInfo:
@@ -97,9 +154,9 @@ def iter_frames(
         nxt = start_frame
         prev: tuple[float, av.VideoFrame] | None = None
         try:
-            for frame in container.decode(stream):
-                if frame.time is None:
-                    continue
+            for frame in _decoded(container, stream, info.gaps):
+                if isinstance(frame, tuple) or frame.time is None:
+                    continue  # a skipped packet: `prev` stays the nearest frame
                 t = frame.time - origin
                 if prev is not None:
                     # Every tick closer to `prev` than to this frame gets `prev`.
@@ -129,11 +186,19 @@ def load_audio(info: MediaInfo, sample_rate: int) -> np.ndarray:
     with _open(info.path) as container:
         if not container.streams.audio:
             raise Rejected(reasons.NO_AUDIO, "the file has no audio stream")
+        stream = container.streams.audio[0]
+        like = stream.codec_context
         try:
-            for frame in container.decode(container.streams.audio[0]):
-                if first_time is None and frame.time is not None:
-                    first_time = frame.time
-                for out in resampler.resample(frame):
+            for item in _decoded(container, stream, info.gaps):
+                if isinstance(item, tuple):  # a skipped packet: silence in the decoder's own format
+                    start, seconds = item
+                    item = _silence(like.format.name, like.layout.name, like.sample_rate, seconds)
+                    first_time = start if first_time is None else first_time  # the gap may open the stream
+                else:
+                    like = item
+                if first_time is None and item.time is not None:
+                    first_time = item.time
+                for out in resampler.resample(item):
                     chunks.append(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
@@ -149,3 +214,11 @@ def load_audio(info: MediaInfo, sample_rate: int) -> np.ndarray:
     if audio.size < target:
         audio = np.pad(audio, (0, target - audio.size))
     return audio[:target].astype(np.float32, copy=False)
+
+
+def _silence(fmt: str, layout: str, rate: int, seconds: float) -> av.AudioFrame:
+    frame = av.AudioFrame(format=fmt, layout=layout, samples=max(1, int(round(seconds * rate))))
+    for plane in frame.planes:
+        plane.update(bytes(plane.buffer_size))
+    frame.sample_rate = rate
+    return frame

@@ -11,7 +11,7 @@ import logging
 import shutil
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -26,7 +26,7 @@ from foundation.faces import FaceAnalyzer, FrameFaces, crop_boxes
 from curation.duplicates import content_keys
 from curation.finish import ClipJob, ClipModels, clip_models, finish_clips
 from curation.manifest import ManifestRow, source_row, status_for
-from curation.media import MediaInfo, iter_frames, load_audio, probe
+from curation.media import MediaInfo, check_gaps, iter_frames, load_audio, probe
 from curation.parts import PartInfo, write_part
 from curation.quality import clip_metrics, frame_metrics, judge
 from curation.reasons import Rejected
@@ -118,9 +118,12 @@ def process_source(source: Source, out: Location | Path | str, cfg: CurationConf
             with stage("decode_analysis"):
                 analysis = analyse(info, cfg)
                 audio = load_audio(info, cfg.media.sample_rate)
+                check_gaps(info, cfg.media)
             log.info("%s: analysed %d frames in %.1fs", source.source_id, info.num_frames, time.perf_counter() - t0)
             with stage("clips"):  # segmentation, judging, separation: what the steps inside do not time
                 rows = _export(source, downloaded, info, analysis, audio, location, cfg, models, base)
+            if info.gaps.skipped:  # the clip decodes after analysis re-read the same packets: the note is complete
+                rows = [replace(row, detail=row.detail or info.gaps.note()) for row in rows]
         except Rejected as rej:
             rows = [source_row(source.raw, source.source_id, rej.reason, rej.detail, **base)]
         finally:

@@ -17,6 +17,8 @@ from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
 SAMPLE_RATE = 16000
 FPS = 25
 MIN_SAMPLES = 400  # one receptive field of the wav2vec2 CNN front end
+# What a loadable wav2vec2 folder holds (foundation.hub.model_folder groups): config, weights, feature extractor.
+WAV2VEC2_FILES = (("config.json",), ("model*.safetensors", "pytorch_model*.bin"), ("preprocessor_config.json",))
 
 
 def num_frames(n_samples: int, fps: int = FPS, sample_rate: int = SAMPLE_RATE) -> int:

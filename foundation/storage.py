@@ -201,6 +201,19 @@ def expand_shards(patterns: list[str]) -> list[str]:
     return sorted(set(shards))
 
 
+def file_exists(url: str) -> bool:
+    """Whether a local file or an object exists (http(s) and `pipe:` sources cannot be asked: True)."""
+    if url.startswith(("pipe:", "http://", "https://")):
+        return True
+    if not is_url(url):
+        return Path(url.removeprefix("file://")).is_file()
+    fs, path = _filesystem(url)
+    try:
+        return fs.isfile(path)
+    except Exception as err:  # noqa: BLE001 - credentials, endpoint, permissions: one line for the user
+        raise StorageError(f"cannot read {url}: {_one_line(err)}") from err
+
+
 def open_read(url: str) -> IO[bytes]:
     """A local path, an fsspec URL (read ahead in large blocks) or anything webdataset's gopen opens."""
     if not is_url(url) or url.startswith(("http://", "https://", "pipe:")):

@@ -9,12 +9,20 @@
       audio_proj/
 
 `python -m model.pretrained init` writes one from pretrained bases; training exports into the same
-layout with `save_weights`. Relative paths in weights.yaml are relative to the folder.
+layout with `save_weights`. A base entry in weights.yaml is an absolute path (what `save_weights`
+writes, so the folder works wherever it is copied on machines that see the bases at the same path),
+a hub id resolved through the Hugging Face cache (`stabilityai/sd-vae-ft-mse`), or a path relative to
+the folder. `python -m model.weights bundle WEIGHTS` copies the bases into WEIGHTS/bases/ and points
+the entries there, which makes the folder self-contained: it generates on any machine.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import logging
 import os
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,23 +30,31 @@ import torch
 import yaml
 from diffusers import AutoencoderKL
 
-from foundation.config import ConfigError, load_config, opt, section
+from foundation import hub
+from foundation.config import ConfigError, describe_markdown, load_config, opt, section
 from model.behaviour import ModelBehaviour
 from model.net import COMPONENT_CLASSES, COMPONENTS, HalloModules, HalloNet
 
+log = logging.getLogger(__name__)
+
 INDEX_FILE = "weights.yaml"
+BASES = ("vae", "wav2vec2", "insightface")
+BASE_NEEDS: dict[str, hub.Needs] = {"vae": hub.DIFFUSERS, "wav2vec2": (*hub.TRANSFORMERS, ("preprocessor_config.json",)),
+                                    "insightface": hub.ONNX}
+BUNDLE_DIR = "bases"
 
 
 @dataclass
 class WeightsIndex:
     preset: str = opt("sd15", "model preset the modules were built with (informational)")
-    resolution: int = opt(512, "square pixel resolution the model generates")
-    clip_frames: int = opt(16, "frames generated per clip")
-    motion_frames: int = opt(2, "previous frames carried into the next clip")
-    fps: int = opt(25, "video frame rate (the audio features are aligned to it)")
-    vae: str = opt("", "AutoencoderKL folder (sd-vae-ft-mse)")
-    wav2vec2: str = opt("", "wav2vec2 folder (model + feature extractor)")
-    insightface: str = opt("", "folder with the face detector and ArcFace .onnx files")
+    resolution: int = opt(512, "square pixel resolution the model generates", low=8)
+    clip_frames: int = opt(16, "frames generated per clip", low=1)
+    motion_frames: int = opt(2, "previous frames carried into the next clip", low=0)
+    fps: int = opt(25, "video frame rate (the audio features are aligned to it)", low=1)
+    vae: str = opt("", "AutoencoderKL folder (sd-vae-ft-mse): absolute path, hub id, or relative to this folder")
+    wav2vec2: str = opt("", "wav2vec2 folder (model + feature extractor): absolute path, hub id, or relative to this folder")
+    insightface: str = opt("", "folder with the face detector and ArcFace .onnx files: absolute path, hub id, or "
+                               "relative to this folder")
     behaviour: ModelBehaviour = section(ModelBehaviour, "how these weights compute (model/behaviour.py)")
 
     def validate(self) -> None:
@@ -55,24 +71,83 @@ def read_index(folder: str | Path) -> WeightsIndex:
     return load_config(WeightsIndex, path)
 
 
-def resolve(folder: str | Path, entry: str) -> Path:
-    """A path from the index, relative to the weights folder unless absolute."""
+def resolve(folder: str | Path, entry: str, key: str) -> Path:
+    """A base entry of the index (config key `key`) as a local folder: relative to the weights folder,
+    absolute, or a hub id."""
     if not entry:
-        raise ConfigError(f"{Path(folder) / INDEX_FILE} leaves a base model path empty")
-    return (Path(folder) / entry).resolve()
+        raise ConfigError(f"config key '{key}' is empty")
+    local = Path(folder) / entry  # an absolute entry stays itself
+    if local.exists():
+        return local.resolve()
+    if Path(entry).is_absolute() or not hub.is_hub_id(entry):
+        raise ConfigError(f"config key '{key}': base model {entry} not found (a weights folder copied to another "
+                          "machine needs its bases there: run `python -m model.weights bundle WEIGHTS` where they are, "
+                          "or edit the entry to a local path or hub id)")
+    return hub.resolve(entry, key)
+
+
+def check_weights_folder(ref: str, key: str, bases: bool = True) -> Path:
+    """The weights folder `ref` (local or hub id) resolved, after checking its index, its five modules and,
+    with `bases`, the base models it names; ConfigError naming `key` (or the index's key) otherwise."""
+    folder = hub.model_folder(ref, key, ((INDEX_FILE,),))
+    try:
+        index = read_index(folder)
+    except ConfigError as err:
+        raise ConfigError(f"config key '{key}': in {folder / INDEX_FILE}, {err}") from err
+    for name in COMPONENTS:
+        hub.model_folder(str(folder / name), key, hub.DIFFUSERS)
+    for name in BASES if bases else ():
+        try:
+            hub.model_folder(str(resolve(folder, getattr(index, name), name)), name, BASE_NEEDS[name])
+        except ConfigError as err:
+            raise ConfigError(f"config key '{key}': in {folder / INDEX_FILE}, {err}") from err
+    return folder
+
+
+def _entry(value: str, folder: Path) -> str:
+    """How save_weights records a base: relative inside the folder, else absolute; a hub id as it is."""
+    path = Path(value)
+    if not path.exists() and hub.is_hub_id(value):
+        return value
+    path = path.resolve()
+    return os.path.relpath(path, folder.resolve()) if path.is_relative_to(folder.resolve()) else str(path)
 
 
 def save_weights(modules: HalloModules | HalloNet, folder: str | Path, index: WeightsIndex) -> None:
-    """Write the five modules and the index; base paths are stored relative to the folder."""
+    """Write the five modules and the index (bases by absolute path or hub id, see the module docstring)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     parts = modules.parts() if isinstance(modules, HalloNet) else modules
     for name in COMPONENTS:
         getattr(parts, name).save_pretrained(folder / name)
     entries = dataclasses.asdict(index)
-    for key in ("vae", "wav2vec2", "insightface"):
-        entries[key] = os.path.relpath(Path(entries[key]).resolve(), folder.resolve())
+    for key in BASES:
+        entries[key] = _entry(entries[key], folder)
     (folder / INDEX_FILE).write_text(yaml.safe_dump(entries, sort_keys=False))
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)  # the bases never change: a hard link costs no space
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def bundle(folder: str | Path) -> None:
+    """Copy the bases into `folder`/bases/ and point weights.yaml there: the folder becomes self-contained."""
+    folder = check_weights_folder(str(folder), "WEIGHTS")
+    index = read_index(folder)
+    entries = dataclasses.asdict(index)
+    for name in BASES:
+        source, target = resolve(folder, entries[name], name), folder / BUNDLE_DIR / name
+        if source != target.resolve():
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(source, target, copy_function=_link_or_copy)
+            log.info("%s: copied %s", name, source)
+        entries[name] = f"{BUNDLE_DIR}/{name}"
+    tmp = folder / f".{INDEX_FILE}.tmp"
+    tmp.write_text(yaml.safe_dump(entries, sort_keys=False))
+    os.replace(tmp, folder / INDEX_FILE)
 
 
 def load_net(folder: str | Path, dtype: torch.dtype = torch.float32) -> HalloNet:
@@ -82,3 +157,31 @@ def load_net(folder: str | Path, dtype: torch.dtype = torch.float32) -> HalloNet
 
 def load_vae(folder: str | Path, dtype: torch.dtype = torch.float32) -> AutoencoderKL:
     return AutoencoderKL.from_pretrained(str(folder), torch_dtype=dtype)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model.weights", description="Weights folders (see module docstring).")
+    parser.add_argument("--print-config", action="store_true", help="print every weights.yaml key with its default and exit")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("bundle", help="copy the bases into WEIGHTS/bases/ so the folder generates anywhere").add_argument(
+        "weights", help="weights folder (written by training or `python -m model.pretrained init`)")
+    sub.add_parser("check", help="check that WEIGHTS and the bases it names are complete").add_argument(
+        "weights", help="weights folder or hub id")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.print_config:
+        print(describe_markdown(WeightsIndex))
+        return 0
+    if args.command is None:
+        parser.error("a command is required (bundle, check)")
+    try:
+        bundle(args.weights) if args.command == "bundle" else check_weights_folder(args.weights, "WEIGHTS")
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.weights}: {'self-contained' if args.command == 'bundle' else 'complete'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

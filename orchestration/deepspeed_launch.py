@@ -136,6 +136,12 @@ def run_launches(launches: list[Launch]) -> int:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args, train_args = build_parser().parse_known_args(argv)
+    if "--print-config" in train_args:  # the training script's table, without joining the cluster
+        from foundation.config import describe_markdown
+        from training.config import TrainConfig
+
+        print(describe_markdown(TrainConfig))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     ray.init(address=args.address)
     try:

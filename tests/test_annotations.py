@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from foundation import schema
-from curation.annotations import Annotator, check_model_dirs
+from curation.annotations import Annotator, check_model_dirs, pin_model_dirs
 from curation.config import AnnotationsConfig, CurationConfig
 from curation.fixtures import speech_track
 from curation.finish import clip_models, preflight
@@ -24,9 +24,9 @@ def annotations_cfg(tiny_pretrained) -> AnnotationsConfig:
 
 def test_model_folders_are_checked_with_the_key_named(annotations_cfg, tmp_path: Path) -> None:
     check_model_dirs(annotations_cfg)
-    with pytest.raises(ConfigError, match="'annotations.wav2vec2_dir' is not set"):
-        check_model_dirs(AnnotationsConfig())
-    with pytest.raises(ConfigError, match=r"'annotations.insightface_dir': .*nowhere is not a model folder"):
+    with pytest.raises(ConfigError, match="'annotations.wav2vec2_dir' is not set and annotations.pretrained_dir has no"):
+        check_model_dirs(AnnotationsConfig(pretrained_dir=str(tmp_path / "no_base")))
+    with pytest.raises(ConfigError, match=r"'annotations.insightface_dir': .*nowhere does not exist"):
         check_model_dirs(AnnotationsConfig(wav2vec2_dir=annotations_cfg.wav2vec2_dir,
                                            insightface_dir=str(tmp_path / "nowhere")))
     with pytest.raises(ConfigError, match=r"no \*\.onnx"):
@@ -37,7 +37,7 @@ def test_preflight_fails_before_any_work_on_each_missing_piece(annotation_overri
     preflight(load_config(CurationConfig, None, annotation_overrides))
     preflight(load_config(CurationConfig, None, ["annotations.enabled=false"]))
     with pytest.raises(ConfigError, match="annotations.wav2vec2_dir"):
-        preflight(load_config(CurationConfig, None, []))
+        preflight(load_config(CurationConfig, None, [f"annotations.pretrained_dir={tmp_path / 'no_base'}"]))
     no_weights = load_config(CurationConfig, None, [*annotation_overrides, "sync.backend=syncnet",
                                                     f"sync.weights={tmp_path / 'syncnet_v2.model'}"])
     with pytest.raises(ConfigError, match="sync.weights"):
@@ -105,3 +105,36 @@ def test_audio_feature_frames_follow_the_clip_length(annotations_cfg) -> None:
     with pytest.raises(ValueError, match="feature frames"):
         annotator.audio_features(speech_track(2.0), fps=25, frames=49)
 
+
+
+def test_model_folders_default_to_the_pretrained_folder(tiny_pretrained, tmp_path: Path, monkeypatch) -> None:
+    """`curation.run` with no model flags finds ./pretrained (what `python -m model.pretrained fetch --to pretrained`
+    writes) and hands Ray workers absolute paths, since their working directory differs."""
+    import curation.run
+    import orchestration.curation_job
+
+    seen = []
+    monkeypatch.setattr(orchestration.curation_job, "init_ray", lambda *args: None)
+    monkeypatch.setattr(orchestration.curation_job, "run_curation", lambda sources, unsupported, out, cfg, *rest, **kw: seen.append(cfg) or {})
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pretrained").symlink_to(tiny_pretrained)
+    (tmp_path / "list.txt").write_text("clip.mp4\n")
+    assert curation.run.main(["--source", "list.txt"]) == 0
+    annotations = seen[0].annotations
+    assert annotations.wav2vec2_dir == str(tiny_pretrained.resolve() / "wav2vec2")
+    assert annotations.insightface_dir == str(tiny_pretrained.resolve() / "insightface" / "models")
+
+
+def test_model_folders_take_hub_ids_from_the_cache(tiny_pretrained, tmp_path: Path, monkeypatch) -> None:
+    from huggingface_hub import constants
+
+    from hubcache import add_to_cache
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    add_to_cache(tmp_path / "hub", "facebook/wav2vec2-base-960h", tiny_pretrained / "wav2vec2")
+    add_to_cache(tmp_path / "hub", "someone/antelopev2", tiny_pretrained / "insightface" / "models", "models")
+    cfg = AnnotationsConfig(wav2vec2_dir="facebook/wav2vec2-base-960h", insightface_dir="someone/antelopev2/models")
+    assert pin_model_dirs(cfg) == cfg  # ids stay ids: each Ray worker resolves them in its own cache
+    annotator = Annotator(cfg)
+    assert annotator.audio_features(np.zeros(16000, np.float32), 25, 25).shape[0] == 25

@@ -80,6 +80,10 @@ def latest_tag(ckpt_dir: Path) -> Optional[str]:
 def save(engine: Any, ckpt_dir: Path, step: int, per_rank: dict[str, Any], shared: dict[str, Any], keep_last: int) -> str:
     """Collective: every rank calls it. Returns the tag written."""
     tag = tag_for(step)
+    if engine.global_rank == 0 and (ckpt_dir / tag).exists():
+        # A folder of this step from a superseded run: its COMPLETE marker must not vouch for a half-written save.
+        shutil.rmtree(ckpt_dir / tag)
+    _barrier()
     client_state = dict(shared, step=step, per_rank=_gather(per_rank))
     engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client_state, save_latest=False)
     _barrier()
@@ -88,19 +92,31 @@ def save(engine: Any, ckpt_dir: Path, step: int, per_rank: dict[str, Any], share
         tmp = ckpt_dir / f".latest.{os.getpid()}.tmp"
         tmp.write_text(tag)
         os.replace(tmp, ckpt_dir / "latest")
-        _prune(ckpt_dir, keep_last)
+        _prune(ckpt_dir, step, keep_last)
     _barrier()
     return tag
 
 
-def _prune(ckpt_dir: Path, keep_last: int) -> None:
+def _step(tag: str) -> int:
+    return int(TAG.match(tag).group(1))
+
+
+def _prune(ckpt_dir: Path, step: int, keep_last: int) -> None:
+    """Keep the checkpoint just written at `step` and the keep_last - 1 complete ones before it.
+
+    Complete checkpoints beyond `step` belong to a run this one superseded (the `latest` pointer no
+    longer names them): they are deleted, never counted as newer than the one just written.
+    """
     tags = complete_tags(ckpt_dir)
-    for old in tags[: max(0, len(tags) - keep_last)]:
+    older = [t for t in tags if _step(t) < step]
+    superseded = [t for t in tags if _step(t) > step]
+    if superseded:
+        log.warning("deleting checkpoints of a superseded run beyond step %d: %s", step, ", ".join(superseded))
+    for old in older[: max(0, len(older) - (keep_last - 1))] + superseded:
         shutil.rmtree(ckpt_dir / old, ignore_errors=True)
     for partial in ckpt_dir.glob("step-*"):  # left by a run killed while saving
-        if partial.name not in tags and not (partial / COMPLETE).exists() and TAG.match(partial.name):
-            if int(TAG.match(partial.name).group(1)) < int(TAG.match(tags[-1]).group(1)):
-                shutil.rmtree(partial, ignore_errors=True)
+        if TAG.match(partial.name) and not (partial / COMPLETE).exists() and _step(partial.name) != step:
+            shutil.rmtree(partial, ignore_errors=True)
 
 
 def load(engine: Any, ckpt_dir: Path) -> Optional[dict[str, Any]]:

@@ -25,9 +25,10 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     preset: Literal["tiny", "sd15"] = opt("tiny", "model sizes (model/presets.py)")
-    pretrained_dir: str = opt("pretrained", "folder from `python -m model.pretrained fetch|tiny` (unet/, vae/, motion_module/, ...); "
-                                            "an object URL is mirrored to the local cache first")
-    init_from: Optional[str] = opt(None, "stage 2: stage 1's exported weights folder (export/ of its run, or its run.export_url)")
+    pretrained_dir: str = opt("pretrained", "folder from `python -m model.pretrained fetch|tiny` (unet/, vae/, motion_module/, "
+                                            "...), or a hub id holding that layout; an object URL is mirrored to the local cache first")
+    init_from: Optional[str] = opt(None, "stage 2: stage 1's exported weights folder (export/ of its run, or its run.export_url), "
+                                         "or a hub id")
     gradient_checkpointing: bool = opt(True, "recompute activations in the backward pass (every block, motion modules included)", results=False)
 
 
@@ -61,14 +62,18 @@ class RunConfig:
     grad_accum: int = opt(1, "micro-batches per optimizer step", low=1)
     precision: Literal["fp32", "bf16", "fp16"] = opt("bf16", "training precision (fp16 is refused on CPU)")
     zero_stage: int = opt(2, "DeepSpeed ZeRO stage", low=0, high=3, results=False)
-    deepspeed_config: str = opt("configs/deepspeed_zero2.json", "DeepSpeed JSON; batch, precision, clip and ZeRO stage are set from this config", results=False)
+    deepspeed_config: str = opt("configs/deepspeed_zero2.json", "DeepSpeed JSON (relative: to the working directory, else "
+                                "the project); batch, precision, clip and ZeRO stage are set from this config; '' = none", results=False)
     seed: int = opt(42, "seed for model init, noise, dropout and data order")
     checkpoint_every: int = opt(500, "steps between checkpoints (and exports)", low=1, results=False)
     keep_last: int = opt(3, "checkpoints kept; older ones are deleted", low=1, results=False)
     validate_every: int = opt(500, "steps between validation videos; 0 disables", low=0, results=False)
     validation_steps: int = opt(20, "denoising steps of the validation generation", low=1, results=False)
     log_every: int = opt(10, "steps between TensorBoard scalars", low=1, results=False)
-    resume: Literal["latest", "none"] = opt("latest", "resume from the latest complete checkpoint in output_dir", results=False)
+    resume: Literal["latest", "none"] = opt("latest", "resume from the latest complete checkpoint in output_dir (refused if "
+                                            "its run had a config that changes results); none = start at step 0", results=False)
+    overwrite: bool = opt(False, "with resume=none: delete an earlier run's checkpoints, export, validation videos and "
+                                 "TensorBoard logs in output_dir (without it, a used output_dir is refused)", results=False)
     device: Literal["auto", "cpu", "cuda"] = opt("auto", "cuda when available, else cpu", results=False)
 
 

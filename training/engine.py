@@ -10,9 +10,12 @@ from typing import Any
 
 import torch
 
+from foundation.config import ConfigError
 from training.config import TrainConfig
 
 log = logging.getLogger(__name__)
+
+PROJECT = Path(__file__).resolve().parents[1]
 
 
 def _free_port() -> int:
@@ -45,12 +48,38 @@ def device_for(cfg: TrainConfig, local_rank: int) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
-def deepspeed_config(cfg: TrainConfig, world_size: int, device: torch.device) -> dict[str, Any]:
+def check_devices(cfg: TrainConfig) -> None:
+    """ConfigError when the asked device or precision is not available to this process."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if cfg.run.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config key 'run.device': cuda asked for, but torch sees no CUDA device")
+    if device_for(cfg, local_rank).type == "cuda" and local_rank >= torch.cuda.device_count():
+        raise ConfigError(f"LOCAL_RANK {local_rank} needs a GPU of its own; this node has {torch.cuda.device_count()}")
+    if cfg.run.precision == "fp16" and device_for(cfg, local_rank).type == "cpu":
+        raise ConfigError("config key 'run.precision': fp16 is not supported on CPU by DeepSpeed: use bf16 or fp32")
+
+
+def deepspeed_json(cfg: TrainConfig) -> dict[str, Any]:
+    """The settings of run.deepspeed_config ({} for ''); a relative path is tried in the working directory,
+    then in the project. ConfigError when it is missing or not a JSON object."""
+    name = cfg.run.deepspeed_config
+    if not name:
+        return {}
+    path = next((p for p in (Path(name), PROJECT / name) if p.is_file()), None)
+    if path is None:
+        raise ConfigError(f"config key 'run.deepspeed_config': no file {name}")
+    try:
+        ds = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"config key 'run.deepspeed_config': {path} is not valid JSON: {err}") from err
+    if not isinstance(ds, dict):
+        raise ConfigError(f"config key 'run.deepspeed_config': {path} must hold a JSON object")
+    return ds
+
+
+def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
     """The JSON file's settings, with batch, precision, clipping and ZeRO stage from our config."""
-    path = Path(cfg.run.deepspeed_config)
-    ds = json.loads(path.read_text()) if path.is_file() else {}
-    if cfg.run.precision == "fp16" and device.type == "cpu":
-        raise ValueError("run.precision=fp16 is not supported on CPU by DeepSpeed: use bf16 or fp32")
+    ds = deepspeed_json(cfg)
     ds.update(
         train_micro_batch_size_per_gpu=cfg.run.batch_size,
         gradient_accumulation_steps=cfg.run.grad_accum,
@@ -64,7 +93,7 @@ def deepspeed_config(cfg: TrainConfig, world_size: int, device: torch.device) ->
     return ds
 
 
-def build_engine(module: torch.nn.Module, cfg: TrainConfig, world_size: int, device: torch.device) -> Any:
+def build_engine(module: torch.nn.Module, cfg: TrainConfig, world_size: int) -> Any:
     """Wrap `module`; only its parameters with requires_grad enter the optimizer."""
     import deepspeed
 
@@ -76,7 +105,7 @@ def build_engine(module: torch.nn.Module, cfg: TrainConfig, world_size: int, dev
     warmup = max(1, cfg.optim.warmup_steps)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
     engine, _, _, _ = deepspeed.initialize(model=module, optimizer=optimizer, lr_scheduler=schedule,
-                                           config=deepspeed_config(cfg, world_size, device))
+                                           config=deepspeed_config(cfg, world_size))
     log.info("engine: %d trainable tensors (%.1fM parameters), ZeRO-%d, %s", len(trainable),
              sum(p.numel() for p in trainable) / 1e6, cfg.run.zero_stage, cfg.run.precision)
     return engine

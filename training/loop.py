@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import math
 import sys
@@ -14,13 +13,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from foundation.config import ConfigError, load_config
-from foundation.storage import local_folder, publish_folder
+from foundation.config import ConfigError, describe_markdown, load_config
+from foundation.storage import publish_folder
 from model.weights import INDEX_FILE
 from training import checkpoint
 from training.config import TrainConfig
 from training.data import Decoder, ResumableBatches, ShardStream
 from training.engine import build_engine, device_for, init_distributed
+from training.preflight import preflight
 from training.samples import SyncFilter
 from training.sync_metrics import log_sync_metrics, validation_scorer
 
@@ -45,7 +45,8 @@ class Stage(Protocol):
         """Generate a short video from a held-out sample into out_dir; return its frames (T, H, W, 3)."""
 
 
-def parse_args(stage: Stage, argv: Optional[list[str]]) -> TrainConfig:
+def parse_args(stage: Stage, argv: Optional[list[str]]) -> Optional[TrainConfig]:
+    """The config from defaults < --config < --set (exit 2 on a bad one); None for --print-config."""
     parser = argparse.ArgumentParser(
         prog=f"deepspeed training/{stage.name}.py",
         description=f"Hallo {stage.name} training. Also runs as `python training/{stage.name}.py` (one process) "
@@ -54,8 +55,12 @@ def parse_args(stage: Stage, argv: Optional[list[str]]) -> TrainConfig:
     parser.add_argument("--config", type=Path, help=f"YAML config, e.g. configs/{stage.name}.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set run.max_steps=10 (repeatable)")
+    parser.add_argument("--print-config", action="store_true", help="print every config key with its default and exit")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.print_config:
+        print(describe_markdown(TrainConfig))
+        return None
     try:
         return load_config(TrainConfig, args.config, args.overrides)
     except ConfigError as err:
@@ -70,23 +75,15 @@ def _scalar_logger(out_dir: Path, rank: int):
     return SummaryWriter(str(out_dir / "tensorboard"))
 
 
-def _mirror_model_folders(cfg: TrainConfig) -> TrainConfig:
-    """Model folders given as object URLs, mirrored to local disk (what the loaders read)."""
-    init_from = cfg.model.init_from and str(local_folder(cfg.model.init_from))
-    model = dataclasses.replace(cfg.model, pretrained_dir=str(local_folder(cfg.model.pretrained_dir)), init_from=init_from)
-    return dataclasses.replace(cfg, model=model)
-
-
 def train(stage: Stage, cfg: TrainConfig) -> list[float]:
     """Run (or resume) training to run.max_steps; returns this process's per-step losses."""
     rank, world, local_rank = init_distributed()
-    cfg = _mirror_model_folders(cfg)
     device = device_for(cfg, local_rank)
     out_dir = Path(cfg.run.output_dir)
     ckpt_dir = out_dir / "checkpoints"
     torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank
     module = stage.build(cfg, device)
-    engine = build_engine(module, cfg, world, device)
+    engine = build_engine(module, cfg, world)
     generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed * 1000 + rank)
 
     state = checkpoint.load(engine, ckpt_dir) if cfg.run.resume == "latest" else None
@@ -156,6 +153,13 @@ def train(stage: Stage, cfg: TrainConfig) -> list[float]:
 def main(stage: Stage, argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = parse_args(stage, argv)
+    if cfg is None:
+        return 0
+    try:
+        cfg = preflight(stage.name, cfg)  # before DeepSpeed and the model build
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     train(stage, cfg)
     return 0
 

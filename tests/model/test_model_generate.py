@@ -1,6 +1,7 @@
 """End-to-end generation with the tiny stand-ins: the real loading, preprocessing and muxing code."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import av
@@ -63,3 +64,71 @@ def test_flags_override_the_config_file(tmp_path):
 def test_project_generate_config_documents_the_defaults():
     cfg = load_config(GenerateConfig, Path(__file__).resolve().parents[2] / "configs" / "generate.yaml")
     assert cfg == GenerateConfig()
+
+
+@pytest.fixture
+def no_generation(monkeypatch) -> list:
+    """Replaces the heavy part of generation: records the inputs the checks passed on."""
+    import model.generate
+
+    calls: list = []
+    monkeypatch.setattr(model.generate, "generate", lambda cfg, inputs: calls.append(inputs) or Path(cfg.out))
+    return calls
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    return err.splitlines()[-1]
+
+
+def test_inputs_are_checked_in_one_line_before_any_model_loads(tiny_weights, portrait, short_speech, tmp_path,
+                                                                no_generation, capsys):
+    good = {"--weights": str(tiny_weights), "--image": str(portrait), "--audio": str(short_speech),
+            "--out": str(tmp_path / "o.mp4")}
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_weights, broken)
+    shutil.rmtree(broken / "audio_proj")
+    cases = {
+        "--weights": (str(tmp_path / "none"), f"config key 'weights': {tmp_path / 'none'} does not exist"),
+        "--image": (str(short_speech), f"config key 'image': cannot read an image from {short_speech}"),
+        "--audio": (str(portrait), f"config key 'audio': {portrait} has no audio stream"),
+        "--steps": ("0", "config key 'steps' must be in [1, 1000], got 0"),
+        "--cfg": ("-1", "config key 'cfg' must be >= 0, got -1.0"),
+        "--lip-weight": ("-0.5", "config key 'lip_weight' must be >= 0, got -0.5"),
+        "--device": ("tpu", "config key 'device': 'tpu' is not a torch device"),
+    }
+    for flag, (value, message) in cases.items():
+        assert main([*(a for k, v in {**good, flag: value}.items() for a in (k, v))]) == 2
+        assert _error_line(capsys).startswith(f"error: {message}")
+    assert main([*(a for k, v in {**good, "--weights": str(broken)}.items() for a in (k, v)), "--set", "clip_frames=-2"]) == 2
+    assert "'clip_frames' must be >= 0" in _error_line(capsys)
+    assert main([*(a for k, v in {**good, "--weights": str(broken)}.items() for a in (k, v))]) == 2
+    assert f"{broken / 'audio_proj'} does not exist" in _error_line(capsys)
+    assert not no_generation
+
+
+def test_an_image_without_a_face_needs_allow_no_face(tiny_weights, short_speech, tmp_path, no_generation, capsys):
+    faceless = Path(__file__).resolve().parents[2] / "curation" / "assets" / "coffee.jpg"
+    args = ["--weights", str(tiny_weights), "--image", str(faceless), "--audio", str(short_speech), "--out", str(tmp_path / "o.mp4")]
+    assert main(args) == 2
+    assert _error_line(capsys) == (f"error: no face found in {faceless}: generation animates a portrait; pass "
+                                   "--allow-no-face to animate a centre crop of the image anyway")
+    assert main([*args, "--allow-no-face"]) == 0
+    assert no_generation[0].portrait.landmarks is None and no_generation[0].portrait.image.shape == (64, 64, 3)
+
+
+def test_print_config_lists_every_key(capsys):
+    assert main(["--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "| `allow_no_face` | `False` |" in out and "| `steps` | `40` |" in out and "[1, 1000]" in out
+
+
+def test_every_number_of_the_generation_and_weights_configs_has_a_range():
+    from dataclasses import fields
+
+    from model.weights import WeightsIndex
+
+    for cls in (GenerateConfig, WeightsIndex):
+        numeric = [f for f in fields(cls) if f.type in ("int", "float")]
+        assert numeric and all(f.metadata["low"] is not None or f.metadata["high"] is not None for f in numeric), cls

@@ -21,7 +21,7 @@ def test_standins_use_the_real_layout(tiny_base):
 def test_init_copies_the_bases_into_the_model(tiny_base, tiny_weights):
     index = read_index(tiny_weights)
     assert (index.preset, index.resolution, index.clip_frames, index.motion_frames) == ("tiny", 64, 8, 2)
-    assert resolve(tiny_weights, index.vae) == base_paths(tiny_base)["vae"].resolve()
+    assert resolve(tiny_weights, index.vae, "vae") == base_paths(tiny_base)["vae"].resolve()
     net = load_net(tiny_weights)
     unet = UNet2DConditionModel.from_pretrained(base_paths(tiny_base)["unet"]).state_dict()
     for spatial in (net.reference_unet.state_dict(), net.denoising_unet.spatial.state_dict()):

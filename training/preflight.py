@@ -1,0 +1,160 @@
+"""Start-up checks of a training run: one line and exit 2 before DeepSpeed starts or a model is built.
+
+`preflight` checks that the shards exist, that the DeepSpeed JSON exists and parses, that the asked
+devices are there, that the pretrained bases and stage 1's export are complete; then it settles the
+output folder:
+
+- `run.resume=latest` with checkpoints: the folder's `config.yaml` (the config its run was started
+  with) must agree on every key that changes results (`foundation.config.result_keys`): the model,
+  the data and the objective. Keys marked results=False (run.max_steps, logging, the optimizer, ...)
+  may change; the changes are logged.
+- `run.resume=none` into a folder that holds an earlier run refuses, unless `run.overwrite=true`,
+  which deletes that run's checkpoints, export, validation videos and TensorBoard logs first.
+
+Rank 0 then writes the run's config into `config.yaml`, so the folder always says what made it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from foundation import hub
+from foundation.config import ConfigError, changed_keys, result_keys, to_dict
+from foundation.storage import StorageError, expand_shards, file_exists
+from model.pretrained import base_paths
+from model.weights import check_weights_folder
+from training.checkpoint import TAG, complete_tags
+from training.config import TrainConfig
+from training.engine import check_devices, deepspeed_json
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+RUN_OUTPUTS = ("checkpoints", "export", "validation", "tensorboard", CONFIG_FILE)
+BASE_NEEDS: dict[str, hub.Needs] = {"unet": hub.DIFFUSERS, "vae": hub.DIFFUSERS, "wav2vec2": hub.TRANSFORMERS,
+                                    "insightface": hub.ONNX}
+# Bases each stage loads (unet, motion) or records in its export for generation (vae, wav2vec2, insightface).
+STAGE_BASES = {"stage1": ("unet", "motion", "vae", "wav2vec2", "insightface"),
+               "stage2": ("motion", "vae", "wav2vec2", "insightface")}
+
+
+def check_shards(key: str, patterns: list[str], required: bool) -> None:
+    if required and not patterns:
+        raise ConfigError(f"config key '{key}' is empty: give the curated shards, e.g. [curated/shards/*.tar]")
+    for pattern in patterns:
+        try:
+            missing = [s for s in expand_shards([pattern]) if not file_exists(s)]
+        except StorageError as err:
+            raise ConfigError(f"config key '{key}': {err}") from err
+        if missing:
+            raise ConfigError(f"config key '{key}': {pattern!r} matches no file" if missing == [pattern] else
+                              f"config key '{key}': {pattern!r} names missing files, e.g. {missing[0]}")
+
+
+def check_bases(stage: str, cfg: TrainConfig) -> Path:
+    """The pretrained base folder (resolved), with every part this stage needs."""
+    base = hub.resolve(cfg.model.pretrained_dir, "model.pretrained_dir")
+    paths = base_paths(base)
+    hint = "(`python -m model.pretrained fetch --to DIR`, or `tiny --to DIR` for stand-ins)"
+    for part in STAGE_BASES.get(stage, tuple(paths)):
+        if part == "motion":
+            if not paths[part].is_file():
+                raise ConfigError(f"config key 'model.pretrained_dir': {base} has no {paths[part].relative_to(base)} {hint}")
+            continue
+        try:
+            hub.model_folder(str(paths[part]), "model.pretrained_dir", BASE_NEEDS[part])
+        except ConfigError as err:
+            raise ConfigError(f"{err} {hint}") from err
+    return base
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _earlier_run(out: Path) -> str:
+    """What an earlier run left in `out` ('' when nothing)."""
+    steps = sorted(int(TAG.match(p.name).group(1)) for p in (out / "checkpoints").glob("step-*") if TAG.match(p.name))
+    if steps:
+        return f"checkpoints up to step {steps[-1]}"
+    return "an exported model (export/)" if (out / "export").exists() else ""
+
+
+def check_resume(cfg: TrainConfig, out: Path) -> list[str]:
+    """Refuse a resume under a config that changes results; returns the harmless changes, as text."""
+    saved_path = out / CONFIG_FILE
+    if not complete_tags(out / "checkpoints"):
+        return []
+    if not saved_path.is_file():
+        log.warning("%s has checkpoints but no %s: cannot check that they were made with this config", out, CONFIG_FILE)
+        return []
+    saved = _flat(yaml.safe_load(saved_path.read_text()) or {})
+    new, results = _flat(to_dict(cfg)), result_keys(cfg)
+    both = set(saved) & set(new)
+    changed = changed_keys({k: saved[k] for k in both}, {k: new[k] for k in both})
+    refused = [k for k in changed if k in results]
+    if refused:
+        shown = "; ".join(f"{k}: {saved[k]!r} -> {new[k]!r}" for k in refused[:4])
+        raise ConfigError(
+            f"run.output_dir {out} holds checkpoints of a run with a different config ({shown}"
+            f"{'; ...' if len(refused) > 4 else ''}): resume with the same values, choose another run.output_dir, "
+            "or start over with run.resume=none run.overwrite=true")
+    return [f"{k}: {saved[k]!r} -> {new[k]!r}" for k in changed]
+
+
+def prepare_output(cfg: TrainConfig, rank: int) -> None:
+    """Check (and, on rank 0, prepare) run.output_dir for this run; see the module docstring."""
+    out = Path(cfg.run.output_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"config key 'run.output_dir': cannot create {out}: {err.strerror}") from err
+    if not os.access(out, os.W_OK):
+        raise ConfigError(f"config key 'run.output_dir': {out} is not writable")
+    earlier = _earlier_run(out)
+    if cfg.run.resume == "none" and earlier:
+        if not cfg.run.overwrite:
+            raise ConfigError(f"run.output_dir {out} holds an earlier run ({earlier}) and run.resume=none: resume it with "
+                              "run.resume=latest, choose another run.output_dir, or set run.overwrite=true to delete it")
+        if rank == 0:
+            log.warning("run.overwrite=true: deleting the earlier run in %s (%s)", out, earlier)
+            for name in RUN_OUTPUTS:
+                path = out / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    if cfg.run.resume == "latest":
+        for change in check_resume(cfg, out):
+            log.info("resuming with a changed setting that does not change results: %s", change)
+    if rank == 0:
+        tmp = out / f".{CONFIG_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        os.replace(tmp, out / CONFIG_FILE)
+
+
+def preflight(stage: str, cfg: TrainConfig, rank: int | None = None) -> TrainConfig:
+    """Every start-up check (ConfigError in one line); returns the config with hub ids resolved to folders."""
+    rank = int(os.environ.get("RANK", "0")) if rank is None else rank
+    check_shards("data.shards", cfg.data.shards, required=True)
+    check_shards("data.validation_shards", cfg.data.validation_shards, required=False)
+    deepspeed_json(cfg)
+    check_devices(cfg)
+    base = check_bases(stage, cfg)
+    init_from = cfg.model.init_from
+    if stage == "stage2" and not init_from:
+        raise ConfigError("config key 'model.init_from' is not set: stage 2 starts from stage 1's export "
+                          "(run.output_dir of stage 1 + /export)")
+    if init_from:
+        init_from = str(check_weights_folder(init_from, "model.init_from", bases=False))
+    prepare_output(cfg, rank)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained_dir=str(base), init_from=init_from))
