@@ -94,7 +94,7 @@ def init_from_base(base: Path, preset: Preset) -> tuple[HalloModules, Preset]:
     unet = UNet2DConditionModel.from_pretrained(str(paths["unet"]))
     wav2vec2 = Wav2Vec2Config.from_pretrained(str(paths["wav2vec2"])).to_dict()
     preset = with_base_configs(preset, unet_config_dict(unet), wav2vec2)
-    modules = build_hallo_modules(preset, reference_unet=unet)
+    modules = build_hallo_modules(preset, unet)
     report = load_motion_checkpoint(modules.denoising_unet.motion_modules, paths["motion"])
     log.info("motion module: %s", report.summary())
     return modules, preset
