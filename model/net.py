@@ -85,7 +85,7 @@ UNCONDITIONAL = Drop(reference=True, identity=True, face_region=True, audio=True
 class Conditions:
     """Everything a clip is conditioned on, computed once and reused at every denoising step."""
 
-    reference: dict[str, torch.Tensor] | None  # transformer-block path -> (b, tokens, c); None = no reference attention
+    reference: dict[str, torch.Tensor] | None  # block path -> (b, tokens, c) or per frame (b, f, tokens, c); None = none
     motion: dict[str, torch.Tensor]  # attention path -> (b, m, tokens, c): motion-frame features
     face_tokens: torch.Tensor  # (b, n, d)
     face_features: torch.Tensor | None  # (b, c0, h, w)
@@ -205,28 +205,36 @@ class HalloNet(nn.Module):
         audio_windows: torch.Tensor | None = None,
         region_masks: RegionMasks | None = None,
         null: Drop = UNCONDITIONAL,
+        *,
+        frames: int,
     ) -> tuple[Conditions, Conditions]:
         """Classifier-free guidance's (unconditional, conditional) pair: `encode` with `null` and without.
 
         One ReferenceNet pass covers both branches: the reference and motion frames twice, [null | cond].
-        behaviour.reference_token_pairing picks each image's face tokens: `per_branch` its own branch's
-        (the same numbers as two `encode` calls), `hallo_tiled` the two token sets alternating over the
-        2(1+m) images, as Hallo's cross-attention tiles them: [ref.u, m1.c, m2.u | ref.c, m1.u, m2.c] for m = 2.
+        behaviour.reference_token_pairing `per_branch` gives each image its own branch's face tokens (the
+        same numbers as two `encode` calls). `hallo_tiled` reproduces how Hallo's batch of two tiles:
+        the token sets alternate over the 2(1+m) images ([ref.u, m1.c, m2.u | ref.c, m1.u, m2.c] for
+        m = 2), and the two halves' reference features alternate over the 2 x `frames` denoised frames,
+        so frame k of the conditional branch reads half (frames + k) mod 2 (Hallo computes one video).
         """
         cond_tokens = self._face_tokens(face_embedding, Drop())
         null_tokens = self._face_tokens(face_embedding, null)
         images = self._images(ref_latents, motion_latents)
         s = images.shape[1]
+        tiled = self.behaviour.reference_token_pairing == "hallo_tiled"
         rows = torch.arange(2 * s, device=images.device)
-        which = rows % 2 if self.behaviour.reference_token_pairing == "hallo_tiled" else rows // s
-        tokens = torch.stack([null_tokens, cond_tokens], dim=1)[:, which]
+        tokens = torch.stack([null_tokens, cond_tokens], dim=1)[:, rows % 2 if tiled else rows // s]
         bank = self.reference_bank(torch.cat([images, images], dim=1), tokens)
+        null_bank, cond_bank = self.split_bank(bank, slice(0, s)), self.split_bank(bank, slice(s, 2 * s))
+        if tiled:
+            half = (frames + torch.arange(frames, device=images.device)) % 2
+            cond_bank = ({k: torch.stack([null_bank[0][k], v], dim=1)[:, half] for k, v in cond_bank[0].items()},
+                         cond_bank[1])
         face_features = self.face_locator(face_mask.to(cond_tokens.dtype))
         audio_tokens = self.audio_proj(audio_windows) if audio_windows is not None else None
         return (
-            self._conditions(self.split_bank(bank, slice(0, s)), null_tokens, face_features, audio_tokens, region_masks, null),
-            self._conditions(self.split_bank(bank, slice(s, 2 * s)), cond_tokens, face_features, audio_tokens,
-                             region_masks, Drop()),
+            self._conditions(null_bank, null_tokens, face_features, audio_tokens, region_masks, null),
+            self._conditions(cond_bank, cond_tokens, face_features, audio_tokens, region_masks, Drop()),
         )
 
     def denoise(
