@@ -104,6 +104,11 @@ def _build(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     return obj
 
 
+def from_mapping(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """`cls` from a plain mapping, checked like a YAML file: unknown keys and bad values raise ConfigError."""
+    return _build(cls, data, prefix)
+
+
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     node = tree

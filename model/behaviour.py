@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from foundation.config import ConfigError, opt
+from foundation.config import ConfigError, from_mapping, opt
 
 
 @dataclass
@@ -50,3 +50,8 @@ HALLO = dataclasses.replace(
     reference_bank_dtype="float16",
     audio_pad_frames=16,
 )
+
+
+def with_overrides(behaviour: ModelBehaviour, overrides: dict[str, Any], key: str = "model.behaviour") -> ModelBehaviour:
+    """`behaviour` with some fields replaced, checked like a config file (ConfigError names a bad key or value)."""
+    return from_mapping(ModelBehaviour, {**dataclasses.asdict(behaviour), **overrides}, prefix=f"{key}.")

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-from foundation.audio_features import SAMPLE_RATE, load_wav2vec2, wav2vec2_features
+from foundation.audio_features import SAMPLE_RATE, load_wav2vec2, num_frames, wav2vec2_features
 from foundation.identity import IdentityEncoder
 from foundation.masks import region_masks
 from foundation.media_io import read_audio, write_video
@@ -94,7 +94,8 @@ def prepare(cfg: GenerateConfig) -> tuple[HalloPipeline, Reference, torch.Tensor
     embedding, _ = IdentityEncoder(resolve(cfg.weights, index.insightface), onnx_providers(device)).embed(portrait.image)
     waveform, _ = read_audio(cfg.audio, SAMPLE_RATE, mono=True)
     wav2vec2, extractor = load_wav2vec2(resolve(cfg.weights, index.wav2vec2), device)
-    features = wav2vec2_features(waveform[0], wav2vec2, extractor, index.fps)
+    # Weights that expect it (Hallo's) get the waveform padded to whole clips before wav2vec2.
+    features = wav2vec2_features(waveform[0], wav2vec2, extractor, index.fps, index.behaviour.audio_pad_frames)
     del wav2vec2
     reference = Reference(
         image=torch.from_numpy(portrait.image).permute(2, 0, 1).float() / 127.5 - 1.0,
@@ -109,6 +110,7 @@ def prepare(cfg: GenerateConfig) -> tuple[HalloPipeline, Reference, torch.Tensor
         cfg=cfg.cfg,
         audio_weights=(cfg.pose_weight, cfg.face_weight, cfg.lip_weight),
         seed=cfg.seed,
+        frames=num_frames(waveform.shape[1], index.fps, SAMPLE_RATE),
     )
     pipeline = HalloPipeline(load_net(cfg.weights, dtype), load_vae(resolve(cfg.weights, index.vae), dtype), device)
     return pipeline, reference, features, settings
@@ -117,7 +119,7 @@ def prepare(cfg: GenerateConfig) -> tuple[HalloPipeline, Reference, torch.Tensor
 def generate(cfg: GenerateConfig) -> Path:
     pipeline, reference, features, settings = prepare(cfg)
     log.info("%d frames in clips of %d (+%d motion frames), %d steps, cfg %.2f",
-             features.shape[0], settings.clip_frames, settings.motion_frames, settings.steps, settings.cfg)
+             settings.frames, settings.clip_frames, settings.motion_frames, settings.steps, settings.cfg)
     frames = pipeline(reference, features, settings, progress=cfg.progress)
     audio, rate = read_audio(cfg.audio, mono=False)
     write_video(cfg.out, frames, read_index(cfg.weights).fps, audio, rate)

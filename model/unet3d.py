@@ -61,6 +61,11 @@ class DenoisingUNet3D(ModelMixin, ConfigMixin):
         model.spatial.load_state_dict(unet.state_dict())
         return model
 
+    def plain_block_motion_modules(self) -> list[nn.Module]:
+        """The motion modules of the blocks without cross-attention (skipped when plain_block_motion=False)."""
+        return [m for level in self.levels if not level.cross_attention
+                for m in getattr(self.motion_modules, level.kind)[level.index]]
+
     def _run(self, fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
         if self.gradient_checkpointing and torch.is_grad_enabled():
             return self._gradient_checkpointing_func(fn, *args)

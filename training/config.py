@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from foundation.config import ConfigError, opt, section
+from model.behaviour import ModelBehaviour, with_overrides
 
 
 @dataclass
@@ -23,7 +24,11 @@ class DataConfig:
 class ModelConfig:
     preset: Literal["tiny", "sd15"] = opt("tiny", "model sizes (model/presets.py)")
     pretrained_dir: str = opt("pretrained", "folder from `python -m model.pretrained fetch|tiny` (unet/, vae/, motion_module/, ...)")
-    init_from: Optional[str] = opt(None, "stage 2: stage 1's exported weights folder (export/ of its run)")
+    init_from: Optional[str] = opt(None, "weights folder to start from: stage 1's export/ (stage 2 needs one), a converted "
+                                   "Hallo checkpoint, any export; stage 1 without it starts from the bases")
+    behaviour: dict[str, Any] = opt({}, "ModelBehaviour fields to change for this run and its exports, e.g. "
+                                    "{motion_in_plain_blocks: true}; the others come from init_from's weights.yaml "
+                                    "(else the defaults). See model/behaviour.py")
     gradient_checkpointing: bool = opt(True, "recompute activations in the backward pass (every block, motion modules included)")
 
 
@@ -83,3 +88,4 @@ class TrainConfig:
             raise ConfigError("config key 'run.zero_stage' must be 0, 1, 2 or 3")
         if self.run.checkpoint_every < 1:
             raise ConfigError("config key 'run.checkpoint_every' must be >= 1")
+        with_overrides(ModelBehaviour(), self.model.behaviour)  # names a bad key or value now, not after the model loads
