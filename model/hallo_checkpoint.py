@@ -117,6 +117,9 @@ def read_hallo_net(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise HalloCheckpointError(f"{path} holds a {type(state).__name__}, not a state dict")
     for key, value in state.items():
+        if not key.startswith(tuple(COMPONENT_PREFIXES)):
+            raise HalloCheckpointError(f"{path} is not a Hallo net.pth: unexpected key '{key}' (Hallo's start with "
+                                       f"{', '.join(COMPONENT_PREFIXES)})")
         if not isinstance(value, torch.Tensor):
             raise HalloCheckpointError(f"{path}: key '{key}' holds a {type(value).__name__}, not a tensor")
     return state

@@ -8,35 +8,23 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
-from transformers import Wav2Vec2Config
 
+from hallo_fixture import HALLO_TINY, fixture_config, write_config_base
 from model.behaviour import HALLO
 from model.net import HalloNet
 from model.pretrained import main as pretrained_main
 from model.weights import load_net, read_index
 
-FIXTURE = Path(os.environ.get("HALLO_PARITY_FIXTURE") or Path(__file__).resolve().parents[1] / "fixtures" / "hallo_tiny")
+FIXTURE = Path(os.environ.get("HALLO_PARITY_FIXTURE") or HALLO_TINY)
 SMALL = ("face_tokens", "uncond_face_tokens", "audio_tokens", "face_locator_out")
 # Hallo rounds the reference features to float16 and so does the converted model: the fixture's
 # suggested fp32 limits apply (1 vs 2 threads differ by 3.3e-5 / 9.8e-5 there).
 DENOISED_ATOL = {"noise_pred_uncond": 2e-4, "noise_pred_cond": 2e-4, "noise_pred_guided": 5e-4}
-
-
-def write_base(fixture: Path, cfg: dict, base: Path) -> None:
-    """The base folder a user has next to net.pth, for the fixture's sizes: the SD UNet config and a
-    wav2vec2 config whose layers x width the fixture's audio projection takes."""
-    (base / "unet").mkdir(parents=True)
-    shutil.copy(fixture / "unet" / "config.json", base / "unet" / "config.json")
-    audio = cfg["audio_proj"]
-    Wav2Vec2Config(num_hidden_layers=audio["blocks"], hidden_size=audio["channels"], num_attention_heads=1
-                   ).save_pretrained(base / "wav2vec2")
 
 
 def mask_pyramid(inputs: dict[str, torch.Tensor], frames: int) -> list[torch.Tensor]:
@@ -66,9 +54,9 @@ def guided_step(net: HalloNet, inputs: dict[str, torch.Tensor], frames: int) -> 
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory) -> tuple[HalloNet, dict, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    cfg = yaml.safe_load((FIXTURE / "hallo.yaml").read_text())
+    cfg = fixture_config(FIXTURE)
     tmp = tmp_path_factory.mktemp("hallo_parity")
-    write_base(FIXTURE, cfg, tmp / "base")
+    write_config_base(FIXTURE, tmp / "base")
     args = ["hallo", "--base", str(tmp / "base"), "--net", str(FIXTURE / "net.pth"), "--to", str(tmp / "weights")]
     assert pretrained_main(args) == 0
     assert read_index(tmp / "weights").behaviour == HALLO  # a converted checkpoint computes as Hallo does
