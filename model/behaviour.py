@@ -22,8 +22,9 @@ class ModelBehaviour:
     sampling_beta_schedule: Literal["scaled_linear", "linear"] = opt(
         "scaled_linear", "beta schedule of the sampler (training always uses scaled_linear); Hallo samples with linear")
     reference_token_pairing: Literal["per_branch", "hallo_tiled"] = opt(
-        "per_branch", "face tokens of the ReferenceNet pass under guidance: each branch its own (per_branch), or "
-        "Hallo's tiling across the reference and motion frames (hallo_tiled)")
+        "per_branch", "the ReferenceNet pass under guidance: each branch with its own face tokens and reference "
+        "features (per_branch), or Hallo's batch tiling (hallo_tiled): token sets alternate over the reference and "
+        "motion frames, and the conditional frames alternate between the two branches' reference features")
     reference_bank_dtype: Literal["compute", "float16"] = opt(
         "compute", "reference and motion-frame features as the model computes them (compute), or rounded through "
         "float16 before the denoiser reads them (float16, as Hallo does even in float32); training too")

@@ -2,6 +2,7 @@
 stage 2 from it on curated shards, generate from the export."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -9,12 +10,15 @@ from pathlib import Path
 import av
 import pytest
 import soundfile as sf
+import torch
 
 from foundation.audio_features import num_frames
+from foundation.config import load_config
 from hallo_fixture import HALLO_TINY, write_standin_base
 from model.behaviour import HALLO
 from model.weights import load_net, read_index
 from stagerun import ROOT, losses, run_stage, stage_overrides
+from training.config import TrainConfig
 
 TRAINED_IN_STAGE2 = ("audio_proj.", "denoising_unet.audio_modules.", "denoising_unet.motion_modules.")
 
@@ -42,17 +46,38 @@ def hallo_shards(fixture_by_variant, hallo_base, tmp_path_factory) -> dict[str, 
     return {"train": shards, "validation": shards}
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
-
-
-def test_convert_hallo_fine_tune_stage2_and_generate(hallo_base, hallo_shards, tmp_path) -> None:
-    weights = tmp_path / "hallo_weights"
+@pytest.fixture(scope="module")
+def hallo_weights(hallo_base, tmp_path_factory) -> Path:
+    """The fixture's net.pth converted as a user does (python -m model.pretrained hallo ...)."""
+    weights = tmp_path_factory.mktemp("hallo") / "weights"
     convert = _run("-m", "model.pretrained", "hallo", "--base", str(hallo_base), "--net", str(HALLO_TINY / "net.pth"),
                    "--to", str(weights), "--preset", "tiny")
     assert convert.returncode == 0, convert.stderr[-3000:]
     assert read_index(weights).behaviour == HALLO
+    return weights
 
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_stage1_starts_from_converted_weights_with_their_behaviour(hallo_weights, hallo_base) -> None:
+    from training.stage1 import Stage1
+
+    cfg = load_config(TrainConfig, None, [f"model.init_from={hallo_weights}", f"model.pretrained_dir={hallo_base}",
+                                          "model.behaviour={motion_in_plain_blocks: true}", "run.precision=fp32"])
+    stage = Stage1()
+    net = stage.build(cfg, torch.device("cpu")).net
+    assert net.behaviour == stage.behaviour == dataclasses.replace(HALLO, motion_in_plain_blocks=True)
+    converted = load_net(hallo_weights).state_dict()
+    assert all(torch.equal(v, converted[k]) for k, v in net.state_dict().items())
+    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("reference_unet.", "denoising_unet.spatial.", "face_locator.", "image_proj."))
+                             for n in trainable)
+
+
+def test_convert_hallo_fine_tune_stage2_and_generate(hallo_weights, hallo_base, hallo_shards, tmp_path) -> None:
+    weights = hallo_weights
     out = tmp_path / "stage2"
     sets = stage_overrides(hallo_shards, hallo_base, out, **{"model.init_from": str(weights), "run.max_steps": 2,
                                                               "run.validate_every": 0})
