@@ -26,7 +26,8 @@ from model.reference_attention import install_reference_processors
 
 
 # Region masks (pose, face, lip channels): one tensor (b, 3, H, W) or per frame (b, f, 3, H, W), resized to
-# every resolution; or a pyramid, one such tensor per resolution, used where its size matches.
+# every resolution; or a pyramid of such tensors, largest first (e.g. rasterised per resolution, as the
+# reference does), each used where its size matches and the first resized for any other size.
 RegionMasks = Union[torch.Tensor, Sequence[torch.Tensor]]
 
 

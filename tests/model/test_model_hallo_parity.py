@@ -2,7 +2,7 @@
 hallo`, must reproduce what Hallo's classes computed from it (tests/fixtures/hallo_tiny/README.md).
 
 HALLO_PARITY_FIXTURE=/path/to/fixture runs the same test on another fixture of that layout (other sizes,
-frames, seed), e.g. one made with Hallo's code by shared/tools/hallo_parity/make_parity_fixture.py.
+frames, seed), made by the same generator from Hallo's code.
 """
 from __future__ import annotations
 
