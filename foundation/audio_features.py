@@ -38,13 +38,22 @@ def wav2vec2_features(
     model: Wav2Vec2Model,
     feature_extractor: Wav2Vec2FeatureExtractor,
     fps: int = FPS,
+    pad_to_multiple: int = 0,
 ) -> torch.Tensor:
-    """16 kHz mono float waveform -> (frames, layers, dim) float32 on the CPU."""
+    """16 kHz mono float waveform -> (frames, layers, dim) float32 on the CPU.
+
+    pad_to_multiple > 0 zero-pads the normalised waveform to a whole number of that many video frames
+    first, as the reference's generation does (so the features run on past the audio's end).
+    """
     frames = num_frames(len(waveform), fps, SAMPLE_RATE)
     if frames == 0:
         raise ValueError("empty waveform")
     waveform = np.pad(np.asarray(waveform, np.float32), (0, max(0, MIN_SAMPLES - len(waveform))))
     inputs = feature_extractor(waveform, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_values
+    if pad_to_multiple > 0:
+        extra = -frames % pad_to_multiple
+        inputs = F.pad(inputs, (0, extra * (SAMPLE_RATE // fps)))
+        frames += extra
     device = next(model.parameters()).device
 
     def to_video_rate(_module: torch.nn.Module, _inputs: tuple, cnn: torch.Tensor) -> torch.Tensor:

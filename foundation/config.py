@@ -132,6 +132,11 @@ def _check_bounds(value: Any, meta: Any, key: str) -> None:
             raise ConfigError(f"config key '{key}' must be {_bounds_text(meta)}, got {v!r}")
 
 
+def from_mapping(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """`cls` from a plain mapping, checked like a YAML file: unknown keys and bad values raise ConfigError."""
+    return _build(cls, data, prefix)
+
+
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     node = tree

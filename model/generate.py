@@ -20,7 +20,7 @@ from typing import Literal
 
 import torch
 
-from foundation.audio_features import SAMPLE_RATE, load_wav2vec2, wav2vec2_features
+from foundation.audio_features import SAMPLE_RATE, load_wav2vec2, num_frames, wav2vec2_features
 from foundation.identity import IdentityEncoder
 from foundation.masks import region_masks
 from foundation.media_io import read_audio, write_video
@@ -71,7 +71,8 @@ def prepare(cfg: GenerateConfig, inputs: GenerationInputs | None = None) -> tupl
     embedding, _ = identity.embed(portrait.image)
     waveform, _ = read_audio(cfg.audio, SAMPLE_RATE, mono=True)
     wav2vec2, extractor = load_wav2vec2(resolve(weights, index.wav2vec2, "wav2vec2"), device)
-    features = wav2vec2_features(waveform[0], wav2vec2, extractor, index.fps)
+    # Weights that expect it (Hallo's) get the waveform padded to whole clips before wav2vec2.
+    features = wav2vec2_features(waveform[0], wav2vec2, extractor, index.fps, index.behaviour.audio_pad_frames)
     del wav2vec2
     reference = Reference(
         image=torch.from_numpy(portrait.image).permute(2, 0, 1).float() / 127.5 - 1.0,
@@ -86,6 +87,7 @@ def prepare(cfg: GenerateConfig, inputs: GenerationInputs | None = None) -> tupl
         cfg=cfg.cfg,
         audio_weights=(cfg.pose_weight, cfg.face_weight, cfg.lip_weight),
         seed=cfg.seed,
+        frames=num_frames(waveform.shape[1], index.fps, SAMPLE_RATE),
     )
     pipeline = HalloPipeline(load_net(weights, dtype), load_vae(resolve(weights, index.vae, "vae"), dtype), device)
     return pipeline, reference, features, settings
@@ -95,7 +97,7 @@ def generate(cfg: GenerateConfig, inputs: GenerationInputs | None = None) -> Pat
     inputs = inputs or check_generation(cfg)
     pipeline, reference, features, settings = prepare(cfg, inputs)
     log.info("%d frames in clips of %d (+%d motion frames), %d steps, cfg %.2f",
-             features.shape[0], settings.clip_frames, settings.motion_frames, settings.steps, settings.cfg)
+             settings.frames, settings.clip_frames, settings.motion_frames, settings.steps, settings.cfg)
     frames = pipeline(reference, features, settings, progress=cfg.progress)
     audio, rate = read_audio(cfg.audio, mono=False)
     write_video(cfg.out, frames, inputs.index.fps, audio, rate)

@@ -19,6 +19,7 @@ class Level:
     index: int  # block index inside `kind` (0 for the mid block)
     layers: int  # resnet(+attention) layers, each followed by a motion module
     channels: int
+    in_channels: int  # the block's `in_channels` argument in diffusers: width entering a down block, skip width of an up block
     cross_attention: bool  # has spatial transformers (and so reference attention and audio modules)
     heads: int  # spatial attention heads at this level
 
@@ -35,13 +36,14 @@ def unet_levels(config: dict) -> list[Level]:
     n = len(channels)
     heads = _per_block(config.get("num_attention_heads") or config["attention_head_dim"], n)
     layers = int(config["layers_per_block"])
+    down, up = config["down_block_types"], config["up_block_types"]
     levels = [
-        Level("down_blocks", i, layers, channels[i], "CrossAttn" in config["down_block_types"][i], heads[i])
+        Level("down_blocks", i, layers, channels[i], channels[max(i - 1, 0)], "CrossAttn" in down[i], heads[i])
         for i in range(n)
     ]
-    levels.append(Level("mid_block", 0, 1, channels[-1], True, heads[-1]))
+    levels.append(Level("mid_block", 0, 1, channels[-1], channels[-1], True, heads[-1]))
     levels += [
-        Level("up_blocks", i, layers + 1, channels[n - 1 - i], "CrossAttn" in config["up_block_types"][i], heads[n - 1 - i])
+        Level("up_blocks", i, layers + 1, channels[n - 1 - i], channels[max(n - 2 - i, 0)], "CrossAttn" in up[i], heads[n - 1 - i])
         for i in range(n)
     ]
     return levels
@@ -50,15 +52,15 @@ def unet_levels(config: dict) -> list[Level]:
 class PerLevel(nn.Module):
     """One optional module per layer of every level: `down_blocks[i][j]`, `mid_block[0][0]`, `up_blocks[i][j]`."""
 
-    def __init__(self, levels: list[Level], make: Callable[[Level], nn.Module | None]) -> None:
+    def __init__(self, levels: list[Level], make: Callable[[Level, int], nn.Module | None]) -> None:
         super().__init__()
         self.down_blocks = nn.ModuleList()
         self.mid_block = nn.ModuleList()
         self.up_blocks = nn.ModuleList()
         for level in levels:
             slots = nn.ModuleList()
-            for _ in range(level.layers):
-                module = make(level)
+            for layer in range(level.layers):
+                module = make(level, layer)
                 if module is None:
                     break
                 slots.append(module)

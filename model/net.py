@@ -16,15 +16,17 @@ import torch
 from diffusers import UNet2DConditionModel
 from torch import nn
 
+from model.behaviour import ModelBehaviour
 from model.face_locator import FaceLocator
 from model.presets import Preset
 from model.projections import AudioProj, ImageProj
 from model.reference_attention import install_reference_processors
-from model.unet3d import DenoisingUNet3D
+from model.reference_unet import ReferenceUNet
+from model.unet3d import DenoisingUNet3D, RegionMasks
 
 COMPONENTS = ("reference_unet", "denoising_unet", "face_locator", "image_proj", "audio_proj")
 COMPONENT_CLASSES = {
-    "reference_unet": UNet2DConditionModel,
+    "reference_unet": ReferenceUNet,
     "denoising_unet": DenoisingUNet3D,
     "face_locator": FaceLocator,
     "image_proj": ImageProj,
@@ -34,26 +36,34 @@ COMPONENT_CLASSES = {
 
 @dataclass
 class HalloModules:
-    reference_unet: UNet2DConditionModel
+    reference_unet: ReferenceUNet
     denoising_unet: DenoisingUNet3D
     face_locator: FaceLocator
     image_proj: ImageProj
     audio_proj: AudioProj
 
 
-def build_hallo_modules(preset: Preset, reference_unet: UNet2DConditionModel | None = None) -> HalloModules:
-    """Fresh modules at the preset's sizes; pass a (pretrained) 2D UNet to copy into both UNets."""
+def build_hallo_modules(preset: Preset, unet: UNet2DConditionModel | None = None) -> HalloModules:
+    """Fresh modules at the preset's sizes; pass a (pretrained) SD UNet to copy into both UNets."""
     token_dim = int(preset.unet["cross_attention_dim"])
-    if reference_unet is None:
-        reference_unet = UNet2DConditionModel(**preset.unet)
-    extras = {"audio_dim": token_dim, "motion_heads": preset.motion_heads, "motion_max_len": preset.motion_max_len}
+    extras = {
+        "audio_dim": preset.audio_token_dim or token_dim,
+        "motion_heads": preset.motion_heads,
+        "motion_max_len": preset.motion_max_len,
+    }
+    if unet is None:
+        denoising_unet = DenoisingUNet3D(unet=dict(preset.unet), **extras)
+        unet = denoising_unet.spatial
+    else:
+        denoising_unet = DenoisingUNet3D.from_unet2d(unet, **extras)
     return HalloModules(
-        reference_unet=reference_unet,
-        denoising_unet=DenoisingUNet3D.from_unet2d(reference_unet, **extras),
+        reference_unet=ReferenceUNet.from_unet(unet),
+        denoising_unet=denoising_unet,
         face_locator=FaceLocator(3, tuple(preset.face_locator_channels), int(preset.unet["block_out_channels"][0])),
         image_proj=ImageProj(preset.face_embed_dim, preset.image_tokens, token_dim),
         audio_proj=AudioProj(
-            preset.audio_window, preset.audio_layers, preset.audio_dim, preset.audio_hidden, preset.audio_tokens, token_dim
+            preset.audio_window, preset.audio_layers, preset.audio_dim, preset.audio_hidden, preset.audio_tokens,
+            preset.audio_token_dim or token_dim,
         ),
     )
 
@@ -75,54 +85,89 @@ UNCONDITIONAL = Drop(reference=True, identity=True, face_region=True, audio=True
 class Conditions:
     """Everything a clip is conditioned on, computed once and reused at every denoising step."""
 
-    reference: dict[str, torch.Tensor] | None  # transformer-block path -> (b, tokens, c); None = no reference attention
+    reference: dict[str, torch.Tensor] | None  # block path -> (b, tokens, c) or per frame (b, f, tokens, c); None = none
     motion: dict[str, torch.Tensor]  # attention path -> (b, m, tokens, c): motion-frame features
     face_tokens: torch.Tensor  # (b, n, d)
     face_features: torch.Tensor | None  # (b, c0, h, w)
     audio_tokens: torch.Tensor | None  # (b, f, n, d)
-    region_masks: torch.Tensor | None  # (b, 3, H, W) or (b, f, 3, H, W): pose, face, lip
+    region_masks: RegionMasks | None  # pose, face, lip masks (see model.unet3d.RegionMasks)
 
 
 class HalloNet(nn.Module):
-    def __init__(self, modules: HalloModules) -> None:
+    def __init__(self, modules: HalloModules, behaviour: ModelBehaviour | None = None) -> None:
         super().__init__()
         self.reference_unet = modules.reference_unet
         self.denoising_unet = modules.denoising_unet
         self.face_locator = modules.face_locator
         self.image_proj = modules.image_proj
         self.audio_proj = modules.audio_proj
+        self.behaviour = behaviour if behaviour is not None else ModelBehaviour()
         install_reference_processors(self.reference_unet, "write")
 
     def parts(self) -> HalloModules:
         return HalloModules(**{name: getattr(self, name) for name in COMPONENTS})
 
-    def reference_features(
-        self, ref_latents: torch.Tensor, motion_latents: torch.Tensor | None, face_tokens: torch.Tensor
-    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """One ReferenceNet pass at t=0 over the reference and the motion frames.
+    def reference_bank(self, images: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One ReferenceNet pass at t=0: images (b, s, c, h, w) with face tokens (b, s, n, d) per image.
 
-        ref_latents (b, c, h, w); motion_latents (b, m, c, h, w) or None. Returns the reference-attention
-        features (block path -> (b, tokens, c)) and the motion-frame features (attention path -> (b, m, tokens, c)).
+        Returns transformer-block path -> (b, s, h*w, c): the input of its spatial self-attention,
+        rounded through float16 when behaviour.reference_bank_dtype says so.
         """
-        b = ref_latents.shape[0]
+        b, s = images.shape[:2]
+        bank: dict[str, torch.Tensor] = {}
+        self.reference_unet(
+            images.flatten(0, 1), 0, encoder_hidden_states=tokens.flatten(0, 1), cross_attention_kwargs={"reference": bank}
+        )
+        rounded = self.behaviour.reference_bank_dtype == "float16"
+        return {
+            block: (feats.to(torch.float16).to(feats.dtype) if rounded else feats).reshape(b, s, *feats.shape[1:])
+            for block, feats in bank.items()
+        }
+
+    @staticmethod
+    def split_bank(bank: dict[str, torch.Tensor], rows: slice) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The reference-attention features (row `rows.start`: the reference image) and the motion-frame
+        features (the rows after it) of one set of bank rows: block path -> (b, tokens, c), and
+        attention path -> (b, m, tokens, c)."""
+        spatial, motion = {}, {}
+        for block, feats in bank.items():
+            feats = feats[:, rows]
+            spatial[block] = feats[:, 0]
+            if feats.shape[1] > 1:
+                motion[block.rsplit(".transformer_blocks.", 1)[0]] = feats[:, 1:]
+        return spatial, motion
+
+    @staticmethod
+    def _images(ref_latents: torch.Tensor, motion_latents: torch.Tensor | None) -> torch.Tensor:
+        """(b, 1 + m, c, h, w): the reference latent followed by the motion-frame latents."""
         images = ref_latents.unsqueeze(1)
         if motion_latents is not None:
             images = torch.cat([images, motion_latents.to(ref_latents.dtype)], dim=1)
-        per_sample = images.shape[1]
-        bank: dict[str, torch.Tensor] = {}
-        self.reference_unet(
-            images.flatten(0, 1),
-            0,
-            encoder_hidden_states=face_tokens.repeat_interleave(per_sample, dim=0),
-            cross_attention_kwargs={"reference": bank},
+        return images
+
+    def _face_tokens(self, face_embedding: torch.Tensor, drop: Drop) -> torch.Tensor:
+        return self.image_proj(torch.zeros_like(face_embedding) if drop.identity else face_embedding)
+
+    @staticmethod
+    def _conditions(
+        bank: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]],
+        face_tokens: torch.Tensor,
+        face_features: torch.Tensor,
+        audio_tokens: torch.Tensor | None,
+        region_masks: RegionMasks | None,
+        drop: Drop,
+    ) -> Conditions:
+        reference, motion = bank
+        if audio_tokens is not None and drop.audio:
+            audio_tokens = torch.zeros_like(audio_tokens)
+        return Conditions(
+            reference=None if drop.reference else reference,
+            motion=motion,
+            face_tokens=face_tokens,
+            face_features=None if drop.face_region else face_features,
+            audio_tokens=audio_tokens,
+            region_masks=region_masks,
         )
-        spatial, motion = {}, {}
-        for block, tokens in bank.items():
-            tokens = tokens.reshape(b, per_sample, *tokens.shape[1:])
-            spatial[block] = tokens[:, 0]
-            if per_sample > 1:
-                motion[block.rsplit(".transformer_blocks.", 1)[0]] = tokens[:, 1:]
-        return spatial, motion
 
     def encode(
         self,
@@ -131,27 +176,65 @@ class HalloNet(nn.Module):
         face_embedding: torch.Tensor,
         face_mask: torch.Tensor,
         audio_windows: torch.Tensor | None = None,
-        region_masks: torch.Tensor | None = None,
+        region_masks: RegionMasks | None = None,
         drop: Drop = Drop(),
     ) -> Conditions:
-        """face_embedding (b, 512); face_mask (b, 3, H, W) pixels in [0, 1]; audio_windows (b, f, 5, layers, dim).
+        """ref_latents (b, c, h, w); motion_latents (b, m, c, h, w) or None; face_embedding (b, 512);
+        face_mask (b, 3, H, W) pixels in [0, 1]; audio_windows (b, f, 5, layers, dim).
 
         `drop` replaces conditions by their null value here, so training dropout and the CFG branch agree.
         """
-        if drop.identity:
-            face_embedding = torch.zeros_like(face_embedding)
-        face_tokens = self.image_proj(face_embedding)
-        reference, motion = self.reference_features(ref_latents, motion_latents, face_tokens)
+        face_tokens = self._face_tokens(face_embedding, drop)
+        images = self._images(ref_latents, motion_latents)
+        bank = self.reference_bank(images, face_tokens.unsqueeze(1).expand(-1, images.shape[1], -1, -1))
+        return self._conditions(
+            self.split_bank(bank, slice(None)),
+            face_tokens,
+            self.face_locator(face_mask.to(face_tokens.dtype)),
+            self.audio_proj(audio_windows) if audio_windows is not None else None,
+            region_masks,
+            drop,
+        )
+
+    def encode_guided(
+        self,
+        ref_latents: torch.Tensor,
+        motion_latents: torch.Tensor | None,
+        face_embedding: torch.Tensor,
+        face_mask: torch.Tensor,
+        audio_windows: torch.Tensor | None = None,
+        region_masks: RegionMasks | None = None,
+        null: Drop = UNCONDITIONAL,
+        *,
+        frames: int,
+    ) -> tuple[Conditions, Conditions]:
+        """Classifier-free guidance's (unconditional, conditional) pair: `encode` with `null` and without.
+
+        One ReferenceNet pass covers both branches: the reference and motion frames twice, [null | cond].
+        behaviour.reference_token_pairing `per_branch` gives each image its own branch's face tokens (the
+        same numbers as two `encode` calls). `hallo_tiled` reproduces how Hallo's batch of two tiles:
+        the token sets alternate over the 2(1+m) images ([ref.u, m1.c, m2.u | ref.c, m1.u, m2.c] for
+        m = 2), and the two halves' reference features alternate over the 2 x `frames` denoised frames,
+        so frame k of the conditional branch reads half (frames + k) mod 2 (Hallo computes one video).
+        """
+        cond_tokens = self._face_tokens(face_embedding, Drop())
+        null_tokens = self._face_tokens(face_embedding, null)
+        images = self._images(ref_latents, motion_latents)
+        s = images.shape[1]
+        tiled = self.behaviour.reference_token_pairing == "hallo_tiled"
+        rows = torch.arange(2 * s, device=images.device)
+        tokens = torch.stack([null_tokens, cond_tokens], dim=1)[:, rows % 2 if tiled else rows // s]
+        bank = self.reference_bank(torch.cat([images, images], dim=1), tokens)
+        null_bank, cond_bank = self.split_bank(bank, slice(0, s)), self.split_bank(bank, slice(s, 2 * s))
+        if tiled:
+            half = (frames + torch.arange(frames, device=images.device)) % 2
+            cond_bank = ({k: torch.stack([null_bank[0][k], v], dim=1)[:, half] for k, v in cond_bank[0].items()},
+                         cond_bank[1])
+        face_features = self.face_locator(face_mask.to(cond_tokens.dtype))
         audio_tokens = self.audio_proj(audio_windows) if audio_windows is not None else None
-        if audio_tokens is not None and drop.audio:
-            audio_tokens = torch.zeros_like(audio_tokens)
-        return Conditions(
-            reference=None if drop.reference else reference,
-            motion=motion,
-            face_tokens=face_tokens,
-            face_features=None if drop.face_region else self.face_locator(face_mask.to(face_tokens.dtype)),
-            audio_tokens=audio_tokens,
-            region_masks=region_masks,
+        return (
+            self._conditions(null_bank, null_tokens, face_features, audio_tokens, region_masks, null),
+            self._conditions(cond_bank, cond_tokens, face_features, audio_tokens, region_masks, Drop()),
         )
 
     def denoise(
@@ -174,6 +257,7 @@ class HalloNet(nn.Module):
             region_masks=cond.region_masks,
             audio_weights=audio_weights,
             temporal=temporal,
+            plain_block_motion=self.behaviour.motion_in_plain_blocks,
         )
 
     def forward(

@@ -3,10 +3,11 @@
 For every clip of `clip_frames` frames:
   motion frames  = the reference image repeated (first clip; training must use the same) or the
                    last `motion_frames` decoded frames of the previous clip, VAE-encoded again;
-  conditions     = HalloNet.encode(...) once per clip, and once more with UNCONDITIONAL for CFG
-                   (no reference attention, ImageProj(0), no face locator, zero audio tokens);
-  denoise        = `steps` DDIM steps from noise drawn from one seeded CPU generator, so the same
-                   seed gives the same video on any device;
+  conditions     = HalloNet.encode(...) once per clip, or with CFG HalloNet.encode_guided(...): the pair
+                   of it and the UNCONDITIONAL branch (no reference attention, ImageProj(0), no face
+                   locator, zero audio tokens), paired as the weights' behaviour says;
+  denoise        = `steps` DDIM steps (beta schedule: the weights' behaviour) from noise drawn from
+                   one seeded CPU generator, so the same seed gives the same video on any device;
   decode         = VAE decode; the video is trimmed to the audio's frame count at the end.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from diffusers import AutoencoderKL
 from tqdm.auto import tqdm
 
-from model.net import UNCONDITIONAL, HalloNet
+from model.net import HalloNet
 from model.projections import audio_windows
 from model.scheduler import make_scheduler
 
@@ -42,6 +43,7 @@ class SamplerSettings:
     cfg: float = 3.5
     audio_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # pose, face, lip
     seed: int = 42
+    frames: int = 0  # video frames to produce; 0 = one per audio feature row (fewer when the features were padded)
 
 
 class HalloPipeline:
@@ -63,9 +65,9 @@ class HalloPipeline:
     @torch.no_grad()
     def __call__(self, ref: Reference, audio_features: torch.Tensor, settings: SamplerSettings, progress: bool = True) -> np.ndarray:
         """audio_features (T, layers, dim) at the video rate -> T frames, (T, H, W, 3) uint8 RGB."""
-        total = audio_features.shape[0]
+        total = settings.frames or audio_features.shape[0]
         f, m = settings.clip_frames, settings.motion_frames
-        net, scheduler = self.net, make_scheduler()
+        net, scheduler = self.net, make_scheduler(self.net.behaviour.sampling_beta_schedule)
         generator = torch.Generator("cpu").manual_seed(settings.seed)
         window = int(net.audio_proj.config.window)
         image = ref.image[None].to(self.device, self.dtype)
@@ -81,9 +83,10 @@ class HalloPipeline:
         for clip in tqdm(range(math.ceil(total / f)), desc="clips", unit="clip", disable=not progress):
             motion = self._encode(motion_pixels)[None] if m else None
             windows = audio_windows(features, clip * f, f, window)[None]
-            cond = net.encode(ref_latents, motion, audio_windows=windows, **inputs)
-            guided = settings.cfg != 1.0
-            uncond = net.encode(ref_latents, motion, audio_windows=windows, drop=UNCONDITIONAL, **inputs) if guided else None
+            if settings.cfg != 1.0:
+                uncond, cond = net.encode_guided(ref_latents, motion, audio_windows=windows, frames=f, **inputs)
+            else:
+                uncond, cond = None, net.encode(ref_latents, motion, audio_windows=windows, **inputs)
             shape = (1, ref_latents.shape[1], f, *ref_latents.shape[2:])
             latents = torch.randn(shape, generator=generator).to(self.device, self.dtype) * scheduler.init_noise_sigma
             scheduler.set_timesteps(settings.steps, device=self.device)

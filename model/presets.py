@@ -95,6 +95,7 @@ class Preset:
     audio_window: int = 2
     audio_hidden: int = 512
     audio_tokens: int = 32
+    audio_token_dim: int = 0  # width of the audio tokens; 0 = the UNet's cross_attention_dim (768 both in Hallo)
     motion_heads: int = 8
     motion_max_len: int = 32
 

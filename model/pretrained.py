@@ -8,28 +8,38 @@ Base folder layout (the same for real weights and stand-ins, so one loading path
     BASE/wav2vec2/                       facebook/wav2vec2-base-960h
     BASE/insightface/models/             antelopev2 detector (scrfd_10g_bnkps) + recogniser (glintr100)
     BASE/syncnet/syncnet_v2.model        SyncNet (syncnet_python's weights; LatentSync's HF repo auxiliary/)
+    BASE/hallo/net.pth                   fudan-generative-ai/hallo: Hallo's released weights
 
     python -m model.pretrained fetch --to BASE          (needs internet and the Hugging Face hub)
     python -m model.pretrained tiny --to BASE           (random stand-ins, tiny preset by default, offline)
     python -m model.pretrained init --base BASE --preset sd15 --to WEIGHTS
         -> a generation/training-ready weights folder (model.weights): SD-1.5 in the ReferenceNet and
            the denoising UNet, AnimateDiff in the motion modules, the rest freshly initialised.
+    python -m model.pretrained hallo --base BASE [--net BASE/hallo/net.pth] --to WEIGHTS
+        -> Hallo's released weights as a weights folder that computes what Hallo computes
+           (model/hallo_checkpoint.py; behaviours: model/behaviour.py HALLO). Exit status 2 on a
+           file that is not a Hallo net.pth fitting the base's UNet, with one line naming the key.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+import torch
 from diffusers import UNet2DConditionModel
 from transformers import Wav2Vec2Config
 
 from foundation.syncnet import weights_in
+from model.behaviour import HALLO, ModelBehaviour
+from model.hallo_checkpoint import HalloCheckpointError, hallo_preset, map_hallo_state_dict, read_hallo_net
 from model.motion_checkpoint import load_motion_checkpoint
-from model.net import HalloModules, build_hallo_modules
+from model.net import COMPONENTS, HalloModules, build_hallo_modules
 from model.presets import PRESETS, Preset, get_preset, with_base_configs
 from model.syncnet_weights import fetch_syncnet
 from model.unet3d import unet_config_dict
@@ -41,6 +51,7 @@ SD15_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 VAE_REPO = "stabilityai/sd-vae-ft-mse"
 MOTION_REPO, MOTION_FILE = "guoyww/animatediff", "mm_sd_v15_v2.ckpt"
 WAV2VEC2_REPO = "facebook/wav2vec2-base-960h"
+HALLO_REPO, HALLO_FILE = "fudan-generative-ai/hallo", "hallo/net.pth"
 INSIGHTFACE_PACK = "antelopev2"
 INSIGHTFACE_FILES = ("scrfd_10g_bnkps.onnx", "glintr100.onnx")  # detection + recognition only
 
@@ -53,6 +64,7 @@ def base_paths(base: Path) -> dict[str, Path]:
         "wav2vec2": base / "wav2vec2",
         "insightface": base / "insightface" / "models",
         "syncnet": weights_in(base),
+        "hallo": base / HALLO_FILE,
     }
 
 
@@ -79,6 +91,8 @@ def fetch(to: Path) -> None:
                 hf_hub_download(WAV2VEC2_REPO, "model.safetensors", local_dir=paths["wav2vec2"])
             except EntryNotFoundError:
                 hf_hub_download(WAV2VEC2_REPO, "pytorch_model.bin", local_dir=paths["wav2vec2"])
+        if not paths["hallo"].is_file():
+            hf_hub_download(HALLO_REPO, HALLO_FILE, local_dir=to)  # lands at to/hallo/net.pth
         if not paths["insightface"].is_dir():
             from insightface.utils.storage import download
 
@@ -99,16 +113,16 @@ def init_from_base(base: Path, preset: Preset) -> tuple[HalloModules, Preset]:
     unet = UNet2DConditionModel.from_pretrained(str(paths["unet"]))
     wav2vec2 = Wav2Vec2Config.from_pretrained(str(paths["wav2vec2"])).to_dict()
     preset = with_base_configs(preset, unet_config_dict(unet), wav2vec2)
-    modules = build_hallo_modules(preset, reference_unet=unet)
+    modules = build_hallo_modules(preset, unet)
     report = load_motion_checkpoint(modules.denoising_unet.motion_modules, paths["motion"])
     log.info("motion module: %s", report.summary())
     return modules, preset
 
 
-def init_weights(base: Path, preset: Preset, to: Path) -> WeightsIndex:
-    modules, preset = init_from_base(base, preset)
+def weights_index(preset: Preset, base: Path, behaviour: ModelBehaviour | None = None) -> WeightsIndex:
+    """The index of a weights folder made from `base` at the preset's generation sizes."""
     paths = base_paths(base)
-    index = WeightsIndex(
+    return WeightsIndex(
         preset=preset.name,
         resolution=preset.resolution,
         clip_frames=preset.infer_frames,
@@ -116,15 +130,73 @@ def init_weights(base: Path, preset: Preset, to: Path) -> WeightsIndex:
         vae=str(paths["vae"]),
         wav2vec2=str(paths["wav2vec2"]),
         insightface=str(paths["insightface"]),
+        behaviour=behaviour if behaviour is not None else ModelBehaviour(),
     )
+
+
+def init_weights(base: Path, preset: Preset, to: Path) -> WeightsIndex:
+    modules, preset = init_from_base(base, preset)
+    index = weights_index(preset, base)
     save_weights(modules, to, index)
+    return index
+
+
+def base_configs(base: Path) -> tuple[dict, dict]:
+    """The SD UNet's constructor arguments and the wav2vec2 config of a base folder (configs only)."""
+    paths = base_paths(base)
+    try:
+        with torch.device("meta"):
+            unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(str(paths["unet"])))
+        wav2vec2 = Wav2Vec2Config.from_pretrained(str(paths["wav2vec2"])).to_dict()
+    except (OSError, ValueError) as err:
+        raise HalloCheckpointError(f"base folder {base}: {str(err).strip().splitlines()[0]}") from None
+    return unet_config_dict(unet), wav2vec2
+
+
+def load_hallo_modules(modules: HalloModules, state: dict[str, torch.Tensor]) -> None:
+    """Put net.pth's tensors into `modules` (built at the matching sizes, on any device, meta too)."""
+    target = {f"{name}.{k}": v for name in COMPONENTS for k, v in getattr(modules, name).state_dict().items()}
+    mapped = map_hallo_state_dict(state, target)
+    for name in COMPONENTS:
+        prefix = name + "."
+        module = getattr(modules, name)
+        module.load_state_dict({k[len(prefix):]: v for k, v in mapped.items() if k.startswith(prefix)}, assign=True)
+        unfilled = [k for k, v in [*module.named_parameters(), *module.named_buffers()] if v.is_meta]
+        if unfilled:
+            raise HalloCheckpointError(f"the model's '{name}.{unfilled[0]}' has no tensor in net.pth")
+
+
+def hallo_modules(state: dict[str, torch.Tensor], base: Path, preset: Preset) -> tuple[HalloModules, Preset]:
+    """Modules sized after the base's UNet config and net.pth itself, holding net.pth's weights."""
+    unet, wav2vec2 = base_configs(base)
+    preset = hallo_preset(state, preset, unet, wav2vec2)
+    with torch.device("meta"):  # no memory until net.pth's tensors are assigned
+        modules = build_hallo_modules(preset)
+    load_hallo_modules(modules, state)
+    return modules, preset
+
+
+def convert_hallo(base: Path, net: Path, preset: Preset, to: Path) -> WeightsIndex:
+    """Hallo's net.pth -> a weights folder recording Hallo's behaviours; written whole or not at all."""
+    if to.exists() and any(to.iterdir()):
+        raise HalloCheckpointError(f"{to} exists and is not empty: choose a new folder")
+    modules, preset = hallo_modules(read_hallo_net(net), base, preset)
+    index = weights_index(preset, base, dataclasses.replace(HALLO))
+    tmp = to.with_name(f".{to.name}.converting")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_weights(modules, tmp, index)
+    if to.exists():
+        to.rmdir()
+    os.replace(tmp, to)
+    log.info("converted %s (%d tensors) into %s", net, sum(len(getattr(modules, n).state_dict()) for n in COMPONENTS), to)
     return index
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Pretrained bases for the Hallo model (see module docstring).")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("fetch", help="download the real bases (needs internet)").add_argument("--to", type=Path, required=True)
+    sub.add_parser("fetch", help="download the real bases and Hallo's net.pth (needs internet)").add_argument(
+        "--to", type=Path, required=True)
     tiny = sub.add_parser("tiny", help="write random stand-ins in the same layout (offline)")
     tiny.add_argument("--to", type=Path, required=True)
     tiny.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="sizes (sd15: full-size random weights)")
@@ -132,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     init.add_argument("--base", type=Path, required=True)
     init.add_argument("--preset", choices=sorted(PRESETS), default="sd15")
     init.add_argument("--to", type=Path, required=True)
+    hallo = sub.add_parser("hallo", help="convert Hallo's released net.pth into a weights folder")
+    hallo.add_argument("--base", type=Path, required=True, help="base folder: unet/config.json, wav2vec2/, vae/, insightface/")
+    hallo.add_argument("--net", type=Path, help="Hallo's net.pth (default: BASE/hallo/net.pth)")
+    hallo.add_argument("--to", type=Path, required=True, help="new weights folder")
+    hallo.add_argument("--preset", choices=sorted(PRESETS), default="sd15",
+                       help="resolution and clip sizes recorded for generation (the modules' sizes come from the files)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "fetch":
@@ -140,8 +218,14 @@ def main(argv: list[str] | None = None) -> int:
         from model.standins import write_standins  # torch.onnx export machinery, only here
 
         write_standins(get_preset(args.preset), args.to)
-    else:
+    elif args.command == "init":
         init_weights(args.base, get_preset(args.preset), args.to)
+    else:
+        try:
+            convert_hallo(args.base, args.net or base_paths(args.base)["hallo"], get_preset(args.preset), args.to)
+        except HalloCheckpointError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     print(f"wrote {args.to}")
     return 0
 

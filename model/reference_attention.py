@@ -44,8 +44,10 @@ class ReferenceAttnProcessor(AttnProcessor2_0):
             reference[self.block_name] = hidden_states
         elif reference is not None and self.role == "read" and self.block_name in reference:
             ref = reference[self.block_name]
-            # (batch, tokens, c) -> one copy per frame of the (batch * frames) hidden states
-            ref = ref.repeat_interleave(hidden_states.shape[0] // ref.shape[0], dim=0)
+            if ref.ndim == 4:  # (batch, frames, tokens, c): one per frame already
+                ref = ref.flatten(0, 1)
+            else:  # (batch, tokens, c) -> one copy per frame of the (batch * frames) hidden states
+                ref = ref.repeat_interleave(hidden_states.shape[0] // ref.shape[0], dim=0)
             encoder_hidden_states = torch.cat([hidden_states, ref.to(hidden_states.dtype)], dim=1)
         return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
 

@@ -4,14 +4,14 @@ and hierarchical audio modules after every layer.
 `spatial` is a stock `UNet2DConditionModel` (same parameter names as the SD-1.5 UNet, so its weights
 load as they are). Its blocks are run layer by layer here because the reference order inside each
 layer is: resnet -> spatial transformer (reference attention, cross-attention to the face tokens)
--> audio module -> motion module. Every motion module runs, with or without cross-attention in the
-block and with or without gradient checkpointing (the reference skips the 8x8 ones when
-checkpointing).
+-> audio module -> motion module. The motion modules of the blocks without cross-attention (the 8x8
+level at SD-1.5 size) run unless `plain_block_motion=False` (Hallo's released model skips them:
+ModelBehaviour.motion_in_plain_blocks); gradient checkpointing never changes which modules run.
 """
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,12 @@ from model.audio_attention import build_audio_modules
 from model.levels import Level, unet_levels
 from model.motion_module import build_motion_modules, run_motion_module
 from model.reference_attention import install_reference_processors
+
+
+# Region masks (pose, face, lip channels): one tensor (b, 3, H, W) or per frame (b, f, 3, H, W), resized to
+# every resolution; or a pyramid of such tensors, largest first (e.g. rasterised per resolution, as the
+# reference does), each used where its size matches and the first resized for any other size.
+RegionMasks = Union[torch.Tensor, Sequence[torch.Tensor]]
 
 
 def unet_config_dict(unet: UNet2DConditionModel) -> dict[str, Any]:
@@ -56,6 +62,11 @@ class DenoisingUNet3D(ModelMixin, ConfigMixin):
         model.spatial.load_state_dict(unet.state_dict())
         return model
 
+    def plain_block_motion_modules(self) -> list[nn.Module]:
+        """The motion modules of the blocks without cross-attention (skipped when plain_block_motion=False)."""
+        return [m for level in self.levels if not level.cross_attention
+                for m in getattr(self.motion_modules, level.kind)[level.index]]
+
     def _run(self, fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
         if self.gradient_checkpointing and torch.is_grad_enabled():
             return self._gradient_checkpointing_func(fn, *args)
@@ -71,17 +82,19 @@ class DenoisingUNet3D(ModelMixin, ConfigMixin):
         motion_frames: dict[str, torch.Tensor] | None = None,
         face_features: torch.Tensor | None = None,
         audio_tokens: torch.Tensor | None = None,
-        region_masks: torch.Tensor | None = None,
+        region_masks: RegionMasks | None = None,
         audio_weights: Sequence[float] = (1.0, 1.0, 1.0),
         temporal: bool = True,
+        plain_block_motion: bool = True,
     ) -> torch.Tensor:
         """Predict (b, c, f, h, w) from noisy latents `sample` (b, c, f, h, w).
 
         encoder_hidden_states: (b, n, d) face tokens. reference: transformer-block path -> (b, tokens, c)
         (None = no reference attention). motion_frames: attention path -> (b, m, tokens, c).
         face_features: (b, c0, h, w) or (b, c0, f, h, w), added after conv_in. audio_tokens: (b, f, n, d)
-        (None skips the audio modules). region_masks: (b, 3, H, W) or (b, f, 3, H, W), channels
-        pose/face/lip. temporal=False skips the motion modules (image-level training).
+        (None skips the audio modules). region_masks: see RegionMasks. temporal=False skips the motion
+        modules (image-level training); plain_block_motion=False skips those of the blocks without
+        cross-attention.
         """
         b, _, frames, height, width = sample.shape
         spatial = self.spatial
@@ -115,6 +128,7 @@ class DenoisingUNet3D(ModelMixin, ConfigMixin):
             masks=masks,
             audio_weights=tuple(audio_weights),
             temporal=temporal,
+            plain_block_motion=plain_block_motion,
         )
         n_blocks = len(spatial.down_blocks)
         down, mid, up = self.levels[:n_blocks], self.levels[n_blocks], self.levels[n_blocks + 1 :]
@@ -159,6 +173,7 @@ class DenoisingUNet3D(ModelMixin, ConfigMixin):
         masks: "_MaskPyramid | None",
         audio_weights: tuple[float, ...],
         temporal: bool,
+        plain_block_motion: bool,
     ) -> torch.Tensor:
         """resnet -> spatial transformer -> audio module -> motion module, for layer j of a block."""
         x = self._run(resnet, x, emb)
@@ -171,7 +186,7 @@ class DenoisingUNet3D(ModelMixin, ConfigMixin):
         audio_module = self.audio_modules.get(level, j)
         if audio_module is not None and audio is not None and masks is not None:
             x = self._run(partial(audio_module, weights=audio_weights), x, audio, masks.at(x.shape[-2:]))
-        if temporal:
+        if temporal and (attentions is not None or plain_block_motion):
             motion = None
             if motion_frames is not None and attention_name(level, j) in motion_frames:
                 motion = _tokens_to_maps(motion_frames[attention_name(level, j)], x.shape[-2:])
@@ -186,11 +201,11 @@ def _tokens_to_maps(tokens: torch.Tensor, size: torch.Size) -> torch.Tensor:
 
 
 class _MaskPyramid:
-    """Region masks resized once per resolution, flattened to (b*f, 3, h*w)."""
+    """Region masks flattened to (b*f, 3, h*w) per resolution: given ones as they are, others resized once."""
 
-    def __init__(self, masks: torch.Tensor) -> None:
-        self.masks = masks
-        self.cache: dict[tuple[int, int], torch.Tensor] = {}
+    def __init__(self, masks: list[torch.Tensor]) -> None:
+        self.masks = masks[0]
+        self.cache = {(int(m.shape[-2]), int(m.shape[-1])): m.flatten(2) for m in masks}
 
     def at(self, size: torch.Size) -> torch.Tensor:
         key = (int(size[0]), int(size[1]))
@@ -200,9 +215,13 @@ class _MaskPyramid:
         return self.cache[key]
 
 
-def _per_frame_masks(region_masks: torch.Tensor | None, b: int, frames: int) -> _MaskPyramid:
+def _per_frame_masks(region_masks: RegionMasks | None, b: int, frames: int) -> _MaskPyramid:
     if region_masks is None:
-        raise ValueError("audio_tokens need region_masks (b, 3, H, W) or (b, f, 3, H, W)")
-    if region_masks.ndim == 4:
-        region_masks = region_masks.unsqueeze(1).expand(-1, frames, -1, -1, -1)
-    return _MaskPyramid(region_masks.reshape(b * frames, *region_masks.shape[2:]).float())
+        raise ValueError("audio_tokens need region_masks (b, 3, H, W) or (b, f, 3, H, W), or a list of them")
+    pyramid = [region_masks] if isinstance(region_masks, torch.Tensor) else list(region_masks)
+    flat = []
+    for masks in pyramid:
+        if masks.ndim == 4:
+            masks = masks.unsqueeze(1).expand(-1, frames, -1, -1, -1)
+        flat.append(masks.reshape(b * frames, *masks.shape[2:]).float())
+    return _MaskPyramid(flat)

@@ -151,8 +151,10 @@ def bundle(folder: str | Path) -> None:
 
 
 def load_net(folder: str | Path, dtype: torch.dtype = torch.float32) -> HalloNet:
+    """The five modules of a weights folder, computing as its weights.yaml `behaviour` says."""
+    behaviour = read_index(folder).behaviour
     parts = {name: COMPONENT_CLASSES[name].from_pretrained(Path(folder) / name, torch_dtype=dtype) for name in COMPONENTS}
-    return HalloNet(HalloModules(**parts))
+    return HalloNet(HalloModules(**parts), behaviour)
 
 
 def load_vae(folder: str | Path, dtype: torch.dtype = torch.float32) -> AutoencoderKL:

@@ -14,3 +14,20 @@ def test_readme_tables_match_the_code() -> None:
 def test_readme_shows_the_ci_test_command() -> None:
     ci = (README.parent / ".ci" / "run").read_text()
     assert "make test" in ci and "make test" in README.read_text()
+
+
+def test_readme_behaviours_table_matches_the_code() -> None:
+    """Every ModelBehaviour field, with Hallo's value and the default for new training."""
+    import dataclasses
+    import re
+
+    from model.behaviour import HALLO, ModelBehaviour
+
+    table = README.read_text().split("<!-- behaviours:begin -->")[1].split("<!-- behaviours:end -->")[0]
+    rows = {m[1]: (m[2], m[3]) for m in re.finditer(r"^\| `(\w+)` \| `([^`]*)` \| `([^`]*)` \|", table, re.M)}
+
+    def shown(value: object) -> str:
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    fields = [f.name for f in dataclasses.fields(ModelBehaviour)]
+    assert rows == {name: (shown(getattr(HALLO, name)), shown(getattr(ModelBehaviour(), name))) for name in fields}

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from foundation.config import opt, section
+from model.behaviour import ModelBehaviour, with_overrides
 
 
 @dataclass
@@ -27,8 +28,12 @@ class ModelConfig:
     preset: Literal["tiny", "sd15"] = opt("tiny", "model sizes (model/presets.py)")
     pretrained_dir: str = opt("pretrained", "folder from `python -m model.pretrained fetch|tiny` (unet/, vae/, motion_module/, "
                                             "...), or a hub id holding that layout; an object URL is mirrored to the local cache first")
-    init_from: Optional[str] = opt(None, "stage 2: stage 1's exported weights folder (export/ of its run, or its run.export_url), "
-                                         "or a hub id")
+    init_from: Optional[str] = opt(None, "weights folder to start from: stage 1's export/ (stage 2 needs one), a converted "
+                                   "Hallo checkpoint, any export (a local folder, a run.export_url or a hub id); stage 1 "
+                                   "without it starts from the bases")
+    behaviour: dict[str, Any] = opt({}, "ModelBehaviour fields to change for this run and its exports, e.g. "
+                                    "{motion_in_plain_blocks: true}; the others come from init_from's weights.yaml "
+                                    "(else the defaults). See model/behaviour.py")
     gradient_checkpointing: bool = opt(True, "recompute activations in the backward pass (every block, motion modules included)", results=False)
 
 
@@ -84,3 +89,6 @@ class TrainConfig:
     optim: OptimConfig = section(OptimConfig, "optimizer")
     diffusion: DiffusionConfig = section(DiffusionConfig, "noise, loss weighting and condition dropout")
     run: RunConfig = section(RunConfig, "steps, precision, checkpoints, logging")
+
+    def validate(self) -> None:
+        with_overrides(ModelBehaviour(), self.model.behaviour)  # names a bad key or value now, not after the model loads

@@ -1,7 +1,9 @@
 """Stage 1: identity and appearance from frame pairs.
 
 Trains the ReferenceNet, the denoising UNet's spatial layers, the face locator and the image
-projection (temporal motion/audio layers off); initialised from the SD-1.5 UNet in the bases.
+projection (temporal motion/audio layers off). Initialised from the SD-1.5 UNet and the AnimateDiff
+motion modules in the bases, or from any weights folder given as model.init_from (e.g. a converted
+Hallo checkpoint); either way the export carries the motion modules on to stage 2.
 
     deepspeed training/stage1.py --config configs/stage1.yaml [--set key=value ...]
     python training/stage1.py --config configs/demo/stage1.yaml       # one process, CPU
@@ -19,7 +21,7 @@ from model.pretrained import init_from_base  # noqa: E402
 from model.presets import get_preset  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.loop import main  # noqa: E402
-from training.stage_common import HalloStage  # noqa: E402
+from training.stage_common import HalloStage, load_init_from  # noqa: E402
 from training.samples import Stage1Decoder  # noqa: E402
 
 
@@ -28,8 +30,11 @@ class Stage1(HalloStage):
     temporal = False
 
     def build_net(self, cfg: TrainConfig) -> HalloNet:
-        modules, self.preset = init_from_base(Path(cfg.model.pretrained_dir), get_preset(cfg.model.preset))
-        net = HalloNet(modules)
+        if cfg.model.init_from:
+            net, self.preset = load_init_from(cfg)
+        else:
+            modules, self.preset = init_from_base(Path(cfg.model.pretrained_dir), get_preset(cfg.model.preset))
+            net = HalloNet(modules)
         self.trainable = [net.reference_unet, net.denoising_unet.spatial, net.face_locator, net.image_proj]
         return net
 

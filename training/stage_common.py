@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import io
 import logging
 import os
@@ -17,11 +18,13 @@ import torch
 from foundation import schema
 from foundation.masks import region_masks
 from foundation.media_io import write_video
+from model.behaviour import ModelBehaviour, with_overrides
 from model.net import HalloNet
 from model.pipeline import HalloPipeline, Reference, SamplerSettings
-from model.presets import Preset
-from model.pretrained import base_paths
-from model.weights import WeightsIndex, load_vae, save_weights
+from model.presets import Preset, get_preset, with_base_configs
+from model.pretrained import base_paths, weights_index
+from model.unet3d import unet_config_dict
+from model.weights import load_net, load_vae, save_weights
 from training.config import TrainConfig
 from training.data import Decoder, expand_shards, raw_samples
 from training.frames import decode_frames
@@ -32,13 +35,27 @@ log = logging.getLogger(__name__)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def load_init_from(cfg: TrainConfig) -> tuple[HalloNet, Preset]:
+    """model.init_from's weights (with the behaviour they record) and the preset at their sizes."""
+    net = load_net(cfg.model.init_from)
+    audio = net.audio_proj.config
+    preset = with_base_configs(get_preset(cfg.model.preset), unet_config_dict(net.reference_unet),
+                               {"hidden_size": audio.feature_dim, "num_hidden_layers": audio.num_layers})
+    return net, dataclasses.replace(preset, audio_window=audio.window)
+
+
 class HalloStage(abc.ABC):
-    """Subclasses set `name` and `temporal`; build_net sets self.preset and self.trainable."""
+    """Subclasses set `name` and `temporal`; build_net sets self.preset and self.trainable.
+
+    The run's behaviour (model/behaviour.py) is the initial weights' own with model.behaviour applied;
+    training computes with it and every export records it.
+    """
 
     name: str
     temporal: bool
     preset: Preset
     trainable: list[torch.nn.Module]
+    behaviour: ModelBehaviour
 
     @abc.abstractmethod
     def build_net(self, cfg: TrainConfig) -> HalloNet:
@@ -51,7 +68,11 @@ class HalloStage(abc.ABC):
     def build(self, cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
         self.cfg = cfg
         net = self.build_net(cfg)
+        net.behaviour = self.behaviour = with_overrides(net.behaviour, cfg.model.behaviour)
         set_trainable(net, self.trainable)
+        if not self.behaviour.motion_in_plain_blocks:  # modules that never run stay as they are
+            for module in net.denoising_unet.plain_block_motion_modules():
+                module.requires_grad_(False)
         if cfg.model.gradient_checkpointing:
             enable_checkpointing(net)
         self.bases = base_paths(Path(cfg.model.pretrained_dir))
@@ -62,11 +83,7 @@ class HalloStage(abc.ABC):
 
     def export(self, module: torch.nn.Module, out_dir: Path) -> None:
         """save_weights into a fresh folder, then swap it in, so `export/` is always complete."""
-        index = WeightsIndex(
-            preset=self.preset.name, resolution=self.preset.resolution, clip_frames=self.preset.infer_frames,
-            motion_frames=self.preset.infer_motion_frames, vae=str(self.bases["vae"]),
-            wav2vec2=str(self.bases["wav2vec2"]), insightface=str(self.bases["insightface"]),
-        )
+        index = weights_index(self.preset, Path(self.cfg.model.pretrained_dir), self.behaviour)
         tmp = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex}.tmp")
         save_weights(module.net, tmp, index)
         old = out_dir.with_name(f".{out_dir.name}.old")

@@ -49,7 +49,7 @@ def test_motion_module_is_identity_at_init_and_drops_motion_frames():
 
 
 def test_audio_module_is_identity_at_init():
-    module = AudioAttentionModule(32, 2, 16, 8)
+    module = AudioAttentionModule(32, 16, 2, 16, 8)  # 32 channels, run at an inner width of 16 (as Hallo sizes some)
     x = torch.randn(6, 32, 4, 4)
     out = module(x, torch.randn(6, 4, 16), torch.rand(6, 3, 16))
     assert torch.equal(out, x)

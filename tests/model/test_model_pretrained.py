@@ -24,8 +24,13 @@ def test_init_copies_the_bases_into_the_model(tiny_base, tiny_weights):
     assert resolve(tiny_weights, index.vae, "vae") == base_paths(tiny_base)["vae"].resolve()
     net = load_net(tiny_weights)
     unet = UNet2DConditionModel.from_pretrained(base_paths(tiny_base)["unet"]).state_dict()
-    for spatial in (net.reference_unet.state_dict(), net.denoising_unet.spatial.state_dict()):
-        assert spatial.keys() == unet.keys() and all(torch.equal(spatial[k], unet[k]) for k in unet)
+    spatial = net.denoising_unet.spatial.state_dict()
+    assert spatial.keys() == unet.keys() and all(torch.equal(spatial[k], unet[k]) for k in unet)
+    # the ReferenceNet holds the same UNet without its output head
+    reference = net.reference_unet.state_dict()
+    head = {k for k in unet if k.startswith(("conv_norm_out.", "conv_out."))}
+    assert len(head) == 4 and reference.keys() == unet.keys() - head
+    assert all(torch.equal(reference[k], unet[k]) for k in reference)
     ckpt = read_checkpoint(base_paths(tiny_base)["motion"])
     exported = to_animatediff_state_dict(net.denoising_unet.motion_modules)
     assert exported.keys() == ckpt.keys() and all(torch.equal(exported[k], ckpt[k]) for k in ckpt)
