@@ -5,7 +5,7 @@ identity embedding (`foundation.identity`) and the 25 fps wav2vec2 features (`fo
 The models load once per worker process (`Annotator`); `check_model_dirs` lets the entry point
 fail at start-up when a folder is missing instead of failing every source. Model folders may be
 local paths or Hugging Face hub ids (`foundation.hub`); unset, they are looked up in
-`annotations.pretrained_dir` (default `pretrained/`, where `python -m model.pretrained fetch` puts them).
+`pretrained_dir` (default `pretrained/`, where `python -m model.pretrained fetch` puts them).
 """
 from __future__ import annotations
 
@@ -26,47 +26,46 @@ log = logging.getLogger(__name__)
 IDENTITY_TRIES = 3  # frames (first, middle, last) tried until the detector finds the face
 
 
-def model_dirs(cfg: AnnotationsConfig) -> dict[str, str]:
-    """{config key: folder or hub id} of the annotation models; unset keys point into annotations.pretrained_dir."""
-    base = Path(cfg.pretrained_dir)
-    return {"annotations.wav2vec2_dir": cfg.wav2vec2_dir or str(base / "wav2vec2"),
-            "annotations.insightface_dir": cfg.insightface_dir or str(base / "insightface" / "models")}
+def model_dirs(cfg: AnnotationsConfig, base: str | Path) -> dict[str, str]:
+    """{config key: folder or hub id} of the annotation models; unset keys point into the base folder."""
+    return {"annotations.wav2vec2_dir": cfg.wav2vec2_dir or str(Path(base) / "wav2vec2"),
+            "annotations.insightface_dir": cfg.insightface_dir or str(Path(base) / "insightface" / "models")}
 
 
-def check_model_dirs(cfg: AnnotationsConfig) -> dict[str, Path]:
+def check_model_dirs(cfg: AnnotationsConfig, base: str | Path) -> dict[str, Path]:
     """{config key: local folder} of the annotation models (hub ids resolved); ConfigError naming the key
     when a folder is missing or lacks its files."""
     hint = ("get them with `python -m model.pretrained fetch --to BASE` (or `tiny --to BASE` for random "
             "stand-ins), or set annotations.enabled=false")
     needs = {"annotations.wav2vec2_dir": WAV2VEC2_FILES, "annotations.insightface_dir": hub.ONNX}
     folders = {}
-    for key, ref in model_dirs(cfg).items():
+    for key, ref in model_dirs(cfg, base).items():
         try:
             folders[key] = hub.model_folder(ref, key, needs[key])
         except ConfigError as err:
             if getattr(cfg, key.split(".")[1]):
                 raise ConfigError(f"{err}; {hint}") from err
-            raise ConfigError(f"config key '{key}' is not set and annotations.pretrained_dir has no usable model folder "
+            raise ConfigError(f"config key '{key}' is not set and pretrained_dir has no usable model folder "
                               f"at {ref} ({err}); {hint}") from err
     return folders
 
 
-def pin_model_dirs(cfg: AnnotationsConfig) -> AnnotationsConfig:
+def pin_model_dirs(cfg: AnnotationsConfig, base: str | Path) -> AnnotationsConfig:
     """Both model keys set, local folders as absolute paths (Ray workers run in another working directory);
     hub ids stay ids, so each worker resolves them through its own Hugging Face cache."""
     pinned = {key.split(".")[1]: str(Path(ref).resolve()) if Path(ref).exists() else ref
-              for key, ref in model_dirs(cfg).items()}
+              for key, ref in model_dirs(cfg, base).items()}
     return replace(cfg, **pinned)
 
 
 class Annotator:
     """wav2vec2 and insightface, loaded once; `annotate` turns one clip into its annotation entries."""
 
-    def __init__(self, cfg: AnnotationsConfig) -> None:
+    def __init__(self, cfg: AnnotationsConfig, base: str | Path) -> None:
         from foundation.audio_features import load_wav2vec2
         from foundation.identity import IdentityEncoder
 
-        folders = check_model_dirs(cfg)
+        folders = check_model_dirs(cfg, base)
         self.cfg = cfg
         self.wav2vec2, self.extractor = load_wav2vec2(folders["annotations.wav2vec2_dir"])
         self.identity = IdentityEncoder(folders["annotations.insightface_dir"])

@@ -73,9 +73,7 @@ class SyncConfig:
                 "speech loudness, cannot confirm sync, keeps clips unverified) or 'auto' (syncnet when its weights "
                 "are found, else envelope with a warning)")
     weights: Optional[str] = opt(None, "syncnet_python-format SyncNet weights file (syncnet_v2.model); "
-                                       "null = look for BASE/syncnet/syncnet_v2.model in sync.base_dir")
-    base_dir: str = opt("pretrained", "folder from `python -m model.pretrained fetch` where auto/syncnet look for "
-                                      "syncnet/syncnet_v2.model when sync.weights is null")
+                                       "null = BASE/syncnet/syncnet_v2.model (pretrained_dir)")
     device: str = opt("auto", "torch device for SyncNet: auto (cuda when torch sees one), cpu, cuda, cuda:1, ...", results=False)
     batch_frames: int = opt(1000, "SyncNet scores a source's clips together, in network batches that span clips, "
                                   "up to this many frames at a time (their crops stay in memory meanwhile, about "
@@ -92,8 +90,6 @@ class SyncConfig:
 @dataclass
 class AnnotationsConfig:
     enabled: bool = opt(True, "write the training annotations (masks, face embedding, audio features) into every sample")
-    pretrained_dir: str = opt("pretrained", "base folder of `python -m model.pretrained fetch` (BASE); the two model "
-                                            "folders below default to their place in it")
     wav2vec2_dir: Optional[str] = opt(None, "wav2vec2 folder (facebook/wav2vec2-base-960h layout) or hub id; null = BASE/wav2vec2")
     insightface_dir: Optional[str] = opt(
         None, "folder (or hub id) with the insightface detector and ArcFace .onnx files, antelopev2 or buffalo_l; "
@@ -124,6 +120,8 @@ class RunConfig:
 
 @dataclass
 class CurationConfig:
+    pretrained_dir: str = opt("pretrained", "base folder of `python -m model.pretrained fetch` (BASE): the annotation "
+                                            "model folders left unset and the SyncNet weights are looked up in it")
     download: DownloadConfig = section(DownloadConfig, "yt-dlp download")
     media: MediaConfig = section(MediaConfig, "probe and normalisation")
     scenes: ScenesConfig = section(ScenesConfig, "shot cuts")

@@ -62,13 +62,13 @@ _MODELS: dict[str, ClipModels] = {}
 
 def clip_models(cfg: CurationConfig) -> ClipModels:
     """Built once per process (a Ray worker runs many sources) for the config's model settings."""
-    key = repr((cfg.speech, cfg.sync, cfg.annotations))
+    key = repr((cfg.pretrained_dir, cfg.speech, cfg.sync, cfg.annotations))
     if key not in _MODELS:
         _MODELS.clear()
         _MODELS[key] = ClipModels(
             separator=load_separator(cfg.speech.separator, cfg.speech.separator_args),
-            scorer=make_scorer(cfg.sync),
-            annotator=Annotator(cfg.annotations) if cfg.annotations.enabled else None,
+            scorer=make_scorer(cfg.sync, cfg.pretrained_dir),
+            annotator=Annotator(cfg.annotations, cfg.pretrained_dir) if cfg.annotations.enabled else None,
         )
     return _MODELS[key]
 
@@ -78,16 +78,16 @@ def preflight(cfg: CurationConfig) -> CurationConfig:
 
     Entry points call it before scheduling work, so a missing model folder is one clear error
     instead of a failure in every source. Returns the config to run with: the annotation model
-    folders filled in from annotations.pretrained_dir and pinned (`pin_model_dirs`), and the lip-sync
+    folders filled in from pretrained_dir and pinned (`pin_model_dirs`), and the lip-sync
     backend resolved (`auto` -> syncnet or envelope), so that every worker judges with the same one;
     warns when it falls back to the weight-free scorer.
     """
     if cfg.annotations.enabled:
-        check_model_dirs(cfg.annotations)
-        cfg = replace(cfg, annotations=pin_model_dirs(cfg.annotations))
-    sync = resolve_backend(cfg.sync)
+        check_model_dirs(cfg.annotations, cfg.pretrained_dir)
+        cfg = replace(cfg, annotations=pin_model_dirs(cfg.annotations, cfg.pretrained_dir))
+    sync = resolve_backend(cfg.sync, cfg.pretrained_dir)
     if sync.backend == "envelope" and cfg.sync.backend == "auto":
-        log.warning(FALLBACK_WARNING.format(path=weights_in(cfg.sync.base_dir)))
+        log.warning(FALLBACK_WARNING.format(path=weights_in(cfg.pretrained_dir)))
     if cfg.speech.separator:
         try:
             separator_factory(cfg.speech.separator)

@@ -24,7 +24,7 @@ Backends (`sync.backend`):
   reaches its threshold, so it cannot confirm sync: it rejects only a clip it measures as
   clearly shifted with confidence, and keeps the rest as not verified.
 - `auto` (default): `syncnet` when its weights are found (`sync.weights`, else
-  `sync.base_dir/syncnet/syncnet_v2.model`), otherwise `envelope` with a warning.
+  `pretrained_dir/syncnet/syncnet_v2.model`), otherwise `envelope` with a warning.
 """
 from __future__ import annotations
 
@@ -119,15 +119,15 @@ class EnvelopeScorer:
         return [self.score(clip, max_offset) for clip in clips]
 
 
-def resolve_backend(cfg: SyncConfig) -> SyncConfig:
+def resolve_backend(cfg: SyncConfig, base: str | Path) -> SyncConfig:
     """The backend made concrete: syncnet with its weights file, or envelope.
 
-    `auto` takes SyncNet when `sync.weights` (which must then exist) or the file in `sync.base_dir`
-    is there; `syncnet` insists on one of them.
+    `auto` takes SyncNet when `sync.weights` (which must then exist) or BASE/syncnet/syncnet_v2.model
+    in the base folder is there; `syncnet` insists on one of them.
     """
     if cfg.backend == "envelope":
         return cfg
-    weights = cfg.weights or str(weights_in(cfg.base_dir))
+    weights = cfg.weights or str(weights_in(base))
     if Path(weights).is_file():
         return replace(cfg, backend="syncnet", weights=weights)
     if cfg.backend == "syncnet" or cfg.weights:
@@ -138,12 +138,12 @@ def resolve_backend(cfg: SyncConfig) -> SyncConfig:
 FALLBACK_WARNING = ("no SyncNet weights (sync.weights, or {path}): lip sync is judged by the weight-free envelope "
                     "scorer, which cannot confirm sync on real speech; clips it cannot judge are kept as "
                     "unverified (manifest sync_verified=false), only confidently shifted ones are rejected. "
-                    "Fetch the weights with `python -m model.pretrained fetch --to BASE` and set sync.base_dir=BASE.")
+                    "Fetch the weights with `python -m model.pretrained fetch --to BASE` and set pretrained_dir=BASE.")
 
 
-def make_scorer(cfg: SyncConfig) -> SyncScorer:
+def make_scorer(cfg: SyncConfig, base: str | Path) -> SyncScorer:
     """The configured backend, with its weights loaded (call once per worker)."""
-    cfg = resolve_backend(cfg)
+    cfg = resolve_backend(cfg, base)
     if cfg.backend == "syncnet":
         from curation.syncnet import ClipSyncNet
 

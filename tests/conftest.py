@@ -34,11 +34,11 @@ def tiny_pretrained(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def annotation_overrides(tiny_pretrained) -> list[str]:
     """`--set` overrides pointing curation's annotation models at the tiny stand-ins, and the lip-sync
-    step's base folder there too (it holds no SyncNet, so `sync.backend=auto` falls back whatever
+    base folder (pretrained_dir) there too (it holds no SyncNet, so `sync.backend=auto` falls back whatever
     ./pretrained holds on this machine)."""
     return [f"annotations.wav2vec2_dir={tiny_pretrained / 'wav2vec2'}",
             f"annotations.insightface_dir={tiny_pretrained / 'insightface' / 'models'}",
-            f"sync.base_dir={tiny_pretrained}"]
+            f"pretrained_dir={tiny_pretrained}"]
 
 
 @pytest.fixture(scope="session")

@@ -23,21 +23,21 @@ def annotations_cfg(tiny_pretrained) -> AnnotationsConfig:
 
 
 def test_model_folders_are_checked_with_the_key_named(annotations_cfg, tmp_path: Path) -> None:
-    check_model_dirs(annotations_cfg)
-    with pytest.raises(ConfigError, match="'annotations.wav2vec2_dir' is not set and annotations.pretrained_dir has no"):
-        check_model_dirs(AnnotationsConfig(pretrained_dir=str(tmp_path / "no_base")))
+    check_model_dirs(annotations_cfg, tmp_path / "no_base")
+    with pytest.raises(ConfigError, match="'annotations.wav2vec2_dir' is not set and pretrained_dir has no"):
+        check_model_dirs(AnnotationsConfig(), tmp_path / "no_base")
     with pytest.raises(ConfigError, match=r"'annotations.insightface_dir': .*nowhere does not exist"):
         check_model_dirs(AnnotationsConfig(wav2vec2_dir=annotations_cfg.wav2vec2_dir,
-                                           insightface_dir=str(tmp_path / "nowhere")))
+                                           insightface_dir=str(tmp_path / "nowhere")), tmp_path)
     with pytest.raises(ConfigError, match=r"no \*\.onnx"):
-        check_model_dirs(AnnotationsConfig(wav2vec2_dir=annotations_cfg.wav2vec2_dir, insightface_dir=str(tmp_path)))
+        check_model_dirs(AnnotationsConfig(wav2vec2_dir=annotations_cfg.wav2vec2_dir, insightface_dir=str(tmp_path)), tmp_path)
 
 
 def test_preflight_fails_before_any_work_on_each_missing_piece(annotation_overrides, tmp_path: Path) -> None:
     preflight(load_config(CurationConfig, None, annotation_overrides))
     preflight(load_config(CurationConfig, None, ["annotations.enabled=false"]))
     with pytest.raises(ConfigError, match="annotations.wav2vec2_dir"):
-        preflight(load_config(CurationConfig, None, [f"annotations.pretrained_dir={tmp_path / 'no_base'}"]))
+        preflight(load_config(CurationConfig, None, [f"pretrained_dir={tmp_path / 'no_base'}"]))
     no_weights = load_config(CurationConfig, None, [*annotation_overrides, "sync.backend=syncnet",
                                                     f"sync.weights={tmp_path / 'syncnet_v2.model'}"])
     with pytest.raises(ConfigError, match="sync.weights"):
@@ -50,9 +50,9 @@ def test_models_load_once_per_process_and_config(annotation_overrides, monkeypat
     built = []
     original = Annotator.__init__
 
-    def counting_init(self, cfg) -> None:
+    def counting_init(self, cfg, base) -> None:
         built.append(cfg)
-        original(self, cfg)
+        original(self, cfg, base)
 
     monkeypatch.setattr(Annotator, "__init__", counting_init)
     cfg = load_config(CurationConfig, None, [*annotation_overrides, "speech.min_ratio=0.4"])
@@ -77,7 +77,7 @@ def test_a_clip_gets_masks_identity_and_frame_aligned_audio_features(annotations
     frames = 30
     rng = np.random.default_rng(0)
     crops = [rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8) for _ in range(frames)]
-    entries, found = Annotator(annotations_cfg).annotate(crops, _face_landmarks(frames),
+    entries, found = Annotator(annotations_cfg, "pretrained").annotate(crops, _face_landmarks(frames),
                                                          speech_track(frames / 25), fps=25)
     assert set(entries) == set(schema.ANNOTATION_KEYS)
 
@@ -98,7 +98,7 @@ def test_a_clip_gets_masks_identity_and_frame_aligned_audio_features(annotations
 
 
 def test_audio_feature_frames_follow_the_clip_length(annotations_cfg) -> None:
-    annotator = Annotator(annotations_cfg)
+    annotator = Annotator(annotations_cfg, "pretrained")
     for frames in (50, 51, 63):
         features = annotator.audio_features(speech_track(frames / 25), fps=25, frames=frames)
         assert features.shape[0] == frames
@@ -135,6 +135,6 @@ def test_model_folders_take_hub_ids_from_the_cache(tiny_pretrained, tmp_path: Pa
     add_to_cache(tmp_path / "hub", "facebook/wav2vec2-base-960h", tiny_pretrained / "wav2vec2")
     add_to_cache(tmp_path / "hub", "someone/antelopev2", tiny_pretrained / "insightface" / "models", "models")
     cfg = AnnotationsConfig(wav2vec2_dir="facebook/wav2vec2-base-960h", insightface_dir="someone/antelopev2/models")
-    assert pin_model_dirs(cfg) == cfg  # ids stay ids: each Ray worker resolves them in its own cache
-    annotator = Annotator(cfg)
+    assert pin_model_dirs(cfg, tmp_path) == cfg  # ids stay ids: each Ray worker resolves them in its own cache
+    annotator = Annotator(cfg, tmp_path)
     assert annotator.audio_features(np.zeros(16000, np.float32), 25, 25).shape[0] == 25

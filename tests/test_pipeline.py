@@ -105,7 +105,7 @@ def measured_outcomes(fixture_by_variant, tmp_path_factory) -> tuple[Path, dict]
     cfg = load_config(CurationConfig, None, ["annotations.enabled=false"])
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(curation.finish, "_MODELS", {})
-        patch.setattr(curation.finish, "make_scorer", lambda sync_cfg: ReferenceSpeechScorer())
+        patch.setattr(curation.finish, "make_scorer", lambda sync_cfg, base: ReferenceSpeechScorer())
         rows = {v: process_source_safely(parse_source(str(fixture_by_variant[v].path), out), out, cfg)
                 for v in ("in_sync", "shifted_5", "shifted_10")}
     return out, rows

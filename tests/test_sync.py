@@ -229,29 +229,29 @@ def test_syncnet_backend_scores_the_clip_crops_along_the_mesh_track(syncnet_weig
 
 
 def test_backend_choice(syncnet_weights, tmp_path) -> None:
-    assert resolve_backend(SyncConfig(base_dir=str(tmp_path))).backend == "envelope"  # auto, nothing found
-    found = resolve_backend(SyncConfig(base_dir=str(syncnet_weights.parents[1])))  # BASE/syncnet/syncnet_v2.model
+    assert resolve_backend(SyncConfig(), tmp_path).backend == "envelope"  # auto, nothing found
+    found = resolve_backend(SyncConfig(), syncnet_weights.parents[1])  # BASE/syncnet/syncnet_v2.model
     assert (found.backend, found.weights) == ("syncnet", str(syncnet_weights))
-    explicit = resolve_backend(SyncConfig(weights=str(syncnet_weights), base_dir=str(tmp_path)))
+    explicit = resolve_backend(SyncConfig(weights=str(syncnet_weights)), tmp_path)
     assert (explicit.backend, explicit.weights) == ("syncnet", str(syncnet_weights))
-    assert resolve_backend(SyncConfig(backend="envelope", weights=str(syncnet_weights))).backend == "envelope"
+    assert resolve_backend(SyncConfig(backend="envelope", weights=str(syncnet_weights)), tmp_path).backend == "envelope"
     with pytest.raises(ConfigError, match="sync.weights"):  # named but missing: an error, not a silent fallback
-        resolve_backend(SyncConfig(weights=str(tmp_path / "missing.model")))
+        resolve_backend(SyncConfig(weights=str(tmp_path / "missing.model")), tmp_path)
     with pytest.raises(ConfigError, match="sync.weights"):
-        resolve_backend(SyncConfig(backend="syncnet", base_dir=str(tmp_path)))
-    assert make_scorer(SyncConfig(base_dir=str(tmp_path))).name == "envelope"
+        resolve_backend(SyncConfig(backend="syncnet"), tmp_path)
+    assert make_scorer(SyncConfig(), tmp_path).name == "envelope"
 
 
 def test_preflight_resolves_auto_once_and_warns_about_the_fallback(annotation_overrides, syncnet_weights, tmp_path,
                                                                    caplog) -> None:
-    cfg = load_config(CurationConfig, None, [*annotation_overrides, f"sync.base_dir={tmp_path}"])
+    cfg = load_config(CurationConfig, None, [*annotation_overrides, f"pretrained_dir={tmp_path}"])
     assert cfg.sync.backend == "auto"
     with caplog.at_level("WARNING"):
         assert preflight(cfg).sync.backend == "envelope"
     assert "no SyncNet weights" in caplog.text and "unverified" in caplog.text
     caplog.clear()
     found = preflight(load_config(CurationConfig, None, [*annotation_overrides,
-                                                        f"sync.base_dir={syncnet_weights.parents[1]}"]))
+                                                        f"pretrained_dir={syncnet_weights.parents[1]}"]))
     assert (found.sync.backend, found.sync.weights) == ("syncnet", str(syncnet_weights)) and not caplog.text
 
 
@@ -297,7 +297,7 @@ def test_syncnet_found_in_the_base_folder_judges_the_pipeline_and_decodes_each_c
 
     monkeypatch.setattr(curation.finish, "iter_frames", counting_iter_frames)
     # random weights give a random score: accept whatever they find, to follow the clip to its shard
-    cfg = load_config(CurationConfig, None, [*annotation_overrides, f"sync.base_dir={syncnet_weights.parents[1]}",
+    cfg = load_config(CurationConfig, None, [*annotation_overrides, f"pretrained_dir={syncnet_weights.parents[1]}",
                                              "sync.min_confidence=-1000", "sync.max_abs_offset=15", "sync.device=cpu"])
     info = fixture_by_variant["in_sync"]
     (row,) = process_source_safely(parse_source(str(info.path), tmp_path), tmp_path, cfg)

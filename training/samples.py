@@ -137,5 +137,5 @@ class SyncFilter:
             return self.decode(raw, rng)
         if self.unverified == self.seen >= self.give_up_after:
             raise RuntimeError(f"the first {self.seen} clips all have unverified lip sync and data.unverified_sync="
-                               "exclude leaves them out: curate with SyncNet weights (sync.base_dir) or include them")
+                               "exclude leaves them out: curate with SyncNet weights (curation's pretrained_dir) or include them")
         raise SkippedSample(f"{raw.get('__key__')}: unverified lip sync")
