@@ -11,12 +11,16 @@ from foundation.config import opt, section
 class DataConfig:
     shards: list[str] = opt([], "shard paths, globs or brace patterns (any URL webdataset opens)")
     validation_shards: list[str] = opt([], "held-out shards; validation animates their first sample (default: a training sample)", results=False)
-    shuffle_buffer: int = opt(100, "raw samples in the seeded shuffle buffer of each reader", low=1)
+    shuffle_shards: int = opt(1, "shards each reader reads interleaved and shuffles together (a window); resuming "
+                                 "replays at most one window", low=1)
+    shuffle_buffer: int = opt(100, "raw samples in each reader's seeded shuffle buffer (emptied at every window's end)", low=1)
     num_workers: int = opt(1, "DataLoader worker processes per rank", low=0)
     min_ref_gap: int = opt(30, "stage 1: reference and target frames at least this many frames apart (less if the clip is short)", low=1)
     max_bad_fraction: float = opt(0.2, "stop with an error once more than this share of samples failed to decode", low=0, high=1, results=False)
     bad_check_after: int = opt(50, "samples seen before max_bad_fraction is enforced", low=1, results=False)
     resolution: int = opt(0, "pixel size samples are resized to; 0 = the model preset's resolution", low=0)
+    latents: Optional[str] = opt(None, "latent-cache folder (python -m training.cache_latents --out): train on its VAE "
+                                       "latents instead of decoding and encoding the video; None = pixels", results=False)
 
 
 @dataclass

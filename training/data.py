@@ -1,20 +1,30 @@
 """An endless, seeded, exactly resumable stream of training batches from WebDataset shards.
 
 Every reader (one per rank x DataLoader worker) owns a disjoint part of the data: whole shards
-when there are at least as many shards as readers, otherwise every n-th sample. Raw samples
-(undecoded bytes) pass a seeded shuffle buffer, then are decoded into training samples and
-batched inside the worker. Each batch carries its reader's raw position, so a checkpoint can
-record where every reader stands; on resume a reader replays its stream up to that position
-without decoding anything, which restores the shuffle buffer exactly.
+when there are at least as many shards as readers, otherwise every n-th sample. Each epoch a
+reader walks its shards in a seeded order, in windows of `data.shuffle_shards` shards read
+interleaved; a window's raw samples (undecoded bytes) pass a seeded shuffle buffer that empties
+at the window's end, then are decoded into training samples and batched inside the worker.
+
+Each batch carries its reader's position (epoch, window, samples taken from the window), so a
+checkpoint records where every reader stands. On resume a reader reopens its window and replays
+it up to that offset without decoding, which rebuilds the shuffle buffer exactly: at most one
+window of raw reads, however many steps the run had taken.
+
+With `data.latents` set, every shard is read together with its latent-cache shard (same file
+name under that folder, same samples in the same order; see training/cache_latents.py), whose
+entries join the sample.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import glob
 import itertools
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import IO, Any, Callable, Iterator, Optional
 
 import braceexpand
 import numpy as np
@@ -27,10 +37,16 @@ from training.config import DataConfig
 log = logging.getLogger(__name__)
 
 Decoder = Callable[[dict[str, Any], np.random.Generator], dict[str, Any]]
+ShardReader = Callable[[str], Iterator[dict[str, Any]]]
+Position = tuple[int, int, int]  # (epoch, window, samples taken from the window)
 
 
 class BadSample(ValueError):
     """A sample that cannot be used (broken media, too few frames); it is skipped and counted."""
+
+
+class CacheMismatch(RuntimeError):
+    """The latent cache does not belong to these shards (missing, stale, other VAE or resolution)."""
 
 
 def expand_shards(patterns: list[str]) -> list[str]:
@@ -43,29 +59,75 @@ def expand_shards(patterns: list[str]) -> list[str]:
     return sorted(set(shards))
 
 
+def open_shard(url: str) -> IO[bytes]:
+    """The one place a shard is opened: a local path or any URL webdataset's gopen opens."""
+    return wds.gopen(url)
+
+
 def _log_and_continue(err: Exception) -> bool:
     log.warning("skipping unreadable shard data: %s", err)
     return True
 
 
-def raw_samples(shards: list[str], reader: int, readers: int, seed: int) -> Iterator[dict[str, Any]]:
-    """Endless raw samples for one reader; epochs differ only in the (seeded) shard order."""
-    if not shards:
-        raise ValueError("no training shards: set data.shards")
-    split_by_shard = len(shards) >= readers
-    mine = shards[reader::readers] if split_by_shard else shards
-    for epoch in itertools.count():
-        order = list(mine)
-        random.Random(f"{seed}/{epoch}/{reader if split_by_shard else 'all'}").shuffle(order)
-        stream = wds.tariterators.tarfile_samples([{"url": url} for url in order], handler=_log_and_continue)
-        taken = 0
-        for index, sample in enumerate(stream):
-            if split_by_shard or index % readers == reader:
-                taken += 1
+def shard_samples(url: str, skip: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+    """One shard's raw samples in stored order, without the entries whose extension is in `skip`;
+    unreadable data is logged and skipped."""
+    try:
+        stream = open_shard(url)
+    except OSError as err:
+        _log_and_continue(err)
+        return
+    select = (lambda name: name.split(".", 1)[-1] not in skip) if skip else None
+    with contextlib.closing(stream):
+        files = wds.tariterators.tar_file_expander([{"url": url, "stream": stream}], handler=_log_and_continue,
+                                                   select_files=select)
+        yield from wds.tariterators.group_by_keys(files, handler=_log_and_continue)
+
+
+def cache_shard(shard: str, root: str) -> str:
+    """The latent-cache shard of `shard`: the same file name under `root`."""
+    return f"{root.rstrip('/')}/{shard.rsplit('/', 1)[-1]}"
+
+
+def shard_with_latents(shard: str, root: str) -> Iterator[dict[str, Any]]:
+    """`shard`'s samples joined with its cache shard's entries; the video and audio are not read
+    into memory (the cache replaces the one, training never needs the other)."""
+    cached = shard_samples(cache_shard(shard, root))
+    for sample in shard_samples(shard, skip=("mp4", "wav")):
+        extra = next(cached, None)
+        if extra is None or extra["__key__"] != sample["__key__"]:
+            found = "nothing" if extra is None else f"sample {extra['__key__']}"
+            raise CacheMismatch(f"latent cache {cache_shard(shard, root)} has {found} where {shard} has sample "
+                                f"{sample['__key__']}: rebuild it with python -m training.cache_latents")
+        sample.update((k, v) for k, v in extra.items() if not k.startswith("__"))
+        yield sample
+
+
+def _interleaved(streams: list[Iterator[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+    """One sample of each stream in turn, until all are exhausted."""
+    active = list(streams)
+    while active:
+        for stream in list(active):
+            sample = next(stream, None)
+            if sample is None:
+                active.remove(stream)
+            else:
                 yield sample
-        if taken == 0:  # an empty epoch would repeat forever: fail instead of hanging
-            raise ValueError(f"reader {reader} of {readers} gets no sample from {len(mine)} shard(s): "
-                             "use fewer DataLoader workers or ranks, or more data")
+
+
+def epoch_windows(shards: list[str], reader: int, readers: int, seed: int, epoch: int, size: int) -> list[list[str]]:
+    """The reader's shards for `epoch` in their seeded order, cut into windows of `size` shards."""
+    split_by_shard = len(shards) >= readers
+    order = list(shards[reader::readers] if split_by_shard else shards)
+    random.Random(f"{seed}/{epoch}/{reader if split_by_shard else 'all'}").shuffle(order)
+    return [order[i:i + size] for i in range(0, len(order), size)]
+
+
+def window_samples(window: list[str], reader: int, readers: int, split_by_shard: bool,
+                   read: ShardReader = shard_samples) -> Iterator[dict[str, Any]]:
+    """A window's raw samples, its shards interleaved; every n-th one if readers share the shards."""
+    samples = _interleaved([read(url) for url in window])
+    return samples if split_by_shard else itertools.islice(samples, reader, None, readers)
 
 
 def shuffled(samples: Iterator[dict], buffer_size: int, rng: random.Random) -> Iterator[dict]:
@@ -82,11 +144,49 @@ def shuffled(samples: Iterator[dict], buffer_size: int, rng: random.Random) -> I
     yield from buffer
 
 
+def reader_stream(shards: list[str], reader: int, readers: int, seed: int, cfg: DataConfig, start: Position = (0, 0, 0),
+                  read: ShardReader = shard_samples) -> Iterator[tuple[Position, dict[str, Any]]]:
+    """Endless (position after the sample, raw sample) pairs for one reader, from `start` on.
+
+    Only the window `start` points into is replayed; the windows before it are never opened.
+    """
+    if not shards:
+        raise ValueError("no training shards: set data.shards")
+    split_by_shard = len(shards) >= readers
+    first_epoch, first_window, skip = start
+    for epoch in itertools.count(first_epoch):
+        windows = epoch_windows(shards, reader, readers, seed, epoch, cfg.shuffle_shards)
+        from_the_start, taken = (first_window, skip) == (0, 0), 0
+        for index in range(first_window, len(windows)):
+            rng = random.Random(f"{seed}/shuffle/{reader}/{epoch}/{index}")
+            stream = shuffled(window_samples(windows[index], reader, readers, split_by_shard, read),
+                              cfg.shuffle_buffer, rng)
+            for offset, raw in enumerate(itertools.islice(stream, skip, None), start=skip + 1):
+                taken += 1
+                yield (epoch, index, offset), raw
+            skip = 0
+        first_window = 0
+        if from_the_start and taken == 0:  # an empty epoch would repeat forever: fail instead of hanging
+            raise ValueError(f"reader {reader} of {readers} gets no sample from {len(shards)} shard(s): "
+                             "use fewer DataLoader workers or ranks, or more data")
+
+
+def raw_samples(shards: list[str], reader: int, readers: int, seed: int) -> Iterator[dict[str, Any]]:
+    """Endless raw samples for one reader in its seeded shard order, unshuffled (validation's pick)."""
+    return (raw for _, raw in reader_stream(shards, reader, readers, seed, DataConfig(shuffle_buffer=1)))
+
+
 @dataclass
 class ReaderState:
-    position: int = 0  # raw samples taken from the shuffle buffer
+    epoch: int = 0
+    window: int = 0  # the reader's window of shards in this epoch's order
+    offset: int = 0  # samples taken from that window (after shuffling)
     seen: int = 0
     bad: int = 0
+
+    @property
+    def position(self) -> Position:
+        return self.epoch, self.window, self.offset
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -125,14 +225,12 @@ class ShardStream(IterableDataset):
         worker = (process + self.first_worker) % workers
         reader, readers = self.rank * workers + worker, self.world_size * workers
         state = ReaderState(**vars(self.start.get(worker, ReaderState())))
-        stream = shuffled(raw_samples(self.shards, reader, readers, self.seed), self.cfg.shuffle_buffer,
-                          random.Random(f"{self.seed}/shuffle/{reader}"))
-        stream = itertools.islice(stream, state.position, None)  # replay without decoding
+        read = functools.partial(shard_with_latents, root=self.cfg.latents) if self.cfg.latents else shard_samples
         batch: list[dict[str, Any]] = []
-        for raw in stream:
-            state.position += 1
+        for position, raw in reader_stream(self.shards, reader, readers, self.seed, self.cfg, state.position, read):
+            state.epoch, state.window, state.offset = position
             state.seen += 1
-            rng = np.random.default_rng([self.seed, reader, state.position])
+            rng = np.random.default_rng([self.seed, reader, *position])
             try:
                 item = self.decode(raw, rng)
             except BadSample as err:
@@ -187,12 +285,12 @@ class ResumableBatches:
     def from_state(cls, stream: ShardStream, num_workers: int, state: Optional[dict[str, Any]]) -> "ResumableBatches":
         if not state:
             return cls(stream, num_workers)
+        if any("position" in s for s in state["readers"].values()):
+            raise ValueError("this checkpoint's data position counts raw samples from the start (the stream before "
+                             "windowed shuffling): resume it with the version that wrote it, or start anew")
         readers = {int(w): ReaderState(**s) for w, s in state["readers"].items()}
         return cls(stream, num_workers, readers, int(state["next_worker"]))
 
     def totals(self) -> ReaderState:
-        return ReaderState(
-            position=sum(s.position for s in self.states.values()),
-            seen=sum(s.seen for s in self.states.values()),
-            bad=sum(s.bad for s in self.states.values()),
-        )
+        """Samples seen and bad, summed over the readers (the position fields stay 0)."""
+        return ReaderState(seen=sum(s.seen for s in self.states.values()), bad=sum(s.bad for s in self.states.values()))
