@@ -91,6 +91,19 @@ def decode_npy(raw: bytes) -> np.ndarray:
     return np.load(io.BytesIO(raw), allow_pickle=False)
 
 
+def npy_view(raw: bytes) -> np.ndarray:
+    """A read-only array over the .npy bytes without copying them (index it to copy just some rows)."""
+    stream = io.BytesIO(raw)
+    version = np.lib.format.read_magic(stream)
+    header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if header is None:
+        return decode_npy(raw)
+    shape, fortran, dtype = header(stream)
+    count = int(np.prod(shape))
+    array = np.frombuffer(raw, dtype=dtype, count=count, offset=stream.tell())
+    return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
+
+
 def encode_png(image: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", image)
     if not ok:

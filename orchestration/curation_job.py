@@ -11,7 +11,6 @@ web domain run at once, cluster-wide, so a site never sees more parallel downloa
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import Counter, deque
 from pathlib import Path
@@ -27,16 +26,9 @@ from curation.manifest import ManifestRow, finalize, finished_sources, read_part
 from curation.pipeline import process_source_safely
 from curation.reasons import Rejected
 from curation.sources import Source, source_id_of
+from orchestration.ray_setup import init_ray  # noqa: F401  (curation.run imports it from here)
 
 log = logging.getLogger(__name__)
-
-
-def init_ray(address: Optional[str], num_cpus: Optional[int]) -> None:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
 
 def domain_of(source: Source) -> Optional[str]:

@@ -1,4 +1,5 @@
-"""`python -m orchestration.docs`: regenerate the README's reason and config tables (curation, training) from the code."""
+"""`python -m orchestration.docs`: regenerate the README's reason and config tables (curation, training, latent cache)
+from the code."""
 from __future__ import annotations
 
 import re
@@ -8,7 +9,7 @@ from pathlib import Path
 from curation.config import CurationConfig
 from curation.reasons import FAILED, REASONS
 from foundation.config import describe_markdown
-from training.config import TrainConfig
+from training.config import LatentCacheConfig, TrainConfig
 
 
 def reasons_markdown() -> str:
@@ -18,7 +19,7 @@ def reasons_markdown() -> str:
 
 def tables() -> dict[str, str]:
     return {"reasons": reasons_markdown(), "config": describe_markdown(CurationConfig),
-            "training-config": describe_markdown(TrainConfig)}
+            "training-config": describe_markdown(TrainConfig), "latent-cache-config": describe_markdown(LatentCacheConfig)}
 
 
 def fill(readme: str) -> str:

@@ -77,3 +77,26 @@ class TrainConfig:
     optim: OptimConfig = section(OptimConfig, "optimizer")
     diffusion: DiffusionConfig = section(DiffusionConfig, "noise, loss weighting and condition dropout")
     run: RunConfig = section(RunConfig, "steps, precision, checkpoints, logging")
+
+
+@dataclass
+class CacheEncodeConfig:
+    vae_dir: str = opt("pretrained/vae", "VAE folder (diffusers AutoencoderKL, model.pretrained_dir's vae/); training refuses a cache built with other weights")
+    resolution: int = opt(512, "frame size the latents are computed at: the training resolution (sd15: 512, tiny: 64)", low=8)
+    batch_frames: int = opt(16, "frames per VAE encoder call", low=1, results=False)
+    precision: Literal["fp32", "bf16", "fp16"] = opt("fp32", "VAE precision while encoding (the cache stores float16 either way)")
+    device: Literal["auto", "cpu", "cuda"] = opt("auto", "cuda when the task has a GPU, else cpu", results=False)
+
+
+@dataclass
+class CacheRunConfig:
+    gpus_per_task: Optional[float] = opt(None, "GPUs Ray reserves per shard task; None = 1 when the cluster has GPUs, else 0", low=0, results=False)
+    cpus_per_task: float = opt(1.0, "CPUs Ray reserves per shard task", low=0, results=False)
+    max_in_flight: int = opt(0, "shard tasks submitted at once; 0 = 2 x the tasks the cluster fits", low=0, results=False)
+    max_retries: int = opt(2, "Ray retries of a shard task whose worker crashed", low=0, results=False)
+
+
+@dataclass
+class LatentCacheConfig:
+    encode: CacheEncodeConfig = section(CacheEncodeConfig, "VAE, resolution and precision of the cached latents")
+    run: CacheRunConfig = section(CacheRunConfig, "Ray resources of the shard tasks")

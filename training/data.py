@@ -69,19 +69,19 @@ def _log_and_continue(err: Exception) -> bool:
     return True
 
 
-def shard_samples(url: str, skip: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
-    """One shard's raw samples in stored order, without the entries whose extension is in `skip`;
-    unreadable data is logged and skipped."""
+def shard_samples(url: str, strict: bool = False) -> Iterator[dict[str, Any]]:
+    """One shard's raw samples in stored order; unreadable data is logged and skipped, or raised when `strict`."""
+    handler = wds.handlers.reraise_exception if strict else _log_and_continue
     try:
         stream = open_shard(url)
     except OSError as err:
+        if strict:
+            raise
         _log_and_continue(err)
         return
-    select = (lambda name: name.split(".", 1)[-1] not in skip) if skip else None
     with contextlib.closing(stream):
-        files = wds.tariterators.tar_file_expander([{"url": url, "stream": stream}], handler=_log_and_continue,
-                                                   select_files=select)
-        yield from wds.tariterators.group_by_keys(files, handler=_log_and_continue)
+        files = wds.tariterators.tar_file_expander([{"url": url, "stream": stream}], handler=handler)
+        yield from wds.tariterators.group_by_keys(files, handler=handler)
 
 
 def cache_shard(shard: str, root: str) -> str:
@@ -90,10 +90,9 @@ def cache_shard(shard: str, root: str) -> str:
 
 
 def shard_with_latents(shard: str, root: str) -> Iterator[dict[str, Any]]:
-    """`shard`'s samples joined with its cache shard's entries; the video and audio are not read
-    into memory (the cache replaces the one, training never needs the other)."""
+    """`shard`'s samples joined with its cache shard's entries."""
     cached = shard_samples(cache_shard(shard, root))
-    for sample in shard_samples(shard, skip=("mp4", "wav")):
+    for sample in shard_samples(shard):
         extra = next(cached, None)
         if extra is None or extra["__key__"] != sample["__key__"]:
             found = "nothing" if extra is None else f"sample {extra['__key__']}"

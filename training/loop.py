@@ -18,6 +18,7 @@ from training import checkpoint
 from training.config import TrainConfig
 from training.data import Decoder, ResumableBatches, ShardStream
 from training.engine import build_engine, device_for, init_distributed
+from training.latents import check_cache
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,11 @@ def train(stage: Stage, cfg: TrainConfig) -> list[float]:
 def main(stage: Stage, argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = parse_args(stage, argv)
+    try:
+        check_cache(cfg)  # a missing or foreign latent cache: one line now, not a traceback from a worker
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     train(stage, cfg)
     return 0
 

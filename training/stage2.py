@@ -22,6 +22,7 @@ from model.presets import get_preset, with_base_configs  # noqa: E402
 from model.unet3d import unet_config_dict  # noqa: E402
 from model.weights import load_net  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
+from training.latents import cached_vae  # noqa: E402
 from training.loop import main  # noqa: E402
 from training.samples import Stage2Decoder  # noqa: E402
 from training.stage_common import HalloStage  # noqa: E402
@@ -46,7 +47,7 @@ class Stage2(HalloStage):
         return net
 
     def decoder(self, cfg: TrainConfig) -> Stage2Decoder:
-        return Stage2Decoder(self.preset, cfg.data.resolution)
+        return Stage2Decoder(self.preset, cfg.data.resolution, cached_vae(cfg))
 
 
 if __name__ == "__main__":

@@ -58,8 +58,8 @@ def reads(monkeypatch) -> list[str]:
     seen: list[str] = []
     original = data.shard_samples
 
-    def counted(url: str, skip: tuple = ()):
-        for sample in original(url, skip):
+    def counted(url: str, strict: bool = False):
+        for sample in original(url, strict):
             seen.append(sample["__key__"])
             yield sample
 
