@@ -7,6 +7,8 @@ import pytest
 import torch
 import webdataset as wds
 
+from foundation import schema
+
 from training.config import DataConfig
 from training import data
 from training.data import BadSample, ResumableBatches, ShardStream, expand_shards
@@ -127,3 +129,30 @@ def test_a_reader_without_samples_fails_instead_of_hanging(tmp_path: Path) -> No
         writer.write({"__key__": "only", "txt": b"x"})
     with pytest.raises(ValueError, match="gets no sample"):
         take(tmp_path, 1, 0, rank=1, world=2)
+
+
+def test_a_mapped_local_shard_reads_as_the_same_shard_streamed(tmp_path: Path) -> None:
+    arrays = {f"k{i}": np.arange(i * 1000, dtype=np.float16).reshape(-1, 10) for i in range(1, 4)}
+    with wds.TarWriter(str(tmp_path / "a.tar")) as writer:
+        for key, array in arrays.items():
+            writer.write({"__key__": key, "rows.npy": array, "json": {"key": key}})
+    local = list(data.shard_samples(str(tmp_path / "a.tar")))
+    streamed = list(data.shard_samples(f"pipe:cat {tmp_path / 'a.tar'}"))
+    assert [s["__key__"] for s in local] == [s["__key__"] for s in streamed] == list(arrays)
+    for a, b in zip(local, streamed):
+        assert isinstance(a["rows.npy"], memoryview) and isinstance(b["rows.npy"], bytes)  # a view, not a copy
+        assert bytes(a["rows.npy"]) == b["rows.npy"] and a["json"] == b["json"]
+        rows = schema.npy_view(a["rows.npy"])
+        assert np.array_equal(rows, arrays[a["__key__"]]) and not rows.flags.writeable
+
+
+def test_a_truncated_shard_yields_what_it_holds_then_stops(tmp_path: Path) -> None:
+    with wds.TarWriter(str(tmp_path / "a.tar")) as writer:
+        for i in range(3):
+            writer.write({"__key__": f"k{i}", "rows.npy": np.zeros((100, 10), np.float16)})
+    raw = (tmp_path / "a.tar").read_bytes()
+    (tmp_path / "cut.tar").write_bytes(raw[: len(raw) // 2])
+    keys = [s["__key__"] for s in data.shard_samples(str(tmp_path / "cut.tar"))]
+    assert keys and keys == ["k0", "k1", "k2"][: len(keys)] and len(keys) < 3
+    with pytest.raises(Exception):
+        list(data.shard_samples(str(tmp_path / "cut.tar"), strict=True))

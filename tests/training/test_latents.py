@@ -76,7 +76,7 @@ def test_a_clip_that_cannot_be_encoded_keeps_its_place_and_is_skipped_in_trainin
     broken = dict(samples[0], __key__="broken", mp4=b"not a video")
     with wds.TarWriter(str(tmp_path / "mixed.tar")) as writer:
         for sample in (broken, samples[0]):
-            writer.write({k: v for k, v in sample.items() if k != "__url__"})
+            writer.write({k: bytes(v) if isinstance(v, memoryview) else v for k, v in sample.items() if k != "__url__"})
     out = build_cache([str(tmp_path / "mixed.tar")], tiny_pretrained / "vae", tmp_path / "cache")
     entries = list(shard_samples(str(out / "mixed.tar")))
     assert [e["__key__"] for e in entries] == ["broken", samples[0]["__key__"]]
