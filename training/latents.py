@@ -28,6 +28,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from foundation import schema
 from foundation.config import ConfigError
+from training.config import TrainConfig
 from training.data import BadSample, CacheMismatch, cache_shard, expand_shards, shard_samples
 
 KEY_INFO = "latent.json"
@@ -58,7 +59,7 @@ class LatentFrames:
     def __call__(self, raw: dict[str, Any], meta: schema.ClipMeta, reference: int, motion: list[int],
                  targets: list[int]) -> dict[str, torch.Tensor]:
         info = json.loads(raw[KEY_INFO])
-        check_info(info, self.vae, self.resolution, raw.get("__url__", "?"))
+        check_info(info, self.vae, self.resolution, f"of {raw.get('__url__', '?')}")
         if "error" in info:
             raise BadSample(f"latent cache: {info['error']}")
         if info["frames"] != meta.num_frames:
@@ -91,22 +92,25 @@ def sample_latents(mean: torch.Tensor, std: torch.Tensor, generator: Optional[to
     return mean + std * randn_tensor(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
 
 
-def cached_vae(cfg: Any) -> Optional[str]:
+def cached_vae(cfg: TrainConfig) -> Optional[str]:
     """The identity of the VAE a TrainConfig's cache must have been built with; None without data.latents."""
     if not cfg.data.latents:
         return None
     from model.pretrained import base_paths
 
-    return vae_identity(str(base_paths(Path(cfg.model.pretrained_dir))["vae"]))
+    vae = base_paths(Path(cfg.model.pretrained_dir))["vae"]
+    if not (vae / "config.json").is_file():
+        raise ConfigError(f"model.pretrained_dir: {vae} is not a VAE folder, and data.latents needs it to check the cache")
+    return vae_identity(str(vae))
 
 
-def training_resolution(cfg: Any) -> int:
+def training_resolution(cfg: TrainConfig) -> int:
     from model.presets import get_preset
 
     return cfg.data.resolution or get_preset(cfg.model.preset).resolution
 
 
-def check_cache(cfg: Any) -> None:
+def check_cache(cfg: TrainConfig) -> None:
     """Before training: every shard has its cache shard (local folders), built with this run's VAE at
     its resolution. Raises ConfigError with one line."""
     vae = cached_vae(cfg)

@@ -125,8 +125,9 @@ class Stage2Decoder:
         low, high = max(0, start - self.window), min(n, start + self.frames + self.window)
         rows = torch.from_numpy(features[low:high].astype(np.float32))
         face = _face_inputs(landmarks[start:start + self.frames], meta, self.resolution, self.latent)
+        motion, targets = list(range(start - self.motion, start)), list(range(start, start + self.frames))
         return {
-            **self.source(raw, meta, reference, list(range(start - self.motion, start)), list(range(start, start + self.frames))),
+            **self.source(raw, meta, reference, motion, targets),
             "audio_windows": audio_windows(rows, start - low, self.frames, self.window),
             "face_embedding": _face_embedding(raw),
             **face,
