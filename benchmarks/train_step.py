@@ -1,14 +1,16 @@
 """Seconds per training step, samples per second, peak memory and the VAE-encode share, for stage 1
-and stage 2, with gradient checkpointing on and off.
+and stage 2, with gradient checkpointing on and off, from decoded pixels and from the latent cache.
 
 Each configuration runs in its own process, built by the real stage classes (training/stage1.py,
 training/stage2.py: the same modules, trainable sets, precision and checkpointing as training) and
 wrapped by the real DeepSpeed engine (training.engine.build_engine, one process, ZeRO as configured).
 A step is exactly training.loop's: engine(batch) -> engine.backward -> engine.step, on one batch
 decoded from curated fixture shards by the stage's decoder and reused every step, so data loading
-(benchmarks/loader.py) is not in the number. Peak memory: torch.cuda.max_memory_allocated on a GPU;
-on the CPU the process's peak RSS from the model build on (VmHWM, reset just before) and how far it
-rose above the RSS at that moment (libraries loaded, nothing built).
+(benchmarks/loader.py) is not in the number. With the cache (`data.latents`, built here by the cache
+job's own code with the preset's VAE on the benchmark's device) the step runs no VAE encoder.
+Peak memory: torch.cuda.max_memory_allocated on a GPU; on the CPU the process's peak RSS from the
+model build on (VmHWM, reset just before) and how far it rose above the RSS at that moment
+(libraries loaded, nothing built).
 
     python -m benchmarks.train_step                               # CPU: tiny preset, fp32
     python -m benchmarks.train_step --device cuda                 # GPU: sd15 preset, bf16, the paper's batches
@@ -37,8 +39,8 @@ RESULT_PREFIX = "RESULT "
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def prepare(work: Path, preset: str, pretrained: Optional[Path]) -> dict[str, Any]:
-    """Bases, stage 2's starting weights and one curated shard; written once per run."""
+def prepare(work: Path, preset: str, pretrained: Optional[Path], device: str) -> dict[str, Any]:
+    """Bases, stage 2's starting weights, one curated shard and its latent cache; written once per run."""
     from curation import fixtures
     from curation.config import CurationConfig
     from curation.pipeline import process_source
@@ -59,7 +61,19 @@ def prepare(work: Path, preset: str, pretrained: Optional[Path]) -> dict[str, An
     shards = sorted({str(work / "curated" / "shards" / r.shard) for r in rows if r.shard})
     if not shards:
         raise RuntimeError(f"the fixture clip was not accepted: {[r.reason for r in rows]}")
-    return {"pretrained": str(base), "init_from": str(init), "shards": shards}
+    return {"pretrained": str(base), "init_from": str(init), "shards": shards,
+            "cache": str(cache_latents(shards, base / "vae", get_preset(preset).resolution, device, work / "latents"))}
+
+
+def cache_latents(shards: list[str], vae: Path, resolution: int, device: str, out: Path) -> Path:
+    """The latent cache of `shards`, written by the cache job's per-shard code (no Ray)."""
+    from training.config import CacheEncodeConfig
+    from training.latent_shards import ClipEncoder, build_cache_shard
+
+    encoder = ClipEncoder(CacheEncodeConfig(vae_dir=str(vae), resolution=resolution, device=device))
+    for shard in shards:
+        build_cache_shard(shard, out, encoder, encoder.identity, resolution)
+    return out
 
 
 def _stage(name: str) -> Any:
@@ -99,6 +113,7 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
         "model.gradient_checkpointing": spec["checkpointing"], "run.precision": spec["precision"],
         "run.device": spec["device"], "run.batch_size": spec["batch"], "data.shards": json.dumps(spec["shards"]),
         "data.shuffle_buffer": 1,
+        **({"data.latents": spec["cache"]} if spec["latents"] else {}),
     }
     cfg = load_config(TrainConfig, None, [f"{k}={v}" for k, v in overrides.items()])
     stage = _stage(spec["stage"])
@@ -120,7 +135,7 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
         engine.step()
 
     result = {
-        **{k: spec[k] for k in ("stage", "preset", "device", "precision", "checkpointing", "batch")},
+        **{k: spec[k] for k in ("stage", "preset", "device", "precision", "checkpointing", "latents", "batch")},
         "memory": "torch.cuda.max_memory_allocated" if cuda else "peak RSS (VmHWM) from the model build on",
         "trainable_params_m": sum(p.numel() for p in engine.module.parameters() if p.requires_grad) / 1e6,
         "attention": sorted({type(m.processor).__name__ for m in engine.module.net.modules() if hasattr(m, "processor")}),
@@ -152,15 +167,16 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
                           cwd=ROOT, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if done.returncode or not lines:
-        raise RuntimeError(f"configuration {spec['stage']} checkpointing={spec['checkpointing']} failed "
-                           f"(exit {done.returncode}):\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"configuration {spec['stage']} checkpointing={spec['checkpointing']} "
+                           f"latents={spec['latents']} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(lines[-1][len(RESULT_PREFIX):])
 
 
 def figure(results: list[dict[str, Any]], setting: str) -> Any:
     results = [r for r in results if "error" not in r]
     fig, ax = new_figure(8, 3.5)
-    labels = [f"{r['stage']}, ckpt {'on' if r['checkpointing'] else 'off'}" for r in results]
+    labels = [f"{r['stage']}, ckpt {'on' if r['checkpointing'] else 'off'}, {'cache' if r['latents'] else 'pixels'}"
+              for r in results]
     encode = [r["step_s"] * r["vae_encode_share"] for r in results]
     ax.barh(labels, encode, color="tab:orange", label="VAE encode")
     ax.barh(labels, [r["step_s"] - e for r, e in zip(results, encode)], left=encode, color="tab:blue",
@@ -169,8 +185,16 @@ def figure(results: list[dict[str, Any]], setting: str) -> Any:
         ax.text(r["step_s"], i, f" {r['step_s']:.2f} s, {r['peak_mb']:.0f} MB", va="center", fontsize=8)
     ax.set_xlabel(f"seconds per step ({setting})")
     ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("Training step time by stage and gradient checkpointing")
+    ax.set_title("Training step time by stage, gradient checkpointing and input (pixels or latent cache)")
     return fig
+
+
+def cache_speedups(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per stage and checkpointing setting run both ways: the step time from pixels over the one from the cache."""
+    timed = {(r["stage"], r["checkpointing"], r["latents"]): r["step_s"] for r in results if "step_s" in r}
+    return [{"stage": stage, "checkpointing": ckpt, "pixels_step_s": timed[stage, ckpt, False],
+             "cache_step_s": timed[stage, ckpt, True], "speedup": timed[stage, ckpt, False] / timed[stage, ckpt, True]}
+            for (stage, ckpt, latents) in timed if latents and (stage, ckpt, False) in timed]
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -180,6 +204,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--precision", choices=("fp32", "bf16"), default=None, help="default: bf16 on cuda, fp32 on cpu")
     parser.add_argument("--stages", default="stage1,stage2")
     parser.add_argument("--checkpointing", default="on,off", help="gradient checkpointing settings to run: on,off")
+    parser.add_argument("--latents", default="off,on", help="inputs to run: off (pixels, VAE in the step), on (latent cache)")
     parser.add_argument("--batch", type=int, default=0, help="samples per step; 0 = the paper's per-GPU batch on "
                         f"cuda {PAPER_BATCH}, 1 on cpu")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per configuration")
@@ -205,20 +230,27 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        assets = prepare(work, preset, args.pretrained)
+        assets = prepare(work, preset, args.pretrained, device)
         results = [run_child({**assets, "stage": stage, "preset": preset, "device": device, "precision": precision,
-                              "checkpointing": setting == "on", "steps": args.steps, "warmup": args.warmup,
-                              "batch": args.batch or (PAPER_BATCH[stage] if device == "cuda" else 1)})
-                   for stage in args.stages.split(",") for setting in args.checkpointing.split(",")]
+                              "checkpointing": setting == "on", "latents": latents == "on", "steps": args.steps,
+                              "warmup": args.warmup, "batch": args.batch or (PAPER_BATCH[stage] if device == "cuda" else 1)})
+                   for stage in args.stages.split(",") for setting in args.checkpointing.split(",")
+                   for latents in args.latents.split(",")]
     print_table(f"Training steps ({preset}, {device}, {precision}; memory = {results[0]['memory']})",
-                ["stage", "checkpointing", "batch", "s/step", "samples/s", "VAE encode share", "peak MB",
+                ["stage", "checkpointing", "input", "batch", "s/step", "samples/s", "VAE encode share", "peak MB",
                  "growth MB", "trainable M"],
-                [[r["stage"], "on" if r["checkpointing"] else "off", r["batch"], r.get("step_s", r.get("error")),
-                  r.get("samples_per_s"), r.get("vae_encode_share"), r["peak_mb"], r.get("peak_growth_mb"),
-                  r["trainable_params_m"]] for r in results])
+                [[r["stage"], "on" if r["checkpointing"] else "off", "latent cache" if r["latents"] else "pixels",
+                  r["batch"], r.get("step_s", r.get("error")), r.get("samples_per_s"), r.get("vae_encode_share"),
+                  r["peak_mb"], r.get("peak_growth_mb"), r["trainable_params_m"]] for r in results])
+    speedups = cache_speedups(results)
+    if speedups:
+        print_table("Step time, pixels over latent cache (measured side by side in this run)",
+                    ["stage", "checkpointing", "pixels s/step", "cache s/step", "pixels / cache"],
+                    [[s["stage"], "on" if s["checkpointing"] else "off", s["pixels_step_s"], s["cache_step_s"],
+                      s["speedup"]] for s in speedups])
     print(f"attention processors: {', '.join(results[0]['attention'])}")
     payload = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "child"},
-               "configs": results}
+               "configs": results, "cache_speedups": speedups}
     json_path, png_path = write_results(args.out, "train_step", payload, figure(results, f"{preset}, {device}, {precision}"))
     print(f"\nwrote {json_path} and {png_path}")
     return payload
