@@ -6,11 +6,13 @@ training/stage2.py: the same modules, trainable sets, precision and checkpointin
 wrapped by the real DeepSpeed engine (training.engine.build_engine, one process, ZeRO as configured).
 A step is exactly training.loop's: engine(batch) -> engine.backward -> engine.step, on one batch
 decoded from curated fixture shards by the stage's decoder and reused every step, so data loading
-(benchmarks/loader.py) is not in the number. With the cache (`data.latents`, built here by the cache
-job's own code with the preset's VAE on the benchmark's device) the step runs no VAE encoder.
-Peak memory: torch.cuda.max_memory_allocated on a GPU; on the CPU the process's peak RSS from the
-model build on (VmHWM, reset just before) and how far it rose above the RSS at that moment
-(libraries loaded, nothing built).
+(benchmarks/loader.py) is not in the number. Each configuration times two inputs in the same
+process, their steps alternating so that both see the same machine load: pixels (the VAE encoder
+runs in the step) and the latent cache (`data.latents`, built here by the cache job's own code with
+the preset's VAE on the benchmark's device; no VAE in the step). Peak memory:
+torch.cuda.max_memory_allocated on a GPU; on the CPU the process's peak RSS from the model build on
+(VmHWM, reset just before) and how far it rose above the RSS at that moment (libraries loaded,
+nothing built); the cache's is taken after its warm-up, which runs first and alone.
 
     python -m benchmarks.train_step                               # CPU: tiny preset, fp32
     python -m benchmarks.train_step --device cuda                 # GPU: sd15 preset, bf16, the paper's batches
@@ -99,7 +101,12 @@ def _restart_peak_rss() -> float:
 
 
 def run_config(spec: dict[str, Any]) -> dict[str, Any]:
-    """One configuration in this process (the child): build, warm up, time `steps` steps."""
+    """One configuration in this process (the child): build once, then time `steps` steps of each input.
+
+    The inputs' steps alternate (pixels, cache, pixels, ...), so both see the same machine load. The
+    cache goes first alone for its warm-up, which gives its own peak memory; the pixel path's peak
+    (it also runs the VAE encoder) is the one at the end.
+    """
     import torch
 
     from foundation.config import load_config
@@ -113,7 +120,6 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
         "model.gradient_checkpointing": spec["checkpointing"], "run.precision": spec["precision"],
         "run.device": spec["device"], "run.batch_size": spec["batch"], "data.shards": json.dumps(spec["shards"]),
         "data.shuffle_buffer": 1,
-        **({"data.latents": spec["cache"]} if spec["latents"] else {}),
     }
     cfg = load_config(TrainConfig, None, [f"{k}={v}" for k, v in overrides.items()])
     stage = _stage(spec["stage"])
@@ -124,41 +130,52 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     engine = build_engine(stage.build(cfg, device), cfg, world, device)
-    stream = ShardStream(cfg.data.shards, stage.decoder(cfg), cfg.data, cfg.run.batch_size, cfg.run.seed)
-    batch = next(iter(stream))
-    batch.pop("reader_state")
+    batches = {}
+    for name in sorted(spec["inputs"]):  # "cache" first: its warm-up alone gives its peak memory
+        cfg.data.latents = spec["cache"] if name == "cache" else None
+        batch = next(iter(ShardStream(cfg.data.shards, stage.decoder(cfg), cfg.data, cfg.run.batch_size, cfg.run.seed)))
+        batch.pop("reader_state")
+        batches[name] = batch
     generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed)
 
-    def step() -> None:
-        loss = engine(batch, generator)
+    def step(name: str) -> None:
+        loss = engine(batches[name], generator)
         engine.backward(loss)
         engine.step()
 
+    def peak_mb() -> float:
+        return torch.cuda.max_memory_allocated(device) / 2**20 if cuda else _status_mb("VmHWM")
+
     result = {
-        **{k: spec[k] for k in ("stage", "preset", "device", "precision", "checkpointing", "latents", "batch")},
+        **{k: spec[k] for k in ("stage", "preset", "device", "precision", "checkpointing", "batch")},
         "memory": "torch.cuda.max_memory_allocated" if cuda else "peak RSS (VmHWM) from the model build on",
         "trainable_params_m": sum(p.numel() for p in engine.module.parameters() if p.requires_grad) / 1e6,
         "attention": sorted({type(m.processor).__name__ for m in engine.module.net.modules() if hasattr(m, "processor")}),
     }
+    inputs: dict[str, dict[str, Any]] = {}
     clock = StageClock(sync=torch.cuda.synchronize if cuda else None)
     try:
-        for _ in range(spec["warmup"]):
-            step()
-        with clock.patched({"vae encode": [(HalloTrainStep, "encode")]}), measure() as timed:
+        for name in batches:
+            for _ in range(spec["warmup"]):
+                step(name)
+            inputs[name] = {"peak_mb": peak_mb(), "peak_growth_mb": None if cuda else peak_mb() - rss_before}
+        spent = {name: 0.0 for name in batches}
+        with clock.patched({"vae encode": [(HalloTrainStep, "encode")]}):
             for _ in range(spec["steps"]):
-                with clock.stage("rest of the step"):
-                    step()
+                for name in batches:
+                    with measure() as timed, clock.stage(name):
+                        step(name)
+                    spent[name] += timed.wall_s
     except torch.cuda.OutOfMemoryError:  # a result too: this setting does not fit this GPU
-        return {**result, "error": "CUDA out of memory", "peak_mb": torch.cuda.max_memory_allocated(device) / 2**20}
-    step_s = timed.wall_s / spec["steps"]
-    return {
-        **result,
-        "step_s": step_s,
-        "samples_per_s": spec["batch"] / step_s,
-        "vae_encode_share": clock.seconds["vae encode"] / timed.wall_s,
-        "peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else _status_mb("VmHWM"),
-        "peak_growth_mb": None if cuda else _status_mb("VmHWM") - rss_before,
-    }
+        return {**result, "error": "CUDA out of memory", "peak_mb": peak_mb(), "inputs": inputs}
+    for name in batches:
+        step_s = spent[name] / spec["steps"]
+        inputs[name].update(step_s=step_s, samples_per_s=spec["batch"] / step_s,
+                            vae_encode_share=clock.seconds["vae encode"] / spent[name] if name == "pixels" else 0.0)
+    if "pixels" in inputs:
+        inputs["pixels"].update(peak_mb=peak_mb(), peak_growth_mb=None if cuda else peak_mb() - rss_before)
+    speedup = inputs["pixels"]["step_s"] / inputs["cache"]["step_s"] if len(inputs) == 2 else None
+    return {**result, "inputs": inputs, "pixels_over_cache": speedup}
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -167,34 +184,26 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
                           cwd=ROOT, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if done.returncode or not lines:
-        raise RuntimeError(f"configuration {spec['stage']} checkpointing={spec['checkpointing']} "
-                           f"latents={spec['latents']} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"configuration {spec['stage']} checkpointing={spec['checkpointing']} failed "
+                           f"(exit {done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(lines[-1][len(RESULT_PREFIX):])
 
 
 def figure(results: list[dict[str, Any]], setting: str) -> Any:
-    results = [r for r in results if "error" not in r]
-    fig, ax = new_figure(8, 3.5)
-    labels = [f"{r['stage']}, ckpt {'on' if r['checkpointing'] else 'off'}, {'cache' if r['latents'] else 'pixels'}"
-              for r in results]
-    encode = [r["step_s"] * r["vae_encode_share"] for r in results]
+    rows = [(f"{r['stage']}, ckpt {'on' if r['checkpointing'] else 'off'}, {name}", measured)
+            for r in results if "error" not in r for name, measured in r["inputs"].items()]
+    fig, ax = new_figure(8, 0.5 + 0.45 * len(rows))
+    labels = [label for label, _ in rows]
+    encode = [m["step_s"] * m["vae_encode_share"] for _, m in rows]
     ax.barh(labels, encode, color="tab:orange", label="VAE encode")
-    ax.barh(labels, [r["step_s"] - e for r, e in zip(results, encode)], left=encode, color="tab:blue",
+    ax.barh(labels, [m["step_s"] - e for (_, m), e in zip(rows, encode)], left=encode, color="tab:blue",
             label="rest of the step")
-    for i, r in enumerate(results):
-        ax.text(r["step_s"], i, f" {r['step_s']:.2f} s, {r['peak_mb']:.0f} MB", va="center", fontsize=8)
+    for i, (_, m) in enumerate(rows):
+        ax.text(m["step_s"], i, f" {m['step_s']:.2f} s, {m['peak_mb']:.0f} MB", va="center", fontsize=8)
     ax.set_xlabel(f"seconds per step ({setting})")
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title("Training step time by stage, gradient checkpointing and input (pixels or latent cache)")
     return fig
-
-
-def cache_speedups(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per stage and checkpointing setting run both ways: the step time from pixels over the one from the cache."""
-    timed = {(r["stage"], r["checkpointing"], r["latents"]): r["step_s"] for r in results if "step_s" in r}
-    return [{"stage": stage, "checkpointing": ckpt, "pixels_step_s": timed[stage, ckpt, False],
-             "cache_step_s": timed[stage, ckpt, True], "speedup": timed[stage, ckpt, False] / timed[stage, ckpt, True]}
-            for (stage, ckpt, latents) in timed if latents and (stage, ckpt, False) in timed]
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -204,7 +213,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--precision", choices=("fp32", "bf16"), default=None, help="default: bf16 on cuda, fp32 on cpu")
     parser.add_argument("--stages", default="stage1,stage2")
     parser.add_argument("--checkpointing", default="on,off", help="gradient checkpointing settings to run: on,off")
-    parser.add_argument("--latents", default="off,on", help="inputs to run: off (pixels, VAE in the step), on (latent cache)")
+    parser.add_argument("--inputs", default="pixels,cache",
+                        help="step inputs, timed alternately: pixels (VAE encoder in the step), cache (the latent cache)")
     parser.add_argument("--batch", type=int, default=0, help="samples per step; 0 = the paper's per-GPU batch on "
                         f"cuda {PAPER_BATCH}, 1 on cpu")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per configuration")
@@ -232,25 +242,23 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         work.mkdir(parents=True, exist_ok=True)
         assets = prepare(work, preset, args.pretrained, device)
         results = [run_child({**assets, "stage": stage, "preset": preset, "device": device, "precision": precision,
-                              "checkpointing": setting == "on", "latents": latents == "on", "steps": args.steps,
+                              "checkpointing": setting == "on", "inputs": args.inputs.split(","), "steps": args.steps,
                               "warmup": args.warmup, "batch": args.batch or (PAPER_BATCH[stage] if device == "cuda" else 1)})
-                   for stage in args.stages.split(",") for setting in args.checkpointing.split(",")
-                   for latents in args.latents.split(",")]
-    print_table(f"Training steps ({preset}, {device}, {precision}; memory = {results[0]['memory']})",
+                   for stage in args.stages.split(",") for setting in args.checkpointing.split(",")]
+    print_table(f"Training steps ({preset}, {device}, {precision}; memory = {results[0]['memory']}; the inputs' "
+                "steps alternate in one process)",
                 ["stage", "checkpointing", "input", "batch", "s/step", "samples/s", "VAE encode share", "peak MB",
                  "growth MB", "trainable M"],
-                [[r["stage"], "on" if r["checkpointing"] else "off", "latent cache" if r["latents"] else "pixels",
-                  r["batch"], r.get("step_s", r.get("error")), r.get("samples_per_s"), r.get("vae_encode_share"),
-                  r["peak_mb"], r.get("peak_growth_mb"), r["trainable_params_m"]] for r in results])
-    speedups = cache_speedups(results)
-    if speedups:
+                [[r["stage"], "on" if r["checkpointing"] else "off", name, r["batch"], m.get("step_s", r.get("error")),
+                  m.get("samples_per_s"), m.get("vae_encode_share"), m.get("peak_mb"), m.get("peak_growth_mb"),
+                  r["trainable_params_m"]] for r in results for name, m in r["inputs"].items()])
+    if any(r.get("pixels_over_cache") for r in results):
         print_table("Step time, pixels over latent cache (measured side by side in this run)",
-                    ["stage", "checkpointing", "pixels s/step", "cache s/step", "pixels / cache"],
-                    [[s["stage"], "on" if s["checkpointing"] else "off", s["pixels_step_s"], s["cache_step_s"],
-                      s["speedup"]] for s in speedups])
+                    ["stage", "checkpointing", "pixels / cache"],
+                    [[r["stage"], "on" if r["checkpointing"] else "off", r.get("pixels_over_cache")] for r in results])
     print(f"attention processors: {', '.join(results[0]['attention'])}")
     payload = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "child"},
-               "configs": results, "cache_speedups": speedups}
+               "configs": results}
     json_path, png_path = write_results(args.out, "train_step", payload, figure(results, f"{preset}, {device}, {precision}"))
     print(f"\nwrote {json_path} and {png_path}")
     return payload
