@@ -1,4 +1,4 @@
-"""Seconds per training step, samples per second, peak memory and the VAE-encode share, for stage 1
+"""Seconds per training step (median), samples per second, peak memory and the VAE-encode share, for stage 1
 and stage 2, with gradient checkpointing on and off, from decoded pixels and from the latent cache.
 
 Each configuration runs in its own process, built by the real stage classes (training/stage1.py,
@@ -28,6 +28,7 @@ import argparse
 import json
 import logging
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -159,19 +160,21 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
             for _ in range(spec["warmup"]):
                 step(name)
             inputs[name] = {"peak_mb": peak_mb(), "peak_growth_mb": None if cuda else peak_mb() - rss_before}
-        spent = {name: 0.0 for name in batches}
+        steps: dict[str, list[tuple[float, float]]] = {name: [] for name in batches}  # (wall s, VAE s) per step
         with clock.patched({"vae encode": [(HalloTrainStep, "encode")]}):
             for _ in range(spec["steps"]):
                 for name in batches:
+                    encoded = clock.seconds["vae encode"]
                     with measure() as timed, clock.stage(name):
                         step(name)
-                    spent[name] += timed.wall_s
+                    steps[name].append((timed.wall_s, clock.seconds["vae encode"] - encoded))
     except torch.cuda.OutOfMemoryError:  # a result too: this setting does not fit this GPU
         return {**result, "error": "CUDA out of memory", "peak_mb": peak_mb(), "inputs": inputs}
-    for name in batches:
-        step_s = spent[name] / spec["steps"]
+    for name, timed_steps in steps.items():
+        # Medians: a step that the machine's other work stretched moves them least.
+        step_s = statistics.median(wall for wall, _ in timed_steps)
         inputs[name].update(step_s=step_s, samples_per_s=spec["batch"] / step_s,
-                            vae_encode_share=clock.seconds["vae encode"] / spent[name] if name == "pixels" else 0.0)
+                            vae_encode_share=statistics.median(vae / wall for wall, vae in timed_steps))
     if "pixels" in inputs:
         inputs["pixels"].update(peak_mb=peak_mb(), peak_growth_mb=None if cuda else peak_mb() - rss_before)
     speedup = inputs["pixels"]["step_s"] / inputs["cache"]["step_s"] if len(inputs) == 2 else None
@@ -217,7 +220,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                         help="step inputs, timed alternately: pixels (VAE encoder in the step), cache (the latent cache)")
     parser.add_argument("--batch", type=int, default=0, help="samples per step; 0 = the paper's per-GPU batch on "
                         f"cuda {PAPER_BATCH}, 1 on cpu")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per configuration")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per configuration and input (the median counts)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--pretrained", type=Path, help="real bases folder (default: random stand-ins)")
     parser.add_argument("--work", type=Path, help="keep bases and shards here (default: a temporary folder)")
