@@ -1,12 +1,20 @@
-"""Stage-2 data loading speed from curated shards, against a raw sequential read of the same bytes.
+"""Stage-2 data loading speed from curated shards: decoded pixels vs the latent cache, side by side, and a
+raw sequential read of the same bytes.
 
     raw read     the shard files read sequentially in 1 MiB chunks (page cache: the upper bound)
     tar split    webdataset's tar iterator: samples split into their entries, nothing decoded
     stage 2      training.data.ShardStream + training.samples.Stage2Decoder in this process, one
-                 thread (torch, OpenCV): samples per second per CPU core
+                 thread (torch, OpenCV): samples per second per CPU core, for three paths:
+                   pixels, float   the frames decoded and turned into float in the worker (as before
+                                   uint8 shipping: the same three full-size passes, applied here)
+                   pixels          the frames decoded, shipped as uint8 (what training does now)
+                   latents         the latent cache (data.latents): no video decode
     loader       the training DataLoader (training.data.ResumableBatches) with --workers processes
 
-for the tiny and sd15 resolution presets. The shards are curated here from fixture clips with a
+for the tiny and sd15 resolution presets. The cache shards are written by the cache job's own
+writer (training.latent_shards.build_cache_shard) with latents of the real shape and size but
+random values (running the sd15 VAE on this CPU would take longer than the benchmark; reading
+cost does not depend on the values). The shards are curated here from fixture clips with a
 wav2vec2-base-size stand-in, so the stored audio features have the real size (12 x 768 per frame).
 The margin is the loader's rate over what one GPU's stage-2 step consumes, --gpu-batch samples every
 --gpu-step-s seconds: an assumption unless that step time was measured (benchmarks/train_step.py on
@@ -79,14 +87,63 @@ def per_second(fn: Callable[[list[str]], int], shards: list[str], min_wall_s: fl
     return count * passes / (time.perf_counter() - started), count
 
 
-def stream_for(shards: list[str], preset_name: str) -> Any:
+PATHS = {"pixels_float": "pixels, float in worker", "pixels": "pixels, uint8", "latents": "latents (cache)"}
+STANDIN_VAE = "benchmark stand-in: random latents of the real shape"
+
+
+def shape_only_latents(resolution: int) -> Callable[[bytes], tuple[Any, Any]]:
+    """A clip encoder giving random float16 latents of the VAE's shape, one per frame (not timed)."""
+    import io
+
+    import av
+    import numpy as np
+
+    def encode(mp4: bytes) -> tuple[Any, Any]:
+        with av.open(io.BytesIO(mp4)) as container:
+            frames = sum(1 for _ in container.decode(video=0))
+        rng = np.random.default_rng(frames)
+        mean = rng.standard_normal((frames, 4, resolution // 8, resolution // 8)).astype(np.float16)
+        return mean, (np.abs(mean) * 0.01).astype(np.float16)
+
+    return encode
+
+
+def build_cache(shards: list[str], preset: str, out: Path) -> dict[str, float]:
+    """Cache shards for `shards` at the preset's resolution; returns their size per sample and per hour of video."""
+    from model.presets import get_preset
+    from training.latent_shards import build_cache_shard
+
+    resolution = get_preset(preset).resolution
+    reports = [build_cache_shard(s, out, shape_only_latents(resolution), STANDIN_VAE, resolution) for s in shards]
+    size, samples, hours = (sum(r.bytes for r in reports), sum(r.samples for r in reports),
+                            sum(r.video_s for r in reports) / 3600)
+    return {"mb_per_sample": size / 1e6 / samples, "gb_per_video_hour": size / 1e9 / hours}
+
+
+class FloatInWorker:
+    """The decoder followed by the float conversion the workers did before frames were shipped as uint8."""
+
+    def __init__(self, decode: Callable) -> None:
+        self.decode = decode
+
+    def __call__(self, raw: dict, rng: Any) -> dict:
+        out = self.decode(raw, rng)
+        for key in ("reference", "motion_frames", "frames"):
+            out[key] = out[key].float().div(127.5).sub(1.0)
+        return out
+
+
+def stream_for(shards: list[str], preset_name: str, path: str, cache: Optional[Path]) -> Any:
     from model.presets import get_preset
     from training.config import DataConfig
     from training.data import ShardStream
     from training.samples import Stage2Decoder
 
+    latents = path == "latents"
+    decoder = Stage2Decoder(get_preset(preset_name), cache_vae=STANDIN_VAE if latents else None)
     # A small shuffle buffer: a few shards must not turn the benchmark into a buffer fill.
-    return ShardStream(shards, Stage2Decoder(get_preset(preset_name)), DataConfig(shuffle_buffer=2), batch_size=1, seed=0)
+    cfg = DataConfig(shuffle_buffer=2, latents=str(cache) if latents else None)
+    return ShardStream(shards, FloatInWorker(decoder) if path == "pixels_float" else decoder, cfg, batch_size=1, seed=0)
 
 
 def take(batches: Iterator[dict], count: int) -> None:
@@ -94,38 +151,64 @@ def take(batches: Iterator[dict], count: int) -> None:
         next(batches)
 
 
-def bench_preset(shards: list[str], preset: str, samples: int, workers: int) -> dict[str, Any]:
+def timed(batches: Iterator[dict], samples: int, min_wall_s: float) -> tuple[int, Any]:
+    """Take `samples` batches at a time until min_wall_s has passed; (batches taken, Measured)."""
+    taken = 0
+    with measure() as spent:
+        started = time.perf_counter()
+        while taken == 0 or time.perf_counter() - started < min_wall_s:
+            take(batches, samples)
+            taken += samples
+    return taken, spent
+
+
+def bench_path(shards: list[str], preset: str, path: str, cache: Path, samples: int, workers: int,
+               min_wall_s: float) -> dict[str, Any]:
     from training.data import ResumableBatches
 
-    batches = iter(stream_for(shards, preset))
+    batches = iter(stream_for(shards, preset, path, cache))
     take(batches, 2)  # warm-up: imports, first decoder calls
-    with measure() as one:
-        take(batches, samples)
-    loader = ResumableBatches(stream_for(shards, preset), workers)
+    one_n, one = timed(batches, samples, min_wall_s)
+    loader = ResumableBatches(stream_for(shards, preset, path, cache), workers)
     take(loader, 2 * workers)  # workers forked and running
-    with measure() as many:
-        take(loader, samples)
+    many_n, many = timed(loader, samples, min_wall_s)
+    return {
+        "one_process": {"samples": one_n, "wall_s": one.wall_s, "cpu_s": one.cpu_s,
+                        "samples_per_s": one_n / one.wall_s, "samples_per_cpu_s": one_n / one.cpu_s},
+        "loader": {"workers": workers, "samples": many_n, "wall_s": many.wall_s, "samples_per_s": many_n / many.wall_s},
+    }
+
+
+def bench_preset(shards: list[str], preset: str, work: Path, samples: int, workers: int,
+                 min_wall_s: float) -> dict[str, Any]:
+    cache = work / f"latents-{preset}"
+    disk = build_cache(shards, preset, cache)
+    paths = {path: bench_path(shards, preset, path, cache, samples, workers, min_wall_s) for path in PATHS}
+    per_core = {path: r["one_process"]["samples_per_cpu_s"] for path, r in paths.items()}
     return {
         "preset": preset,
-        "one_process": {"samples": samples, "wall_s": one.wall_s, "cpu_s": one.cpu_s,
-                        "samples_per_s": samples / one.wall_s, "samples_per_cpu_s": samples / one.cpu_s},
-        "loader": {"workers": workers, "samples": samples, "wall_s": many.wall_s,
-                   "samples_per_s": samples / many.wall_s},
+        "cache": disk,
+        "paths": paths,
+        "ratios": {"latents / pixels per core": per_core["latents"] / per_core["pixels"],
+                   "pixels uint8 / float per core": per_core["pixels"] / per_core["pixels_float"]},
     }
 
 
 def figure(results: list[dict[str, Any]], raw_per_s: float, split_per_s: float, demand: float) -> Any:
-    fig, ax = new_figure(8, 3.5)
-    labels = ["raw read", "tar split"] + [f"{r['preset']}: 1 core" for r in results] + \
-             [f"{r['preset']}: {r['loader']['workers']} workers" for r in results]
-    values = [raw_per_s, split_per_s] + [r["one_process"]["samples_per_cpu_s"] for r in results] + \
-             [r["loader"]["samples_per_s"] for r in results]
-    ax.barh(labels[::-1], values[::-1], color="tab:blue")
+    fig, ax = new_figure(8, 4.5)
+    labels, values, colors = ["raw read", "tar split"], [raw_per_s, split_per_s], ["tab:gray", "tab:gray"]
+    for r in results:
+        for path, name in PATHS.items():
+            measured = r["paths"][path]
+            labels += [f"{r['preset']}, {name}: 1 core", f"{r['preset']}, {name}: {measured['loader']['workers']} workers"]
+            values += [measured["one_process"]["samples_per_cpu_s"], measured["loader"]["samples_per_s"]]
+            colors += ["tab:green" if path == "latents" else "tab:blue"] * 2
+    ax.barh(labels[::-1], values[::-1], color=colors[::-1])
     ax.axvline(demand, color="tab:red", linestyle="--", label=f"one GPU's stage 2 (assumed): {demand:.1f}/s")
     ax.set_xscale("log")
     ax.set_xlabel("stage-2 samples per second (log scale)")
     ax.legend(fontsize=8)
-    ax.set_title("Stage-2 loading from shards")
+    ax.set_title("Stage-2 loading: decoded pixels vs the latent cache")
     return fig
 
 
@@ -136,7 +219,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per fixture source")
     parser.add_argument("--wav2vec2", choices=("base", "tiny"), default="base",
                         help="wav2vec2 stand-in whose features the shards store (base: the real size)")
-    parser.add_argument("--samples", type=int, default=30, help="samples timed per measurement")
+    parser.add_argument("--samples", type=int, default=30, help="samples per timed round (rounds repeat for --min-wall-s)")
+    parser.add_argument("--min-wall-s", type=float, default=3.0, help="seconds each measurement lasts at least")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (the cores to feed one GPU)")
     parser.add_argument("--gpu-batch", type=int, default=HALLO_STAGE2_BATCH, help="samples per GPU step")
     parser.add_argument("--gpu-step-s", type=float, default=ASSUMED_GPU_STEP_S,
@@ -165,21 +249,26 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         cv2.setNumThreads(1)
         bytes_per_s, total = per_second(raw_read, shards)
         split_per_s, count = per_second(tar_split, shards)
-        results = [bench_preset(shards, preset, args.samples, args.workers) for preset in args.presets.split(",")]
+        results = [bench_preset(shards, preset, work, args.samples, args.workers, args.min_wall_s)
+                   for preset in args.presets.split(",")]
     per_sample = total / count
     raw_per_s = bytes_per_s / per_sample
     demand = args.gpu_batch / args.gpu_step_s
     for r in results:
-        r["margin_vs_one_gpu"] = r["loader"]["samples_per_s"] / demand
-        r["margin_per_core"] = r["one_process"]["samples_per_cpu_s"] / demand
-        r["raw_read_over_stage2"] = raw_per_s / r["one_process"]["samples_per_cpu_s"]
+        for measured in r["paths"].values():
+            measured["margin_vs_one_gpu"] = measured["loader"]["samples_per_s"] / demand
+            measured["margin_per_core"] = measured["one_process"]["samples_per_cpu_s"] / demand
     print_table(f"Shards: {count} samples, {per_sample / 1e6:.2f} MB each; raw read {bytes_per_s / 1e6:.0f} MB/s "
                 f"= {raw_per_s:.0f} samples/s, tar split {split_per_s:.0f} samples/s",
-                ["preset", "samples/s (1 proc)", "samples/CPU-s", f"samples/s ({args.workers} workers)",
-                 "raw read / stage 2", "GPU needs /s", "margin per core", f"margin ({args.workers} workers)"],
-                [[r["preset"], r["one_process"]["samples_per_s"], r["one_process"]["samples_per_cpu_s"],
-                  r["loader"]["samples_per_s"], r["raw_read_over_stage2"], demand, r["margin_per_core"],
-                  r["margin_vs_one_gpu"]] for r in results])
+                ["preset", "path", "samples/s (1 proc)", "samples/CPU-s", f"samples/s ({args.workers} workers)",
+                 "GPU needs /s", "margin per core", f"margin ({args.workers} workers)"],
+                [[r["preset"], PATHS[path], m["one_process"]["samples_per_s"], m["one_process"]["samples_per_cpu_s"],
+                  m["loader"]["samples_per_s"], demand, m["margin_per_core"], m["margin_vs_one_gpu"]]
+                 for r in results for path, m in r["paths"].items()])
+    print_table("Ratios (per core, measured side by side in this run) and the cache's size",
+                ["preset", "latents / pixels", "pixels uint8 / float", "cache MB per sample", "cache GB per video hour"],
+                [[r["preset"], r["ratios"]["latents / pixels per core"], r["ratios"]["pixels uint8 / float per core"],
+                  r["cache"]["mb_per_sample"], r["cache"]["gb_per_video_hour"]] for r in results])
     print(f"\nGPU demand: {args.gpu_batch} samples per {args.gpu_step_s:g} s step"
           + (" (ASSUMED, not measured)" if args.gpu_step_s == ASSUMED_GPU_STEP_S else ""))
     payload = {

@@ -1,14 +1,18 @@
-"""Seconds per training step, samples per second, peak memory and the VAE-encode share, for stage 1
-and stage 2, with gradient checkpointing on and off.
+"""Seconds per training step (median), samples per second, peak memory and the VAE-encode share, for stage 1
+and stage 2, with gradient checkpointing on and off, from decoded pixels and from the latent cache.
 
 Each configuration runs in its own process, built by the real stage classes (training/stage1.py,
 training/stage2.py: the same modules, trainable sets, precision and checkpointing as training) and
 wrapped by the real DeepSpeed engine (training.engine.build_engine, one process, ZeRO as configured).
 A step is exactly training.loop's: engine(batch) -> engine.backward -> engine.step, on one batch
 decoded from curated fixture shards by the stage's decoder and reused every step, so data loading
-(benchmarks/loader.py) is not in the number. Peak memory: torch.cuda.max_memory_allocated on a GPU;
-on the CPU the process's peak RSS from the model build on (VmHWM, reset just before) and how far it
-rose above the RSS at that moment (libraries loaded, nothing built).
+(benchmarks/loader.py) is not in the number. Each configuration times two inputs in the same
+process, their steps alternating so that both see the same machine load: pixels (the VAE encoder
+runs in the step) and the latent cache (`data.latents`, built here by the cache job's own code with
+the preset's VAE on the benchmark's device; no VAE in the step). Peak memory:
+torch.cuda.max_memory_allocated on a GPU; on the CPU the process's peak RSS from the model build on
+(VmHWM, reset just before) and how far it rose above the RSS at that moment (libraries loaded,
+nothing built); the cache's is taken after its warm-up, which runs first and alone.
 
     python -m benchmarks.train_step                               # CPU: tiny preset, fp32
     python -m benchmarks.train_step --device cuda                 # GPU: sd15 preset, bf16, the paper's batches
@@ -24,6 +28,7 @@ import argparse
 import json
 import logging
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,8 +42,8 @@ RESULT_PREFIX = "RESULT "
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def prepare(work: Path, preset: str, pretrained: Optional[Path]) -> dict[str, Any]:
-    """Bases, stage 2's starting weights and one curated shard; written once per run."""
+def prepare(work: Path, preset: str, pretrained: Optional[Path], device: str) -> dict[str, Any]:
+    """Bases, stage 2's starting weights, one curated shard and its latent cache; written once per run."""
     from curation import fixtures
     from curation.config import CurationConfig
     from curation.pipeline import process_source
@@ -59,7 +64,19 @@ def prepare(work: Path, preset: str, pretrained: Optional[Path]) -> dict[str, An
     shards = sorted({str(work / "curated" / "shards" / r.shard) for r in rows if r.shard})
     if not shards:
         raise RuntimeError(f"the fixture clip was not accepted: {[r.reason for r in rows]}")
-    return {"pretrained": str(base), "init_from": str(init), "shards": shards}
+    return {"pretrained": str(base), "init_from": str(init), "shards": shards,
+            "cache": str(cache_latents(shards, base / "vae", get_preset(preset).resolution, device, work / "latents"))}
+
+
+def cache_latents(shards: list[str], vae: Path, resolution: int, device: str, out: Path) -> Path:
+    """The latent cache of `shards`, written by the cache job's per-shard code (no Ray)."""
+    from training.config import CacheEncodeConfig
+    from training.latent_shards import ClipEncoder, build_cache_shard
+
+    encoder = ClipEncoder(CacheEncodeConfig(vae_dir=str(vae), resolution=resolution, device=device))
+    for shard in shards:
+        build_cache_shard(shard, out, encoder, encoder.identity, resolution)
+    return out
 
 
 def _stage(name: str) -> Any:
@@ -85,7 +102,12 @@ def _restart_peak_rss() -> float:
 
 
 def run_config(spec: dict[str, Any]) -> dict[str, Any]:
-    """One configuration in this process (the child): build, warm up, time `steps` steps."""
+    """One configuration in this process (the child): build once, then time `steps` steps of each input.
+
+    The inputs' steps alternate (pixels, cache, pixels, ...), so both see the same machine load. The
+    cache goes first alone for its warm-up, which gives its own peak memory; the pixel path's peak
+    (it also runs the VAE encoder) is the one at the end.
+    """
     import torch
 
     from foundation.config import load_config
@@ -109,15 +131,21 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     engine = build_engine(stage.build(cfg, device), cfg, world)
-    stream = ShardStream(cfg.data.shards, stage.decoder(cfg), cfg.data, cfg.run.batch_size, cfg.run.seed)
-    batch = next(iter(stream))
-    batch.pop("reader_state")
+    batches = {}
+    for name in sorted(spec["inputs"]):  # "cache" first: its warm-up alone gives its peak memory
+        cfg.data.latents = spec["cache"] if name == "cache" else None
+        batch = next(iter(ShardStream(cfg.data.shards, stage.decoder(cfg), cfg.data, cfg.run.batch_size, cfg.run.seed)))
+        batch.pop("reader_state")
+        batches[name] = batch
     generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed)
 
-    def step() -> None:
-        loss = engine(batch, generator)
+    def step(name: str) -> None:
+        loss = engine(batches[name], generator)
         engine.backward(loss)
         engine.step()
+
+    def peak_mb() -> float:
+        return torch.cuda.max_memory_allocated(device) / 2**20 if cuda else _status_mb("VmHWM")
 
     result = {
         **{k: spec[k] for k in ("stage", "preset", "device", "precision", "checkpointing", "batch")},
@@ -125,25 +153,32 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
         "trainable_params_m": sum(p.numel() for p in engine.module.parameters() if p.requires_grad) / 1e6,
         "attention": sorted({type(m.processor).__name__ for m in engine.module.net.modules() if hasattr(m, "processor")}),
     }
+    inputs: dict[str, dict[str, Any]] = {}
     clock = StageClock(sync=torch.cuda.synchronize if cuda else None)
     try:
-        for _ in range(spec["warmup"]):
-            step()
-        with clock.patched({"vae encode": [(HalloTrainStep, "encode")]}), measure() as timed:
+        for name in batches:
+            for _ in range(spec["warmup"]):
+                step(name)
+            inputs[name] = {"peak_mb": peak_mb(), "peak_growth_mb": None if cuda else peak_mb() - rss_before}
+        steps: dict[str, list[tuple[float, float]]] = {name: [] for name in batches}  # (wall s, VAE s) per step
+        with clock.patched({"vae encode": [(HalloTrainStep, "encode")]}):
             for _ in range(spec["steps"]):
-                with clock.stage("rest of the step"):
-                    step()
+                for name in batches:
+                    encoded = clock.seconds["vae encode"]
+                    with measure() as timed, clock.stage(name):
+                        step(name)
+                    steps[name].append((timed.wall_s, clock.seconds["vae encode"] - encoded))
     except torch.cuda.OutOfMemoryError:  # a result too: this setting does not fit this GPU
-        return {**result, "error": "CUDA out of memory", "peak_mb": torch.cuda.max_memory_allocated(device) / 2**20}
-    step_s = timed.wall_s / spec["steps"]
-    return {
-        **result,
-        "step_s": step_s,
-        "samples_per_s": spec["batch"] / step_s,
-        "vae_encode_share": clock.seconds["vae encode"] / timed.wall_s,
-        "peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else _status_mb("VmHWM"),
-        "peak_growth_mb": None if cuda else _status_mb("VmHWM") - rss_before,
-    }
+        return {**result, "error": "CUDA out of memory", "peak_mb": peak_mb(), "inputs": inputs}
+    for name, timed_steps in steps.items():
+        # Medians: a step that the machine's other work stretched moves them least.
+        step_s = statistics.median(wall for wall, _ in timed_steps)
+        inputs[name].update(step_s=step_s, samples_per_s=spec["batch"] / step_s,
+                            vae_encode_share=statistics.median(vae / wall for wall, vae in timed_steps))
+    if "pixels" in inputs:
+        inputs["pixels"].update(peak_mb=peak_mb(), peak_growth_mb=None if cuda else peak_mb() - rss_before)
+    speedup = inputs["pixels"]["step_s"] / inputs["cache"]["step_s"] if len(inputs) == 2 else None
+    return {**result, "inputs": inputs, "pixels_over_cache": speedup}
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -158,18 +193,19 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def figure(results: list[dict[str, Any]], setting: str) -> Any:
-    results = [r for r in results if "error" not in r]
-    fig, ax = new_figure(8, 3.5)
-    labels = [f"{r['stage']}, ckpt {'on' if r['checkpointing'] else 'off'}" for r in results]
-    encode = [r["step_s"] * r["vae_encode_share"] for r in results]
+    rows = [(f"{r['stage']}, ckpt {'on' if r['checkpointing'] else 'off'}, {name}", measured)
+            for r in results if "error" not in r for name, measured in r["inputs"].items()]
+    fig, ax = new_figure(8, 0.5 + 0.45 * len(rows))
+    labels = [label for label, _ in rows]
+    encode = [m["step_s"] * m["vae_encode_share"] for _, m in rows]
     ax.barh(labels, encode, color="tab:orange", label="VAE encode")
-    ax.barh(labels, [r["step_s"] - e for r, e in zip(results, encode)], left=encode, color="tab:blue",
+    ax.barh(labels, [m["step_s"] - e for (_, m), e in zip(rows, encode)], left=encode, color="tab:blue",
             label="rest of the step")
-    for i, r in enumerate(results):
-        ax.text(r["step_s"], i, f" {r['step_s']:.2f} s, {r['peak_mb']:.0f} MB", va="center", fontsize=8)
+    for i, (_, m) in enumerate(rows):
+        ax.text(m["step_s"], i, f" {m['step_s']:.2f} s, {m['peak_mb']:.0f} MB", va="center", fontsize=8)
     ax.set_xlabel(f"seconds per step ({setting})")
     ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("Training step time by stage and gradient checkpointing")
+    ax.set_title("Training step time by stage, gradient checkpointing and input (pixels or latent cache)")
     return fig
 
 
@@ -180,9 +216,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--precision", choices=("fp32", "bf16"), default=None, help="default: bf16 on cuda, fp32 on cpu")
     parser.add_argument("--stages", default="stage1,stage2")
     parser.add_argument("--checkpointing", default="on,off", help="gradient checkpointing settings to run: on,off")
+    parser.add_argument("--inputs", default="pixels,cache",
+                        help="step inputs, timed alternately: pixels (VAE encoder in the step), cache (the latent cache)")
     parser.add_argument("--batch", type=int, default=0, help="samples per step; 0 = the paper's per-GPU batch on "
                         f"cuda {PAPER_BATCH}, 1 on cpu")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per configuration")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per configuration and input (the median counts)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--pretrained", type=Path, help="real bases folder (default: random stand-ins)")
     parser.add_argument("--work", type=Path, help="keep bases and shards here (default: a temporary folder)")
@@ -205,17 +243,22 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        assets = prepare(work, preset, args.pretrained)
+        assets = prepare(work, preset, args.pretrained, device)
         results = [run_child({**assets, "stage": stage, "preset": preset, "device": device, "precision": precision,
-                              "checkpointing": setting == "on", "steps": args.steps, "warmup": args.warmup,
-                              "batch": args.batch or (PAPER_BATCH[stage] if device == "cuda" else 1)})
+                              "checkpointing": setting == "on", "inputs": args.inputs.split(","), "steps": args.steps,
+                              "warmup": args.warmup, "batch": args.batch or (PAPER_BATCH[stage] if device == "cuda" else 1)})
                    for stage in args.stages.split(",") for setting in args.checkpointing.split(",")]
-    print_table(f"Training steps ({preset}, {device}, {precision}; memory = {results[0]['memory']})",
-                ["stage", "checkpointing", "batch", "s/step", "samples/s", "VAE encode share", "peak MB",
+    print_table(f"Training steps ({preset}, {device}, {precision}; memory = {results[0]['memory']}; the inputs' "
+                "steps alternate in one process)",
+                ["stage", "checkpointing", "input", "batch", "s/step", "samples/s", "VAE encode share", "peak MB",
                  "growth MB", "trainable M"],
-                [[r["stage"], "on" if r["checkpointing"] else "off", r["batch"], r.get("step_s", r.get("error")),
-                  r.get("samples_per_s"), r.get("vae_encode_share"), r["peak_mb"], r.get("peak_growth_mb"),
-                  r["trainable_params_m"]] for r in results])
+                [[r["stage"], "on" if r["checkpointing"] else "off", name, r["batch"], m.get("step_s", r.get("error")),
+                  m.get("samples_per_s"), m.get("vae_encode_share"), m.get("peak_mb"), m.get("peak_growth_mb"),
+                  r["trainable_params_m"]] for r in results for name, m in r["inputs"].items()])
+    if any(r.get("pixels_over_cache") for r in results):
+        print_table("Step time, pixels over latent cache (measured side by side in this run)",
+                    ["stage", "checkpointing", "pixels / cache"],
+                    [[r["stage"], "on" if r["checkpointing"] else "off", r.get("pixels_over_cache")] for r in results])
     print(f"attention processors: {', '.join(results[0]['attention'])}")
     payload = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "child"},
                "configs": results}

@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, SourceListError, StorageError, ConfigChanged) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from orchestration.curation_job import init_ray, run_curation
+    from orchestration.curation_job import run_curation
+    from orchestration.ray_setup import init_ray
 
     summary = run_curation(sources, unsupported, out, cfg, plan, connect=lambda: init_ray(args.address, args.num_cpus))
     print(json.dumps(summary, indent=2, sort_keys=True))

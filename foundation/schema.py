@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
@@ -91,8 +92,20 @@ def encode_npy(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def decode_npy(raw: bytes) -> np.ndarray:
+def decode_npy(raw: bytes | memoryview) -> np.ndarray:
     return np.load(io.BytesIO(raw), allow_pickle=False)
+
+
+def npy_view(raw: bytes | memoryview) -> np.ndarray:
+    """A read-only array over the .npy bytes without copying them (index it to copy just some rows)."""
+    head = io.BytesIO(memoryview(raw)[:1 << 16])  # the header: format 1.0 caps it at 64 KiB
+    version = np.lib.format.read_magic(head)
+    header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if header is None:
+        return decode_npy(raw)
+    shape, fortran, dtype = header(head)
+    array = np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape)), offset=head.tell())
+    return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -104,6 +117,18 @@ def encode_png(image: np.ndarray) -> bytes:
 
 def decode_png(raw: bytes) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # by colour type, as decode_png returns them
+
+
+def png_shape(raw: bytes) -> tuple[int, ...]:
+    """The shape decode_png would return, read from the PNG's header (IHDR) without decoding."""
+    if raw[:8] != b"\x89PNG\r\n\x1a\n" or raw[12:16] != b"IHDR":
+        raise ValueError("not a PNG image")
+    width, height = struct.unpack(">II", raw[16:24])
+    channels = PNG_CHANNELS.get(raw[25], 0)
+    return (height, width) if channels == 1 else (height, width, channels)
 
 
 def _expect(meta: ClipMeta, what: str, ok: bool, got: Any) -> None:
@@ -121,19 +146,19 @@ def check_sample(sample: dict[str, Any], require_annotations: bool = True) -> Cl
         raise ValueError(f"sample {sample.get('__key__')} lacks keys {missing}")
     meta = ClipMeta.from_json(sample[KEY_META])
     frames = meta.num_frames
-    landmarks = decode_npy(sample[KEY_LANDMARKS]).shape
+    landmarks = npy_view(sample[KEY_LANDMARKS]).shape  # shapes only: no copy of the arrays
     _expect(meta, "landmarks", landmarks == (frames, 478, 2), landmarks)
     if not (require_annotations or meta.annotated):
         return meta
     missing = [k for k in ANNOTATION_KEYS if k not in sample]
     if missing:
         raise ValueError(f"sample {meta.clip_id} lacks annotation keys {missing}")
-    features = decode_npy(sample[KEY_AUDIO_FEATURES]).shape
+    features = npy_view(sample[KEY_AUDIO_FEATURES]).shape
     _expect(meta, "audio features", len(features) == 3 and features[0] == frames, features)
-    embedding = decode_npy(sample[KEY_FACE_EMB]).shape
+    embedding = npy_view(sample[KEY_FACE_EMB]).shape
     _expect(meta, "face embedding", embedding == (EMBED_DIM,), embedding)
-    face_mask = decode_png(sample[KEY_FACE_MASK]).shape
+    face_mask = png_shape(sample[KEY_FACE_MASK])
     _expect(meta, "face mask", face_mask == (meta.size, meta.size), face_mask)
-    regions = decode_npy(sample[KEY_REGION_MASKS]).shape
+    regions = npy_view(sample[KEY_REGION_MASKS]).shape
     _expect(meta, "region masks", len(regions) == 3 and regions[0] == len(REGION_CHANNELS), regions)
     return meta

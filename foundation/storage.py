@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator
+from typing import IO, Any, Iterable
 
 import braceexpand
 import fsspec
@@ -222,30 +222,6 @@ def open_read(url: str) -> IO[bytes]:
         return gopen(url.removeprefix("file://"), "rb")
     fs, path = _filesystem(url)
     return fs.open(path, "rb", block_size=8 * 2**20, cache_type="readahead")
-
-
-def tar_samples(urls: Iterable[str], handler: Callable[[Exception], bool]) -> Iterator[dict[str, Any]]:
-    """WebDataset samples (raw bytes, `__key__`, `__url__`) from tar shards in the given order.
-
-    Like webdataset's tarfile_samples, but shards on an object store open through fsspec.
-    """
-    from webdataset.tariterators import group_by_keys, tar_file_expander
-
-    def streams() -> Iterator[dict[str, Any]]:
-        for url in urls:
-            try:
-                stream = open_read(url)
-            except Exception as err:  # noqa: BLE001 - the handler decides, as webdataset's url_opener does
-                err.args = err.args + (url,)
-                if handler(err):
-                    continue
-                raise
-            try:
-                yield {"url": url, "stream": stream}
-            finally:
-                stream.close()
-
-    return group_by_keys(tar_file_expander(streams(), handler=handler), handler=handler)
 
 
 def cache_root() -> Path:

@@ -14,7 +14,6 @@ web domain run at once, cluster-wide, so a site never sees more parallel downloa
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import Counter, deque
 from typing import Callable, Optional
@@ -34,14 +33,6 @@ from curation.sources import Source, source_id_of
 from foundation.storage import Location
 
 log = logging.getLogger(__name__)
-
-
-def init_ray(address: Optional[str], num_cpus: Optional[int]) -> None:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
 
 def domain_of(source: Source) -> Optional[str]:

@@ -1,4 +1,5 @@
-"""`python -m orchestration.docs`: regenerate the README's reason and config tables (curation, training, generation) from the code."""
+"""`python -m orchestration.docs`: regenerate the README's reason and config tables (curation, training, latent cache,
+generation) from the code."""
 from __future__ import annotations
 
 import re
@@ -9,7 +10,7 @@ from curation.config import CurationConfig
 from curation.reasons import FAILED, REASONS
 from foundation.config import describe_markdown
 from model.generate import GenerateConfig
-from training.config import TrainConfig
+from training.config import LatentCacheConfig, TrainConfig
 
 
 def reasons_markdown() -> str:
@@ -19,7 +20,8 @@ def reasons_markdown() -> str:
 
 def tables() -> dict[str, str]:
     return {"reasons": reasons_markdown(), "config": describe_markdown(CurationConfig),
-            "training-config": describe_markdown(TrainConfig), "generate-config": describe_markdown(GenerateConfig)}
+            "training-config": describe_markdown(TrainConfig), "latent-cache-config": describe_markdown(LatentCacheConfig),
+            "generate-config": describe_markdown(GenerateConfig)}
 
 
 def fill(readme: str) -> str:

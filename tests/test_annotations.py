@@ -112,9 +112,10 @@ def test_model_folders_default_to_the_pretrained_folder(tiny_pretrained, tmp_pat
     writes) and hands Ray workers absolute paths, since their working directory differs."""
     import curation.run
     import orchestration.curation_job
+    import orchestration.ray_setup
 
     seen = []
-    monkeypatch.setattr(orchestration.curation_job, "init_ray", lambda *args: None)
+    monkeypatch.setattr(orchestration.ray_setup, "init_ray", lambda *args: None)
     monkeypatch.setattr(orchestration.curation_job, "run_curation", lambda sources, unsupported, out, cfg, *rest, **kw: seen.append(cfg) or {})
     monkeypatch.chdir(tmp_path)
     (tmp_path / "pretrained").symlink_to(tiny_pretrained)

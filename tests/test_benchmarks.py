@@ -45,17 +45,27 @@ def test_curation_benchmark(tmp_path) -> None:
     assert clip["ratios"]["reference/ours (cpu)"] == pytest.approx(clip["reference"]["cpu_s"] / clip["ours"]["cpu_s"])
 
 
-@pytest.mark.slow  # curates two fixture clips into shards, forks DataLoader workers: about 40 s
+@pytest.mark.slow  # curates two fixture clips into shards, forks DataLoader workers: about a minute
 def test_loader_benchmark(tmp_path) -> None:
     doc = run_benchmark("loader", tmp_path, "--presets", "tiny,sd15", "--sources", "2", "--duration", "2.5",
-                        "--samples", "3", "--workers", "2", "--wav2vec2", "tiny", "--gpu-step-s", "2")
+                        "--samples", "3", "--min-wall-s", "0", "--workers", "2", "--wav2vec2", "tiny",
+                        "--gpu-step-s", "2")
     assert doc["shards"]["count"] == 2 and doc["shards"]["samples"] == 2
     assert doc["gpu_demand_samples_per_s"] == 2.0 and doc["gpu_step_assumed"] is False
     assert doc["raw_read"]["samples_per_s"] > 0 and doc["tar_split"]["samples_per_s"] > 0
     assert [p["preset"] for p in doc["presets"]] == ["tiny", "sd15"]
     for preset in doc["presets"]:
-        assert preset["one_process"]["samples"] == 3 and preset["loader"]["workers"] == 2
-        assert preset["margin_vs_one_gpu"] == pytest.approx(preset["loader"]["samples_per_s"] / 2.0)
+        paths = preset["paths"]
+        assert list(paths) == ["pixels_float", "pixels", "latents"]
+        for path in paths.values():
+            assert path["one_process"]["samples"] == 3 and path["loader"]["workers"] == 2
+            assert path["margin_vs_one_gpu"] == pytest.approx(path["loader"]["samples_per_s"] / 2.0)
+        assert preset["ratios"]["latents / pixels per core"] == pytest.approx(
+            paths["latents"]["one_process"]["samples_per_cpu_s"] / paths["pixels"]["one_process"]["samples_per_cpu_s"])
+    # The cache's size follows from its format: mean and std, float16, 4 x (R/8)^2 per frame, 25 frames a second.
+    for preset, side in (("tiny", 8), ("sd15", 64)):
+        (cache,) = [p["cache"] for p in doc["presets"] if p["preset"] == preset]
+        assert cache["gb_per_video_hour"] == pytest.approx(2 * 2 * 4 * side * side * 25 * 3600 / 1e9, rel=0.3)
 
 
 def test_loader_refuses_more_workers_than_shards(tmp_path) -> None:
@@ -64,7 +74,7 @@ def test_loader_refuses_more_workers_than_shards(tmp_path) -> None:
     assert done.returncode == 2 and "--sources (1) must be at least --workers (2)" in done.stderr
 
 
-@pytest.mark.slow  # two training processes (stage 1 and 2, tiny preset): about 60 s
+@pytest.mark.slow  # two training processes (stage 1 and 2, tiny preset), each with pixels and the cache: about 2 minutes
 def test_train_step_benchmark(tmp_path) -> None:
     doc = run_benchmark("train_step", tmp_path, "--device", "cpu", "--checkpointing", "off", "--steps", "1",
                         "--warmup", "1")
@@ -72,7 +82,12 @@ def test_train_step_benchmark(tmp_path) -> None:
     assert [(c["stage"], c["checkpointing"]) for c in configs] == [("stage1", False), ("stage2", False)]
     for c in configs:
         assert c["preset"] == "tiny" and c["device"] == "cpu" and c["precision"] == "fp32" and c["batch"] == 1
-        assert c["step_s"] > 0 and 0 < c["vae_encode_share"] < 1 and c["peak_mb"] > 0
-        assert c["samples_per_s"] == pytest.approx(1 / c["step_s"])
+        pixels, cache = c["inputs"]["pixels"], c["inputs"]["cache"]
+        for measured in (pixels, cache):
+            assert measured["step_s"] > 0 and measured["peak_mb"] > 0
+            assert measured["samples_per_s"] == pytest.approx(1 / measured["step_s"])
+        # the VAE encoder runs in the step on pixels only
+        assert 0 < pixels["vae_encode_share"] < 1 and cache["vae_encode_share"] == 0
+        assert c["pixels_over_cache"] == pytest.approx(pixels["step_s"] / cache["step_s"])
     # stage 2 trains only the audio and motion parts: fewer parameters than stage 1
     assert configs[1]["trainable_params_m"] < configs[0]["trainable_params_m"]

@@ -18,7 +18,8 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 from curation.config import CurationConfig
 from curation.sources import parse_source
 from foundation.config import ConfigError, load_config
-from foundation.storage import expand_shards, tar_samples
+from foundation.storage import expand_shards
+from training.data import shard_samples
 from orchestration.curation_job import SourceQueue, domain_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,6 +187,6 @@ def test_curation_spreads_over_two_nodes_and_survives_losing_one(two_nodes, s3_b
     rows = pq.read_table(io.BytesIO(fsspec.filesystem("s3").cat_file(f"{out}/manifest.parquet"))).to_pylist()
     assert sorted(r["source"] for r in rows) == sorted(map(str, sources))  # one row each: its one clip
     assert all(r["status"] == "accepted" for r in rows)
-    keys = [s["__key__"] for s in tar_samples(expand_shards([f"{out}/shards/*.tar"]), handler=lambda err: False)]
+    keys = [s["__key__"] for url in expand_shards([f"{out}/shards/*.tar"]) for s in shard_samples(url, strict=True)]
     assert len(keys) == len(set(keys))  # no clip written twice, although a source ran twice
     assert keys and sorted(keys) == sorted(r["clip_id"] for r in rows if r["status"] == "accepted")

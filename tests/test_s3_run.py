@@ -14,7 +14,8 @@ import fsspec
 import pyarrow.parquet as pq
 import pytest
 
-from foundation.storage import expand_shards, tar_samples
+from foundation.storage import expand_shards
+from training.data import shard_samples
 from s3server import SECRET
 from stagerun import losses, run_stage, stage_overrides
 
@@ -32,7 +33,7 @@ def manifest(prefix: str) -> list[dict]:
 
 
 def shard_keys(prefix: str) -> list[str]:
-    return [s["__key__"] for s in tar_samples(expand_shards([f"{prefix}/shards/*.tar"]), handler=lambda err: False)]
+    return [s["__key__"] for url in expand_shards([f"{prefix}/shards/*.tar"]) for s in shard_samples(url, strict=True)]
 
 
 def outcome(rows: list[dict]) -> list[tuple]:

@@ -14,10 +14,10 @@ from curation.pipeline import process_source_safely
 from curation.settle import settle
 from curation.sources import parse_source, parse_source_list
 from foundation.config import load_config
-from foundation.storage import Location, StorageError, expand_shards, local_folder, publish_folder, tar_samples
+from foundation.storage import Location, StorageError, expand_shards, local_folder, publish_folder
 from s3server import SECRET
 from training.config import DataConfig
-from training.data import ResumableBatches, ShardStream
+from training.data import ResumableBatches, ShardStream, shard_samples
 
 
 def objects(url: str) -> list[str]:
@@ -78,7 +78,7 @@ def test_shard_patterns_on_s3_expand_and_stream(s3_shards) -> None:
     shards = expand_shards([f"{s3_shards}/*.tar"])
     assert shards == [f"{s3_shards}/s{i}.tar" for i in range(3)]
     assert expand_shards([f"{s3_shards}/s{{0..1}}.tar"]) == shards[:2]  # no glob: passes through
-    samples = list(tar_samples(shards[1:], handler=lambda err: False))
+    samples = [sample for url in shards[1:] for sample in shard_samples(url, strict=True)]
     assert [s["__key__"] for s in samples] == [f"k{s}_{i}" for s in (1, 2) for i in range(7)]
     assert samples[0]["txt"] == b"1-0" and samples[0]["__url__"] == shards[1]
 
@@ -152,6 +152,6 @@ def test_a_retried_source_on_s3_leaves_exactly_one_attempts_samples(s3_bucket, f
     settle(out, [source], cfg, [], 1.0)
     shards = expand_shards([f"{out.url}/shards/*.tar"])
     assert sorted(Path(s).name for s in shards) == sorted({r.shard for r in third if r.shard})
-    keys = [s["__key__"] for s in tar_samples(shards, handler=lambda err: False)]
+    keys = [s["__key__"] for url in shards for s in shard_samples(url, strict=True)]
     assert sorted(keys) == accepted
     assert "manifest.parquet" in out.list("") and "summary.json" in out.list("")

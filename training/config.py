@@ -12,7 +12,9 @@ from model.behaviour import ModelBehaviour, with_overrides
 class DataConfig:
     shards: list[str] = opt([], "shard paths, globs or brace patterns, local or object URLs (s3://bucket/curated/shards/*.tar)")
     validation_shards: list[str] = opt([], "held-out shards; validation animates their first sample (default: a training sample)", results=False)
-    shuffle_buffer: int = opt(100, "raw samples in the seeded shuffle buffer of each reader", low=1)
+    shuffle_shards: int = opt(1, "shards each reader reads interleaved and shuffles together (a window); resuming "
+                                 "replays at most one window", low=1)
+    shuffle_buffer: int = opt(100, "raw samples in each reader's seeded shuffle buffer (emptied at every window's end)", low=1)
     num_workers: int = opt(1, "DataLoader worker processes per rank", low=0)
     min_ref_gap: int = opt(30, "stage 1: reference and target frames at least this many frames apart (less if the clip is short)", low=1)
     max_bad_fraction: float = opt(0.2, "stop with an error once more than this share of samples failed to decode", low=0, high=1, results=False)
@@ -21,6 +23,8 @@ class DataConfig:
     unverified_sync: Literal["include", "exclude"] = opt(
         "include", "clips whose lip sync curation could not verify (judged without SyncNet weights, "
                    "ClipMeta.sync_verified false): include or exclude them; their count is logged either way")
+    latents: Optional[str] = opt(None, "latent-cache folder (python -m training.cache_latents --out): train on its VAE "
+                                       "latents instead of decoding and encoding the video; None = pixels", results=False)
 
 
 @dataclass
@@ -92,3 +96,25 @@ class TrainConfig:
 
     def validate(self) -> None:
         with_overrides(ModelBehaviour(), self.model.behaviour)  # names a bad key or value now, not after the model loads
+
+@dataclass
+class CacheEncodeConfig:
+    vae_dir: str = opt("pretrained/vae", "VAE folder (diffusers AutoencoderKL, model.pretrained_dir's vae/); training refuses a cache built with other weights")
+    resolution: int = opt(512, "frame size the latents are computed at: the training resolution (sd15: 512, tiny: 64)", low=8)
+    batch_frames: int = opt(16, "frames per VAE encoder call", low=1, results=False)
+    precision: Literal["fp32", "bf16", "fp16"] = opt("fp32", "VAE precision while encoding (the cache stores float16 either way)")
+    device: Literal["auto", "cpu", "cuda"] = opt("auto", "cuda when the task has a GPU, else cpu", results=False)
+
+
+@dataclass
+class CacheRunConfig:
+    gpus_per_task: Optional[float] = opt(None, "GPUs Ray reserves per shard task; None = 1 when the cluster has GPUs, else 0", low=0, results=False)
+    cpus_per_task: float = opt(1.0, "CPUs Ray reserves per shard task", low=0, results=False)
+    max_in_flight: int = opt(0, "shard tasks submitted at once; 0 = 2 x the tasks the cluster fits", low=0, results=False)
+    max_retries: int = opt(2, "Ray retries of a shard task whose worker crashed", low=0, results=False)
+
+
+@dataclass
+class LatentCacheConfig:
+    encode: CacheEncodeConfig = section(CacheEncodeConfig, "VAE, resolution and precision of the cached latents")
+    run: CacheRunConfig = section(CacheRunConfig, "Ray resources of the shard tasks")

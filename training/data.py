@@ -1,30 +1,45 @@
 """An endless, seeded, exactly resumable stream of training batches from WebDataset shards.
 
 Every reader (one per rank x DataLoader worker) owns a disjoint part of the data: whole shards
-when there are at least as many shards as readers, otherwise every n-th sample. Raw samples
-(undecoded bytes) pass a seeded shuffle buffer, then are decoded into training samples and
-batched inside the worker. Each batch carries its reader's raw position, so a checkpoint can
-record where every reader stands; on resume a reader replays its stream up to that position
-without decoding anything, which restores the shuffle buffer exactly.
+when there are at least as many shards as readers, otherwise every n-th sample. Each epoch a
+reader walks its shards in a seeded order, in windows of `data.shuffle_shards` shards read
+interleaved; a window's raw samples (undecoded bytes) pass a seeded shuffle buffer that empties
+at the window's end, then are decoded into training samples and batched inside the worker.
+
+Each batch carries its reader's position (epoch, window, samples taken from the window), so a
+checkpoint records where every reader stands. On resume a reader reopens its window and replays
+it up to that offset without decoding, which rebuilds the shuffle buffer exactly: at most one
+window of raw reads, however many steps the run had taken.
+
+With `data.latents` set, every shard is read together with its latent-cache shard (same file
+name under that folder, same samples in the same order; see training/cache_latents.py), whose
+entries join the sample.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
 import logging
+import mmap
 import random
+import tarfile
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import IO, Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
+import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from foundation.storage import expand_shards, tar_samples  # local paths and object URLs (s3://...) alike
+from foundation.storage import expand_shards, open_read  # local paths and object URLs (s3://...) alike
 from training.config import DataConfig
 
 log = logging.getLogger(__name__)
 
 Decoder = Callable[[dict[str, Any], np.random.Generator], dict[str, Any]]
+ShardReader = Callable[[str], Iterator[dict[str, Any]]]
+Position = tuple[int, int, int]  # (epoch, window, samples taken from the window)
 
 
 class BadSample(ValueError):
@@ -35,29 +50,113 @@ class SkippedSample(Exception):
     """A good sample a data setting leaves out (e.g. data.unverified_sync=exclude); skipped, not counted as bad."""
 
 
+class CacheMismatch(RuntimeError):
+    """The latent cache does not belong to these shards (missing, stale, other VAE or resolution)."""
+
+
+def open_shard(url: str) -> IO[bytes]:
+    """The one place a shard is opened: a local path, an object URL, or any URL webdataset's gopen opens."""
+    return open_read(url)
+
+
 def _log_and_continue(err: Exception) -> bool:
     log.warning("skipping unreadable shard data: %s", err)
     return True
 
 
-def raw_samples(shards: list[str], reader: int, readers: int, seed: int) -> Iterator[dict[str, Any]]:
-    """Endless raw samples for one reader; epochs differ only in the (seeded) shard order."""
-    if not shards:
-        raise ValueError("no training shards: set data.shards")
-    split_by_shard = len(shards) >= readers
-    mine = shards[reader::readers] if split_by_shard else shards
-    for epoch in itertools.count():
-        order = list(mine)
-        random.Random(f"{seed}/{epoch}/{reader if split_by_shard else 'all'}").shuffle(order)
-        stream = tar_samples(order, handler=_log_and_continue)
-        taken = 0
-        for index, sample in enumerate(stream):
-            if split_by_shard or index % readers == reader:
-                taken += 1
+def _mapped(stream: IO[bytes]) -> Optional[memoryview]:
+    """The whole file behind `stream`, memory-mapped, when it is a local non-empty file."""
+    try:
+        return memoryview(mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ))
+    except (AttributeError, OSError, ValueError):  # not a file (a pipe, a network stream) or empty
+        return None
+
+
+def _tar_files(stream: IO[bytes], url: str, handler: Callable[[Exception], bool]) -> Iterator[dict[str, Any]]:
+    """The regular files of a tar stream, as webdataset's grouping expects them.
+
+    A local uncompressed shard is memory-mapped and its .npy entries are handed out as views, not
+    copies: a sample needs a few rows of its clip's arrays (audio features, cached latents: 20 MB
+    per 10 s clip at 512 px), and reading all of them was most of the cached loader's time. Other
+    streams are read through a 1 MiB buffer (webdataset's own iterator reads 10 KB at a time).
+    """
+    seekable = getattr(stream, "seekable", lambda: False)()  # webdataset's pipes have no seekable()
+    mapped = _mapped(stream) if seekable else None
+    try:
+        with tarfile.open(fileobj=stream, mode="r:*" if seekable else "r|*", bufsize=1 << 20) as tar:
+            views = mapped is not None and tar.fileobj is stream  # offsets are the file's (not compressed)
+            for info in tar:
+                if not info.isreg():
+                    continue
+                if views and info.name.endswith(".npy"):
+                    data: Any = mapped[info.offset_data:info.offset_data + info.size]
+                    if len(data) < info.size:
+                        raise tarfile.ReadError(f"{info.name} is cut short")
+                else:
+                    data = tar.extractfile(info).read()
+                yield {"fname": info.name, "data": data, "__url__": url}
+                tar.members = []  # keep no index of what was read
+    except (tarfile.TarError, EOFError, OSError) as err:  # truncated or corrupt: keep what was read
+        handler(err)
+
+
+def shard_samples(url: str, strict: bool = False) -> Iterator[dict[str, Any]]:
+    """One shard's raw samples in stored order; unreadable data is logged and skipped, or raised when `strict`."""
+    handler = wds.handlers.reraise_exception if strict else _log_and_continue
+    try:
+        stream = open_shard(url)
+    except OSError as err:
+        if strict:
+            raise
+        _log_and_continue(err)
+        return
+    with contextlib.closing(stream):
+        yield from wds.tariterators.group_by_keys(_tar_files(stream, url, handler), handler=handler)
+
+
+def cache_shard(shard: str, root: str) -> str:
+    """The latent-cache shard of `shard`: the same file name under `root`."""
+    return f"{root.rstrip('/')}/{shard.rsplit('/', 1)[-1]}"
+
+
+def shard_with_latents(shard: str, root: str) -> Iterator[dict[str, Any]]:
+    """`shard`'s samples joined with its cache shard's entries."""
+    cached = shard_samples(cache_shard(shard, root))
+    for sample in shard_samples(shard):
+        extra = next(cached, None)
+        if extra is None or extra["__key__"] != sample["__key__"]:
+            found = "nothing" if extra is None else f"sample {extra['__key__']}"
+            raise CacheMismatch(f"latent cache {cache_shard(shard, root)} has {found} where {shard} has sample "
+                                f"{sample['__key__']}: rebuild it with python -m training.cache_latents")
+        sample.update((k, v) for k, v in extra.items() if not k.startswith("__"))
+        yield sample
+
+
+def _interleaved(streams: list[Iterator[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+    """One sample of each stream in turn, until all are exhausted."""
+    active = list(streams)
+    while active:
+        for stream in list(active):
+            sample = next(stream, None)
+            if sample is None:
+                active.remove(stream)
+            else:
                 yield sample
-        if taken == 0:  # an empty epoch would repeat forever: fail instead of hanging
-            raise ValueError(f"reader {reader} of {readers} gets no sample from {len(mine)} shard(s): "
-                             "use fewer DataLoader workers or ranks, or more data")
+
+
+def epoch_windows(shards: list[str], reader: int, readers: int, seed: int, epoch: int, size: int) -> list[list[str]]:
+    """The reader's shards for `epoch` in their seeded order, cut into windows of `size` shards."""
+    split_by_shard = len(shards) >= readers
+    order = list(shards[reader::readers] if split_by_shard else shards)
+    random.Random(f"{seed}/{epoch}/{reader if split_by_shard else 'all'}").shuffle(order)
+    return [order[i:i + size] for i in range(0, len(order), size)]
+
+
+def window_samples(window: list[str], reader: int, readers: int, split_by_shard: bool,
+                   read: ShardReader = shard_samples) -> Iterator[dict[str, Any]]:
+    """A window's raw samples, its shards interleaved; every n-th one if readers share the shards."""
+    samples = _interleaved([read(url) for url in window])
+    return samples if split_by_shard else itertools.islice(samples, reader, None, readers)
 
 
 def shuffled(samples: Iterator[dict], buffer_size: int, rng: random.Random) -> Iterator[dict]:
@@ -74,11 +173,49 @@ def shuffled(samples: Iterator[dict], buffer_size: int, rng: random.Random) -> I
     yield from buffer
 
 
+def reader_stream(shards: list[str], reader: int, readers: int, seed: int, cfg: DataConfig, start: Position = (0, 0, 0),
+                  read: ShardReader = shard_samples) -> Iterator[tuple[Position, dict[str, Any]]]:
+    """Endless (position after the sample, raw sample) pairs for one reader, from `start` on.
+
+    Only the window `start` points into is replayed; the windows before it are never opened.
+    """
+    if not shards:
+        raise ValueError("no training shards: set data.shards")
+    split_by_shard = len(shards) >= readers
+    first_epoch, first_window, skip = start
+    for epoch in itertools.count(first_epoch):
+        windows = epoch_windows(shards, reader, readers, seed, epoch, cfg.shuffle_shards)
+        from_the_start, taken = (first_window, skip) == (0, 0), 0
+        for index in range(first_window, len(windows)):
+            rng = random.Random(f"{seed}/shuffle/{reader}/{epoch}/{index}")
+            stream = shuffled(window_samples(windows[index], reader, readers, split_by_shard, read),
+                              cfg.shuffle_buffer, rng)
+            for offset, raw in enumerate(itertools.islice(stream, skip, None), start=skip + 1):
+                taken += 1
+                yield (epoch, index, offset), raw
+            skip = 0
+        first_window = 0
+        if from_the_start and taken == 0:  # an empty epoch would repeat forever: fail instead of hanging
+            raise ValueError(f"reader {reader} of {readers} gets no sample from {len(shards)} shard(s): "
+                             "use fewer DataLoader workers or ranks, or more data")
+
+
+def raw_samples(shards: list[str], reader: int, readers: int, seed: int) -> Iterator[dict[str, Any]]:
+    """Endless raw samples for one reader in its seeded shard order, unshuffled (validation's pick)."""
+    return (raw for _, raw in reader_stream(shards, reader, readers, seed, DataConfig(shuffle_buffer=1)))
+
+
 @dataclass
 class ReaderState:
-    position: int = 0  # raw samples taken from the shuffle buffer
+    epoch: int = 0
+    window: int = 0  # the reader's window of shards in this epoch's order
+    offset: int = 0  # samples taken from that window (after shuffling)
     seen: int = 0
     bad: int = 0
+
+    @property
+    def position(self) -> Position:
+        return self.epoch, self.window, self.offset
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -117,14 +254,12 @@ class ShardStream(IterableDataset):
         worker = (process + self.first_worker) % workers
         reader, readers = self.rank * workers + worker, self.world_size * workers
         state = ReaderState(**vars(self.start.get(worker, ReaderState())))
-        stream = shuffled(raw_samples(self.shards, reader, readers, self.seed), self.cfg.shuffle_buffer,
-                          random.Random(f"{self.seed}/shuffle/{reader}"))
-        stream = itertools.islice(stream, state.position, None)  # replay without decoding
+        read = functools.partial(shard_with_latents, root=self.cfg.latents) if self.cfg.latents else shard_samples
         batch: list[dict[str, Any]] = []
-        for raw in stream:
-            state.position += 1
+        for position, raw in reader_stream(self.shards, reader, readers, self.seed, self.cfg, state.position, read):
+            state.epoch, state.window, state.offset = position
             state.seen += 1
-            rng = np.random.default_rng([self.seed, reader, state.position])
+            rng = np.random.default_rng([self.seed, reader, *position])
             try:
                 item = self.decode(raw, rng)
             except SkippedSample:
@@ -181,12 +316,12 @@ class ResumableBatches:
     def from_state(cls, stream: ShardStream, num_workers: int, state: Optional[dict[str, Any]]) -> "ResumableBatches":
         if not state:
             return cls(stream, num_workers)
+        if any("position" in s for s in state["readers"].values()):
+            raise ValueError("this checkpoint's data position counts raw samples from the start (the stream before "
+                             "windowed shuffling): resume it with the version that wrote it, or start anew")
         readers = {int(w): ReaderState(**s) for w, s in state["readers"].items()}
         return cls(stream, num_workers, readers, int(state["next_worker"]))
 
     def totals(self) -> ReaderState:
-        return ReaderState(
-            position=sum(s.position for s in self.states.values()),
-            seen=sum(s.seen for s in self.states.values()),
-            bad=sum(s.bad for s in self.states.values()),
-        )
+        """Samples seen and bad, summed over the readers (the position fields stay 0)."""
+        return ReaderState(seen=sum(s.seen for s in self.states.values()), bad=sum(s.bad for s in self.states.values()))

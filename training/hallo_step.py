@@ -3,6 +3,10 @@
 Stage 1 trains on single frames (temporal layers off); stage 2 on 14-frame clips with the motion
 frames and the audio. The frozen VAE is deliberately not a registered submodule, so it stays out
 of the optimizer, of ZeRO partitioning and of the checkpoints.
+
+A batch carries either uint8 pixels (`reference`, `motion_frames`, `frames`), converted and
+encoded here, or latents from the cache (training/latents.py: `reference_latents`,
+`motion_latents`, `target_mean`, `target_std`), which skip the VAE; the noise draws are the same.
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ from model.net import COMPONENTS, Drop, HalloNet
 from model.scheduler import make_scheduler
 from training.config import DiffusionConfig
 from training.diffusion import min_snr_weights, sample_noise, v_loss
+from training.frames import to_unit_range
+from training.latents import sample_latents
 
 
 def set_trainable(net: HalloNet, trainable: list[nn.Module]) -> None:
@@ -55,15 +61,27 @@ class HalloTrainStep(nn.Module):
         latents = dist.sample(generator=generator) if generator is not None else dist.mode()
         return (latents * vae.config.scaling_factor).to(self.dtype)
 
+    def cached(self, mean: torch.Tensor, std: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Cached (n, 4, h, w) latent parameters -> scaled latents, as `encode` returns them."""
+        vae = self.vae
+        latents = sample_latents(mean.to(vae.device, vae.dtype), None if std is None else std.to(vae.device, vae.dtype),
+                                 generator)
+        return (latents * vae.config.scaling_factor).to(self.dtype)
+
     def _draw(self, probability: float, generator: torch.Generator) -> bool:
         return probability > 0 and torch.rand((), generator=generator).item() < probability
 
     def forward(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
         device, dtype = next(self.net.parameters()).device, self.dtype
-        cast = {k: v.to(device, dtype) if torch.is_tensor(v) and v.is_floating_point() else v for k, v in batch.items()}
-        target_pixels = cast["frames"]  # (b, f, 3, H, W); f = 1 in stage 1
-        b, f = target_pixels.shape[:2]
-        latents = self.encode(target_pixels.flatten(0, 1), generator)
+        cast = {k: _on_device(v, device, dtype) for k, v in batch.items()}
+        use_cache = "target_mean" in cast
+        frames = cast["target_mean"] if use_cache else cast["frames"]  # (b, f, ...); f = 1 in stage 1
+        b, f = frames.shape[:2]
+        if use_cache:
+            latents = self.cached(frames.flatten(0, 1), cast["target_std"].flatten(0, 1), generator)
+        else:
+            latents = self.encode(frames.flatten(0, 1), generator)
         latents = latents.unflatten(0, (b, f)).transpose(1, 2)  # (b, c, f, h, w)
         noise = sample_noise(latents.float().cpu(), self.cfg.noise_offset, generator).to(device, dtype)
         timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), generator=generator).to(device)
@@ -72,23 +90,34 @@ class HalloTrainStep(nn.Module):
 
         motion_latents = None
         if self.temporal:
-            motion = cast["motion_frames"]  # (b, m, 3, H, W)
+            motion = cast["motion_latents" if use_cache else "motion_frames"]  # (b, m, ...)
             if self._draw(self.cfg.drop_motion, generator):
                 # A clip with no past: generation's first clip uses the reference image as motion
                 # frames, so training does too (the reference implementation zeroed them instead).
-                motion = cast["reference"][:, None].expand_as(motion)
-            motion_latents = self.encode(motion.flatten(0, 1)).unflatten(0, motion.shape[:2])
+                motion = cast["reference_latents" if use_cache else "reference"][:, None].expand_as(motion)
+            encode = self.cached if use_cache else self.encode
+            motion_latents = encode(motion.flatten(0, 1)).unflatten(0, motion.shape[:2])
+        reference = self.cached(cast["reference_latents"]) if use_cache else self.encode(cast["reference"])
         drop = Drop(
             reference=self._draw(self.cfg.drop_reference, generator),
             identity=self._draw(self.cfg.drop_identity, generator),
             audio=self.temporal and self._draw(self.cfg.drop_audio, generator),
         )
         prediction = self.net(
-            noisy, timesteps, self.encode(cast["reference"]), motion_latents, cast["face_embedding"],
+            noisy, timesteps, reference, motion_latents, cast["face_embedding"],
             cast["face_mask"], cast.get("audio_windows"), cast.get("region_masks"), drop=drop, temporal=self.temporal,
         )
         weights = min_snr_weights(self.scheduler, timesteps.cpu(), self.cfg.snr_gamma).to(device)
         return v_loss(prediction, target, weights)
+
+
+def _on_device(value: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    """Tensors onto the step's device in its dtype; uint8 frames become [-1, 1] floats there."""
+    if not torch.is_tensor(value):
+        return value
+    if value.dtype == torch.uint8:
+        return to_unit_range(value.to(device), dtype)
+    return value.to(device, dtype) if value.is_floating_point() else value
 
 
 def export_components(net: HalloNet, out_dir: Path, index: dict[str, Any]) -> None:

@@ -32,6 +32,7 @@ from model.weights import check_weights_folder
 from training.checkpoint import TAG, complete_tags
 from training.config import TrainConfig
 from training.engine import check_devices, deepspeed_json
+from training.latents import check_cache
 
 log = logging.getLogger(__name__)
 
@@ -156,5 +157,7 @@ def preflight(stage: str, cfg: TrainConfig, rank: int | None = None) -> TrainCon
                           "(run.output_dir of stage 1 + /export)")
     if init_from:
         init_from = str(check_weights_folder(init_from, "model.init_from", bases=False))
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained_dir=str(base), init_from=init_from))
+    check_cache(cfg)  # a missing or foreign latent cache: one line now, not a traceback from a worker
     prepare_output(cfg, rank)
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained_dir=str(base), init_from=init_from))
+    return cfg

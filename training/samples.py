@@ -3,11 +3,15 @@
 Masks are derived from the stored landmarks with foundation.masks, the same definition generation
 applies to the single reference image; audio windows are built with model.projections.audio_windows,
 whose clamped indices never go out of range (the reference's IndexError on short audio).
+
+The frames come from a frame source: `PixelFrames` decodes them from the mp4 (uint8, converted
+on the training device), `training.latents.LatentFrames` reads their latents from the cache.
+Both draw the same frame indices from the same generator, so a cached run sees the same frames.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Optional, Protocol
 
 import numpy as np
 import torch
@@ -19,6 +23,7 @@ from model.projections import audio_windows
 from training.config import DataConfig
 from training.data import BadSample, Decoder, SkippedSample
 from training.frames import decode_frames
+from training.latents import LatentFrames
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +48,44 @@ def _face_embedding(raw: dict[str, Any]) -> torch.Tensor:
     return torch.from_numpy(schema.decode_npy(raw[schema.KEY_FACE_EMB]).astype(np.float32))
 
 
-def _decode(raw: dict[str, Any], indices: list[int], resolution: int) -> torch.Tensor:
-    try:
-        return decode_frames(raw[schema.KEY_VIDEO], indices, resolution)
-    except (ValueError, OSError) as err:
-        raise BadSample(f"video: {err}") from err
+class FrameSource(Protocol):
+    def __call__(self, raw: dict[str, Any], meta: schema.ClipMeta, reference: int, motion: list[int],
+                 targets: list[int]) -> dict[str, torch.Tensor]:
+        """`reference`/`motion_frames`/`frames` (pixels) or `reference_latents`/`motion_latents`/
+        `target_mean`/`target_std` (latents); the motion entry only when `motion` is not empty."""
+
+
+class PixelFrames:
+    """The frames decoded from the clip's mp4 at `resolution`, as uint8."""
+
+    def __init__(self, resolution: int) -> None:
+        self.resolution = resolution
+
+    def __call__(self, raw: dict[str, Any], meta: schema.ClipMeta, reference: int, motion: list[int],
+                 targets: list[int]) -> dict[str, torch.Tensor]:
+        try:
+            pixels = decode_frames(raw[schema.KEY_VIDEO], [reference, *motion, *targets], self.resolution)
+        except (ValueError, OSError) as err:
+            raise BadSample(f"video: {err}") from err
+        out = {"reference": pixels[0], "frames": pixels[1 + len(motion):]}
+        if motion:
+            out["motion_frames"] = pixels[1:1 + len(motion)]
+        return out
+
+
+def frame_source(resolution: int, cache_vae: Optional[str]) -> FrameSource:
+    """Cached latents when a cache VAE identity is given (data.latents), else decoded pixels."""
+    return LatentFrames(resolution, cache_vae) if cache_vae else PixelFrames(resolution)
 
 
 class Stage1Decoder:
     """A reference and a target frame at least `min_gap` apart, the target's face mask, the identity."""
 
-    def __init__(self, preset: Preset, min_gap: int, resolution: int = 0) -> None:
+    def __init__(self, preset: Preset, min_gap: int, resolution: int = 0, cache_vae: Optional[str] = None) -> None:
         self.resolution = resolution or preset.resolution
         self.latent = self.resolution // 8
         self.min_gap = min_gap
+        self.source = frame_source(self.resolution, cache_vae)
 
     def __call__(self, raw: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         meta, landmarks = _meta_and_landmarks(raw)
@@ -67,11 +96,9 @@ class Stage1Decoder:
         target = int(rng.integers(0, n))
         candidates = [i for i in range(n) if abs(i - target) >= gap]
         reference = int(rng.choice(candidates))
-        frames = _decode(raw, [reference, target], self.resolution)
         face = _face_inputs(landmarks[target], meta, self.resolution, self.latent)
         return {
-            "reference": frames[0],
-            "frames": frames[1:],  # (1, 3, H, W): a one-frame clip
+            **self.source(raw, meta, reference, [], [target]),  # frames: a one-frame clip
             "face_mask": face["face_mask"],
             "face_embedding": _face_embedding(raw),
         }
@@ -80,31 +107,32 @@ class Stage1Decoder:
 class Stage2Decoder:
     """`frames` consecutive frames, the `motion` frames before them, a reference frame, audio windows."""
 
-    def __init__(self, preset: Preset, resolution: int = 0) -> None:
+    def __init__(self, preset: Preset, resolution: int = 0, cache_vae: Optional[str] = None) -> None:
         self.resolution = resolution or preset.resolution
         self.latent = self.resolution // 8
         self.frames = preset.train_frames
         self.motion = preset.train_motion_frames
         self.window = preset.audio_window
+        self.source = frame_source(self.resolution, cache_vae)
 
     def __call__(self, raw: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         meta, landmarks = _meta_and_landmarks(raw)
         n, span = meta.num_frames, self.frames + self.motion
         if n < span:
             raise BadSample(f"{n} frames < {span} needed ({self.motion} motion + {self.frames} target)")
-        features = torch.from_numpy(schema.decode_npy(raw[schema.KEY_AUDIO_FEATURES]).astype(np.float32))
+        features = schema.npy_view(raw[schema.KEY_AUDIO_FEATURES])
         if features.shape[0] != n:
             raise BadSample(f"{features.shape[0]} audio-feature frames for {n} video frames")
         start = int(rng.integers(self.motion, n - self.frames + 1))
         reference = int(rng.integers(0, n))
-        indices = [reference, *range(start - self.motion, start + self.frames)]
-        pixels = _decode(raw, indices, self.resolution)
+        # Only the rows the windows reach are copied and converted (a clip's features are several MB).
+        low, high = max(0, start - self.window), min(n, start + self.frames + self.window)
+        rows = torch.from_numpy(features[low:high].astype(np.float32))
         face = _face_inputs(landmarks[start:start + self.frames], meta, self.resolution, self.latent)
+        motion, targets = list(range(start - self.motion, start)), list(range(start, start + self.frames))
         return {
-            "reference": pixels[0],
-            "motion_frames": pixels[1:1 + self.motion],
-            "frames": pixels[1 + self.motion:],
-            "audio_windows": audio_windows(features, start, self.frames, self.window),
+            **self.source(raw, meta, reference, motion, targets),
+            "audio_windows": audio_windows(rows, start - low, self.frames, self.window),
             "face_embedding": _face_embedding(raw),
             **face,
         }

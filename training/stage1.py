@@ -20,6 +20,7 @@ from model.net import HalloNet  # noqa: E402
 from model.pretrained import init_from_base  # noqa: E402
 from model.presets import get_preset  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
+from training.latents import cached_vae  # noqa: E402
 from training.loop import main  # noqa: E402
 from training.stage_common import HalloStage, load_init_from  # noqa: E402
 from training.samples import Stage1Decoder  # noqa: E402
@@ -39,7 +40,7 @@ class Stage1(HalloStage):
         return net
 
     def decoder(self, cfg: TrainConfig) -> Stage1Decoder:
-        return Stage1Decoder(self.preset, cfg.data.min_ref_gap, cfg.data.resolution)
+        return Stage1Decoder(self.preset, cfg.data.min_ref_gap, cfg.data.resolution, cached_vae(cfg))
 
 
 if __name__ == "__main__":

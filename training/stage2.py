@@ -18,6 +18,7 @@ if __package__ in (None, ""):  # run as a script (deepspeed/torchrun/python trai
 
 from model.net import HalloNet  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
+from training.latents import cached_vae  # noqa: E402
 from training.loop import main  # noqa: E402
 from training.samples import Stage2Decoder  # noqa: E402
 from training.stage_common import HalloStage, load_init_from  # noqa: E402
@@ -36,7 +37,7 @@ class Stage2(HalloStage):
         return net
 
     def decoder(self, cfg: TrainConfig) -> Stage2Decoder:
-        return Stage2Decoder(self.preset, cfg.data.resolution)
+        return Stage2Decoder(self.preset, cfg.data.resolution, cached_vae(cfg))
 
 
 if __name__ == "__main__":

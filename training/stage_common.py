@@ -27,7 +27,7 @@ from model.unet3d import unet_config_dict
 from model.weights import load_net, load_vae, save_weights
 from training.config import TrainConfig
 from training.data import Decoder, expand_shards, raw_samples
-from training.frames import decode_frames
+from training.frames import decode_frames, to_unit_range
 from training.hallo_step import HalloTrainStep, enable_checkpointing, set_trainable
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class HalloStage(abc.ABC):
         frames_needed = min(meta.num_frames, self.preset.infer_frames)
         features = torch.from_numpy(schema.decode_npy(raw[schema.KEY_AUDIO_FEATURES]).astype(np.float32))[:frames_needed]
         reference = Reference(
-            image=decode_frames(raw[schema.KEY_VIDEO], [middle], size)[0],
+            image=to_unit_range(decode_frames(raw[schema.KEY_VIDEO], [middle], size))[0],
             face_region=torch.from_numpy(masks.face_region),
             regions=torch.from_numpy(masks.regions),
             embedding=torch.from_numpy(schema.decode_npy(raw[schema.KEY_FACE_EMB]).astype(np.float32)),
