@@ -37,7 +37,8 @@ import numpy as np
 from curation import reasons
 from curation.config import SyncConfig
 from foundation.config import ConfigError
-from foundation.syncnet import SyncResult, summarize_curve, weights_in
+from foundation.syncnet import (FaceTrack, SyncNetScorer, SyncResult, face_track_crops, landmark_boxes, summarize_curve,
+                                weights_in)
 
 # face-mesh ids: inner lips (upper 13, lower 14) and inner mouth corners (78, 308)
 UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
@@ -119,6 +120,25 @@ class EnvelopeScorer:
         return [self.score(clip, max_offset) for clip in clips]
 
 
+# SyncNet backend: a clip's face track is its output crops with the face-mesh extent as the face box per
+# frame (syncnet_python tracks S3FD detections instead; its crop framing and smoothing are applied to
+# ours). All clips handed over together share the network's batches.
+def clip_face_track(clip: ClipSignals) -> FaceTrack:
+    return FaceTrack(face_track_crops(clip.crops(), landmark_boxes(clip.landmarks)), clip.audio)
+
+
+class ClipSyncNet:
+    name = "syncnet"
+    default_min_confidence = 3.0  # LatentSync's filter
+    verifies = True
+
+    def __init__(self, weights: str | Path, device: Optional[str] = None) -> None:
+        self.scorer = SyncNetScorer(weights, None if device in (None, "auto") else device)
+
+    def score_many(self, clips: Sequence[ClipSignals], max_offset: int) -> list[SyncResult]:
+        return self.scorer.score([clip_face_track(clip) for clip in clips], max_offset)
+
+
 def resolve_backend(cfg: SyncConfig, base: str | Path) -> SyncConfig:
     """The backend made concrete: syncnet with its weights file, or envelope.
 
@@ -145,8 +165,6 @@ def make_scorer(cfg: SyncConfig, base: str | Path) -> SyncScorer:
     """The configured backend, with its weights loaded (call once per worker)."""
     cfg = resolve_backend(cfg, base)
     if cfg.backend == "syncnet":
-        from curation.syncnet import ClipSyncNet
-
         return ClipSyncNet(cfg.weights, cfg.device)
     return EnvelopeScorer()
 

@@ -18,9 +18,8 @@ from curation.media import iter_frames, probe
 from curation.finish import fill_missing_landmarks, preflight
 from curation.pipeline import analyse, process_source_safely
 from curation.sources import parse_source
-from curation.sync import (MOUTH_CORNERS, LOWER_INNER_LIP, UPPER_INNER_LIP, ClipSignals, EnvelopeScorer, SyncVerdict,
+from curation.sync import (MOUTH_CORNERS, LOWER_INNER_LIP, UPPER_INNER_LIP, ClipSignals, ClipSyncNet, EnvelopeScorer, SyncVerdict,
                            audio_window, judge_sync, loudness_db, make_scorer, resolve_backend)
-from curation.syncnet import ClipSyncNet
 from foundation.config import ConfigError, load_config
 from foundation.syncnet import (SyncResult, feature_distance_curve, face_track_crops, landmark_boxes, load_syncnet,
                                 mfcc_windows, summarize_curve)
