@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from foundation.audio_features import SAMPLE_RATE, load_wav2vec2, wav2vec2_features
+from foundation.cpu_threads import set_cpu_threads
 from foundation.identity import IdentityEncoder
 from foundation.masks import region_masks
 from foundation.media_io import read_audio, write_video
@@ -48,6 +49,8 @@ class GenerateConfig:
     seed: int = opt(42, "seed of the initial noise: the same seed gives the same video")
     device: str = opt("auto", "torch device: auto (cuda when available), cpu, cuda, cuda:1, ...")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = opt("auto", "auto = float16 on cuda, float32 on cpu")
+    cpu_threads: int = opt(0, "torch threads on CPU; 0 = auto: this process's CPUs, at most torch's default "
+                           "(OMP_NUM_THREADS wins; foundation/cpu_threads.py)")
     clip_frames: int = opt(0, "frames per clip; 0 = the weights folder's value")
     motion_frames: int = opt(-1, "previous frames carried into each clip; -1 = the weights folder's value")
     progress: bool = opt(True, "show a progress bar per clip")
@@ -57,6 +60,8 @@ class GenerateConfig:
             raise ConfigError("config key 'steps' must be positive")
         if self.cfg < 0:
             raise ConfigError("config key 'cfg' must be >= 0")
+        if self.cpu_threads < 0:
+            raise ConfigError("config key 'cpu_threads' must be >= 0 (0 = auto)")
         if self.clip_frames < 0 or self.motion_frames < -1:
             raise ConfigError("config keys 'clip_frames' >= 0 and 'motion_frames' >= -1 required")
 
@@ -87,6 +92,8 @@ def read_image(path: str | Path) -> np.ndarray:
 def prepare(cfg: GenerateConfig) -> tuple[HalloPipeline, Reference, torch.Tensor, SamplerSettings]:
     """Load the weights and turn the image and the audio into the pipeline's inputs."""
     device, dtype = resolve_device(cfg)
+    if device.type == "cpu":
+        set_cpu_threads(cfg.cpu_threads)
     index = read_index(cfg.weights)
     size = index.resolution
     portrait = prepare_portrait(read_image(cfg.image), size)

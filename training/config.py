@@ -64,6 +64,8 @@ class RunConfig:
     log_every: int = opt(10, "steps between TensorBoard scalars")
     resume: Literal["latest", "none"] = opt("latest", "resume from the latest complete checkpoint in output_dir")
     device: Literal["auto", "cpu", "cuda"] = opt("auto", "cuda when available, else cpu")
+    cpu_threads: int = opt(0, "torch threads per process on CPU; 0 = auto: the process's share of the CPUs it may use, "
+                           "at most torch's default (OMP_NUM_THREADS wins); 1 is fastest for the tiny model on a busy machine")
 
 
 @dataclass
@@ -81,5 +83,7 @@ class TrainConfig:
             raise ConfigError("config key 'data.max_bad_fraction' must be in [0, 1]")
         if self.run.zero_stage not in (0, 1, 2, 3):
             raise ConfigError("config key 'run.zero_stage' must be 0, 1, 2 or 3")
+        if self.run.cpu_threads < 0:
+            raise ConfigError("config key 'run.cpu_threads' must be >= 0 (0 = auto)")
         if self.run.checkpoint_every < 1:
             raise ConfigError("config key 'run.checkpoint_every' must be >= 1")

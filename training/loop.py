@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from foundation.config import ConfigError, load_config
+from foundation.cpu_threads import set_cpu_threads
 from training import checkpoint
 from training.config import TrainConfig
 from training.data import Decoder, ResumableBatches, ShardStream
@@ -69,6 +70,8 @@ def train(stage: Stage, cfg: TrainConfig) -> list[float]:
     """Run (or resume) training to run.max_steps; returns this process's per-step losses."""
     rank, world, local_rank = init_distributed()
     device = device_for(cfg, local_rank)
+    if device.type == "cpu":
+        set_cpu_threads(cfg.run.cpu_threads)
     out_dir = Path(cfg.run.output_dir)
     ckpt_dir = out_dir / "checkpoints"
     torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank
