@@ -5,10 +5,11 @@
                     face-locator features, audio tokens, region masks) -> v-prediction
 
 `Drop` is the single definition of a missing condition: classifier-free guidance's unconditional
-branch is `UNCONDITIONAL`, and training's condition dropout should use the same flags.
+branch is `unconditional(behaviour)`, and training's condition dropout draws the same flags.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -16,6 +17,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from torch import nn
 
+from model.behaviour import ModelBehaviour
 from model.face_locator import FaceLocator
 from model.presets import Preset
 from model.projections import AudioProj, ImageProj
@@ -68,7 +70,13 @@ class Drop:
     audio: bool = False  # zero audio tokens
 
 
-UNCONDITIONAL = Drop(reference=True, identity=True, face_region=True, audio=True)
+UNCONDITIONAL = Drop(reference=True, identity=True, face_region=True, audio=True)  # every condition missing
+
+
+def unconditional(behaviour: ModelBehaviour) -> Drop:
+    """Guidance's unconditional branch: every condition missing, except the face-locator features when the
+    weights never trained without them (behaviour.uncond_face_region = keep)."""
+    return dataclasses.replace(UNCONDITIONAL, face_region=behaviour.uncond_face_region == "drop")
 
 
 @dataclass
@@ -84,13 +92,14 @@ class Conditions:
 
 
 class HalloNet(nn.Module):
-    def __init__(self, modules: HalloModules) -> None:
+    def __init__(self, modules: HalloModules, behaviour: ModelBehaviour | None = None) -> None:
         super().__init__()
         self.reference_unet = modules.reference_unet
         self.denoising_unet = modules.denoising_unet
         self.face_locator = modules.face_locator
         self.image_proj = modules.image_proj
         self.audio_proj = modules.audio_proj
+        self.behaviour = behaviour if behaviour is not None else ModelBehaviour()
         install_reference_processors(self.reference_unet, "write")
 
     def parts(self) -> HalloModules:

@@ -76,8 +76,10 @@ def save_weights(modules: HalloModules | HalloNet, folder: str | Path, index: We
 
 
 def load_net(folder: str | Path, dtype: torch.dtype = torch.float32) -> HalloNet:
+    """The five modules of a weights folder, computing as its weights.yaml `behaviour` says."""
+    behaviour = read_index(folder).behaviour
     parts = {name: COMPONENT_CLASSES[name].from_pretrained(Path(folder) / name, torch_dtype=dtype) for name in COMPONENTS}
-    return HalloNet(HalloModules(**parts))
+    return HalloNet(HalloModules(**parts), behaviour)
 
 
 def load_vae(folder: str | Path, dtype: torch.dtype = torch.float32) -> AutoencoderKL:

@@ -43,6 +43,8 @@ class DiffusionConfig:
     snr_gamma: float = opt(5.0, "min-SNR weighting gamma, applied per sample; 0 disables")
     drop_reference: float = opt(0.05, "probability of training a sample without reference attention")
     drop_identity: float = opt(0.05, "probability of a zero face embedding")
+    drop_face_region: float = opt(0.05, "probability of no face-locator features; above 0 the export records "
+                                  "behaviour.uncond_face_region=drop (guidance drops them too), at 0 keep")
     drop_audio: float = opt(0.05, "stage 2: probability of zero audio tokens")
     drop_motion: float = opt(0.05, "stage 2: probability of motion frames replaced by the reference image (as in the first generated clip)")
 

@@ -81,6 +81,7 @@ class HalloTrainStep(nn.Module):
         drop = Drop(
             reference=self._draw(self.cfg.drop_reference, generator),
             identity=self._draw(self.cfg.drop_identity, generator),
+            face_region=self._draw(self.cfg.drop_face_region, generator),
             audio=self.temporal and self._draw(self.cfg.drop_audio, generator),
         )
         prediction = self.net(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import io
 import logging
 import os
@@ -17,6 +18,7 @@ import torch
 from foundation import schema
 from foundation.masks import region_masks
 from foundation.media_io import write_video
+from model.behaviour import ModelBehaviour
 from model.net import HalloNet
 from model.pipeline import HalloPipeline, Reference, SamplerSettings
 from model.presets import Preset
@@ -51,6 +53,7 @@ class HalloStage(abc.ABC):
     def build(self, cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
         self.cfg = cfg
         net = self.build_net(cfg)
+        net.behaviour = self.trained_behaviour(net.behaviour, cfg)
         set_trainable(net, self.trainable)
         if cfg.model.gradient_checkpointing:
             enable_checkpointing(net)
@@ -60,12 +63,22 @@ class HalloStage(abc.ABC):
         # Buffers too (e.g. the motion modules' positional tables), which DeepSpeed leaves in fp32.
         return HalloTrainStep(net.to(device, dtype), vae, cfg.diffusion, self.temporal)
 
+    def trained_behaviour(self, inherited: ModelBehaviour, cfg: TrainConfig) -> ModelBehaviour:
+        """How the weights compute after this stage (exported, and used by validation).
+
+        temporal: whether this stage trains the motion and audio modules. Guidance may drop the
+        face-locator features only if this run trained without them and the initial weights allow it.
+        """
+        dropped = cfg.diffusion.drop_face_region > 0 and inherited.uncond_face_region == "drop"
+        return dataclasses.replace(inherited, temporal=self.temporal, uncond_face_region="drop" if dropped else "keep")
+
     def export(self, module: torch.nn.Module, out_dir: Path) -> None:
         """save_weights into a fresh folder, then swap it in, so `export/` is always complete."""
         index = WeightsIndex(
             preset=self.preset.name, resolution=self.preset.resolution, clip_frames=self.preset.infer_frames,
             motion_frames=self.preset.infer_motion_frames, vae=str(self.bases["vae"]),
             wav2vec2=str(self.bases["wav2vec2"]), insightface=str(self.bases["insightface"]),
+            behaviour=module.net.behaviour,
         )
         tmp = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex}.tmp")
         save_weights(module.net, tmp, index)
