@@ -41,10 +41,12 @@ class OptimConfig:
 class DiffusionConfig:
     noise_offset: float = opt(0.05, "std of per-channel offset noise added to the Gaussian noise")
     snr_gamma: float = opt(5.0, "min-SNR weighting gamma, applied per sample; 0 disables")
+    drop_unconditional: float = opt(0.05, "probability of training a batch with every condition missing that "
+                                    "guidance's unconditional branch drops (trains that branch as generation runs it)")
     drop_reference: float = opt(0.05, "probability of training a sample without reference attention")
     drop_identity: float = opt(0.05, "probability of a zero face embedding")
-    drop_face_region: float = opt(0.05, "probability of no face-locator features; above 0 the export records "
-                                  "behaviour.uncond_face_region=drop (guidance drops them too), at 0 keep")
+    drop_face_region: float = opt(0.05, "probability of no face-locator features; with this or drop_unconditional "
+                                  "above 0 guidance drops them too (behaviour.uncond_face_region=drop), else keeps them")
     drop_audio: float = opt(0.05, "stage 2: probability of zero audio tokens")
     drop_motion: float = opt(0.05, "stage 2: probability of motion frames replaced by the reference image (as in the first generated clip)")
 

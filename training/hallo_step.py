@@ -17,7 +17,7 @@ import torch
 from diffusers import AutoencoderKL
 from torch import nn
 
-from model.net import COMPONENTS, Drop, HalloNet
+from model.net import COMPONENTS, Drop, HalloNet, unconditional
 from model.scheduler import make_scheduler
 from training.config import DiffusionConfig
 from training.diffusion import min_snr_weights, sample_noise, v_loss
@@ -58,6 +58,18 @@ class HalloTrainStep(nn.Module):
     def _draw(self, probability: float, generator: torch.Generator) -> bool:
         return probability > 0 and torch.rand((), generator=generator).item() < probability
 
+    def _drop(self, generator: torch.Generator) -> Drop:
+        """The conditions this batch goes without: all that guidance's unconditional branch drops, at once
+        (so that branch is trained as generation runs it), else each on its own."""
+        if self._draw(self.cfg.drop_unconditional, generator):
+            return unconditional(self.net.behaviour)
+        return Drop(
+            reference=self._draw(self.cfg.drop_reference, generator),
+            identity=self._draw(self.cfg.drop_identity, generator),
+            face_region=self._draw(self.cfg.drop_face_region, generator),
+            audio=self.temporal and self._draw(self.cfg.drop_audio, generator),
+        )
+
     def forward(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
         device, dtype = next(self.net.parameters()).device, self.dtype
         cast = {k: v.to(device, dtype) if torch.is_tensor(v) and v.is_floating_point() else v for k, v in batch.items()}
@@ -78,15 +90,10 @@ class HalloTrainStep(nn.Module):
                 # frames, so training does too (the reference implementation zeroed them instead).
                 motion = cast["reference"][:, None].expand_as(motion)
             motion_latents = self.encode(motion.flatten(0, 1)).unflatten(0, motion.shape[:2])
-        drop = Drop(
-            reference=self._draw(self.cfg.drop_reference, generator),
-            identity=self._draw(self.cfg.drop_identity, generator),
-            face_region=self._draw(self.cfg.drop_face_region, generator),
-            audio=self.temporal and self._draw(self.cfg.drop_audio, generator),
-        )
         prediction = self.net(
             noisy, timesteps, self.encode(cast["reference"]), motion_latents, cast["face_embedding"],
-            cast["face_mask"], cast.get("audio_windows"), cast.get("region_masks"), drop=drop, temporal=self.temporal,
+            cast["face_mask"], cast.get("audio_windows"), cast.get("region_masks"), drop=self._drop(generator),
+            temporal=self.temporal,
         )
         weights = min_snr_weights(self.scheduler, timesteps.cpu(), self.cfg.snr_gamma).to(device)
         return v_loss(prediction, target, weights)

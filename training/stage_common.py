@@ -67,9 +67,10 @@ class HalloStage(abc.ABC):
         """How the weights compute after this stage (exported, and used by validation).
 
         temporal: whether this stage trains the motion and audio modules. Guidance may drop the
-        face-locator features only if this run trained without them and the initial weights allow it.
+        face-locator features only if this run trains without them and the initial weights allow it.
         """
-        dropped = cfg.diffusion.drop_face_region > 0 and inherited.uncond_face_region == "drop"
+        trained_without = cfg.diffusion.drop_face_region > 0 or cfg.diffusion.drop_unconditional > 0
+        dropped = trained_without and inherited.uncond_face_region == "drop"
         return dataclasses.replace(inherited, temporal=self.temporal, uncond_face_region="drop" if dropped else "keep")
 
     def export(self, module: torch.nn.Module, out_dir: Path) -> None:

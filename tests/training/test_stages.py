@@ -39,6 +39,7 @@ def test_stage1_writes_checkpoints_exports_and_a_validation_video(stage1_run: Pa
     assert sorted(p.name for p in ckpt.glob("step-*")) == ["step-0000002", "step-0000004"]  # keep_last 2
     net = load_net(stage1_run / "export")
     assert read_index(stage1_run / "export").preset == "tiny"
+    assert not read_index(stage1_run / "export").behaviour.temporal  # generation skips the untrained motion modules
     assert sum(p.numel() for p in net.parameters()) > 0
     assert (stage1_run / "validation" / "step-0000004" / "validation.mp4").stat().st_size > 0
     assert list((stage1_run / "tensorboard").glob("events.out.tfevents.*"))
