@@ -36,6 +36,7 @@ from foundation.faces import FaceAnalyzer, FacesConfig, crop_boxes, crop_frame
 from model.portrait import prepare_portrait
 from model.presets import TINY_VAE
 from model.standins import STANDIN_VAE
+from orchestration.learning import psnr
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +152,7 @@ def reconstruction_psnr(vae: AutoencoderKL, images: np.ndarray) -> float:
     """PSNR (dB, 8-bit) of decode(posterior mean) against the images, over all of them."""
     x = to_tensor(images)
     y = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
-    restored = ((y.permute(0, 2, 3, 1) + 1) * 127.5).round().numpy()
-    return float(10 * np.log10(255.0**2 / np.mean((restored - images.astype(np.float64)) ** 2)))
+    return psnr(((y.permute(0, 2, 3, 1) + 1) * 127.5).round().numpy(), images)
 
 
 def make(out: Path, steps: int, seed: int) -> dict[str, float]:
