@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from diffusers import AutoencoderKL
 from torch import nn
 
@@ -60,15 +61,25 @@ class HalloTrainStep(nn.Module):
 
     def _drop(self, generator: torch.Generator) -> Drop:
         """The conditions this batch goes without: all that guidance's unconditional branch drops, at once
-        (so that branch is trained as generation runs it), else each on its own."""
-        if self._draw(self.cfg.drop_unconditional, generator):
+        (so that branch is trained as generation runs it), else each on its own.
+
+        Every rank draws and rank 0's draw holds for all: a dropped condition leaves its module out of
+        the graph, and DeepSpeed reduces the gradients of the parameters each rank used in the order
+        they came, so the ranks must run the same graph. No probability, no draw.
+        """
+        cfg = self.cfg
+        odds = torch.tensor([cfg.drop_unconditional, cfg.drop_reference, cfg.drop_identity, cfg.drop_face_region,
+                             cfg.drop_audio if self.temporal else 0.0])
+        if not odds.any():
+            return Drop()
+        draw = torch.rand(len(odds), generator=generator)
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            draw = draw.to(next(self.net.parameters()).device)
+            dist.broadcast(draw, src=0)
+        unconditional_batch, reference, identity, face_region, audio = (draw.cpu() < odds).tolist()
+        if unconditional_batch:
             return unconditional(self.net.behaviour)
-        return Drop(
-            reference=self._draw(self.cfg.drop_reference, generator),
-            identity=self._draw(self.cfg.drop_identity, generator),
-            face_region=self._draw(self.cfg.drop_face_region, generator),
-            audio=self.temporal and self._draw(self.cfg.drop_audio, generator),
-        )
+        return Drop(reference=reference, identity=identity, face_region=face_region, audio=audio)
 
     def forward(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
         device, dtype = next(self.net.parameters()).device, self.dtype
