@@ -1,4 +1,4 @@
-"""Small random stand-ins for every pretrained base, in the real folder layout (see model.pretrained).
+"""Small stand-ins for every pretrained base, in the real folder layout (see model.pretrained).
 
 They let tests and the demo run the exact loading code of real weights without any download:
 - unet/: diffusers save_pretrained at the preset's sizes

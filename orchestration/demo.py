@@ -66,11 +66,9 @@ def learning_check(out: Path, base: Path, trained: Path, steps: int) -> None:
     untrained = folder / "untrained_weights"
     init_weights(base, preset, untrained)
     results = {}
-    runs = (("trained, cfg 3.5", trained, "3.5"), ("trained, cfg 1", trained, "1"), ("untrained, cfg 3.5", untrained, "3.5"))
-    for name, weights, cfg in runs:
-        video = generate(weights, image, audio, folder / f"{name.replace(', ', '_').replace(' ', '')}.mp4",
-                         "--steps", str(steps), "--cfg", cfg)
-        results[name] = real.compare(video)
+    for stem, weights, cfg in (("trained", trained, "3.5"), ("trained", trained, "1"), ("untrained", untrained, "3.5")):
+        video = generate(weights, image, audio, folder / f"{stem}_cfg{cfg}.mp4", "--steps", str(steps), "--cfg", cfg)
+        results[f"{stem}, cfg {cfg}"] = real.compare(video)
     results["first frame repeated"] = real.compare(real.still())
     log.info("5/6 the curated clip %s (%d frames) generated back from its first frame and its audio, "
              "against the real clip:\n%s", row["clip_id"], len(real.frames),

@@ -46,7 +46,8 @@ class Match:
     mouth_corr: float  # correlation of the mean lip-box brightness over time with the real clip's
 
     def __str__(self) -> str:
-        return f"PSNR {self.psnr:.2f} dB (mouth {self.mouth_psnr:.2f} dB), mouth-brightness correlation {self.mouth_corr:.3f}"
+        return (f"PSNR {self.psnr:.2f} dB (mouth {self.mouth_psnr:.2f} dB), "
+                f"mouth-brightness correlation {self.mouth_corr:.3f}")
 
 
 @dataclass
