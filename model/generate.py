@@ -21,6 +21,7 @@ from typing import Literal
 import torch
 
 from foundation.audio_features import SAMPLE_RATE, load_wav2vec2, num_frames, wav2vec2_features
+from foundation.cpu_threads import set_cpu_threads
 from foundation.identity import IdentityEncoder
 from foundation.masks import region_masks
 from foundation.media_io import read_audio, write_video
@@ -46,6 +47,8 @@ class GenerateConfig:
     seed: int = opt(42, "seed of the initial noise: the same seed gives the same video", low=0)
     device: str = opt("auto", "torch device: auto (cuda when available), cpu, cuda, cuda:1, ...")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = opt("auto", "auto = float16 on cuda, float32 on cpu")
+    cpu_threads: int = opt(0, "torch threads on CPU; 0 = auto: this process's CPUs, at most torch's default "
+                           "(OMP_NUM_THREADS wins; foundation/cpu_threads.py)", low=0)
     clip_frames: int = opt(0, "frames per clip; 0 = the weights folder's value", low=0)
     motion_frames: int = opt(-1, "previous frames carried into each clip; -1 = the weights folder's value", low=-1)
     allow_no_face: bool = opt(False, "animate a centre crop when the image shows no face (without it: exit 2)")
@@ -65,6 +68,8 @@ def prepare(cfg: GenerateConfig, inputs: GenerationInputs | None = None) -> tupl
     """Load the weights and turn the image and the audio into the pipeline's inputs."""
     inputs = inputs or check_generation(cfg)
     weights, index, device, dtype, portrait = inputs.weights, inputs.index, inputs.device, inputs.dtype, inputs.portrait
+    if device.type == "cpu":
+        set_cpu_threads(cfg.cpu_threads)
     size = index.resolution
     masks = region_masks(portrait.landmarks, (size, size), (size // 8, size // 8))
     identity = IdentityEncoder(resolve(weights, index.insightface, "insightface"), onnx_providers(device))

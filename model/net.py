@@ -5,10 +5,11 @@
                     face-locator features, audio tokens, region masks) -> v-prediction
 
 `Drop` is the single definition of a missing condition: classifier-free guidance's unconditional
-branch is `UNCONDITIONAL`, and training's condition dropout should use the same flags.
+branch is `unconditional(behaviour)`, and training's condition dropout draws the same flags.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -78,7 +79,13 @@ class Drop:
     audio: bool = False  # zero audio tokens
 
 
-UNCONDITIONAL = Drop(reference=True, identity=True, face_region=True, audio=True)
+UNCONDITIONAL = Drop(reference=True, identity=True, face_region=True, audio=True)  # every condition missing
+
+
+def unconditional(behaviour: ModelBehaviour) -> Drop:
+    """Guidance's unconditional branch: every condition missing, except the face-locator features when the
+    weights never trained without them (behaviour.uncond_face_region = keep)."""
+    return dataclasses.replace(UNCONDITIONAL, face_region=behaviour.uncond_face_region == "drop")
 
 
 @dataclass

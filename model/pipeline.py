@@ -4,8 +4,11 @@ For every clip of `clip_frames` frames:
   motion frames  = the reference image repeated (first clip; training must use the same) or the
                    last `motion_frames` decoded frames of the previous clip, VAE-encoded again;
   conditions     = HalloNet.encode(...) once per clip, or with CFG HalloNet.encode_guided(...): the pair
-                   of it and the UNCONDITIONAL branch (no reference attention, ImageProj(0), no face
-                   locator, zero audio tokens), paired as the weights' behaviour says;
+                   of it and the `unconditional(behaviour)` branch (no reference attention, ImageProj(0),
+                   zero audio tokens, and no face-locator features unless the weights never trained
+                   without them), paired as the weights' behaviour says;
+  temporal       = the motion and audio modules run only when the weights trained them
+                   (behaviour.temporal; a stage-1 export generates frame by frame from the reference);
   denoise        = `steps` DDIM steps (beta schedule: the weights' behaviour) from noise drawn from
                    one seeded CPU generator, so the same seed gives the same video on any device;
   decode         = VAE decode; the video is trimmed to the audio's frame count at the end.
@@ -20,7 +23,7 @@ import torch
 from diffusers import AutoencoderKL
 from tqdm.auto import tqdm
 
-from model.net import HalloNet
+from model.net import HalloNet, unconditional
 from model.projections import audio_windows
 from model.scheduler import make_scheduler
 
@@ -68,6 +71,7 @@ class HalloPipeline:
         total = settings.frames or audio_features.shape[0]
         f, m = settings.clip_frames, settings.motion_frames
         net, scheduler = self.net, make_scheduler(self.net.behaviour.sampling_beta_schedule)
+        temporal, uncond_drop = net.behaviour.temporal, unconditional(net.behaviour)
         generator = torch.Generator("cpu").manual_seed(settings.seed)
         window = int(net.audio_proj.config.window)
         image = ref.image[None].to(self.device, self.dtype)
@@ -81,19 +85,20 @@ class HalloPipeline:
         features = audio_features.to(self.device, self.dtype)
         frames: list[np.ndarray] = []
         for clip in tqdm(range(math.ceil(total / f)), desc="clips", unit="clip", disable=not progress):
-            motion = self._encode(motion_pixels)[None] if m else None
-            windows = audio_windows(features, clip * f, f, window)[None]
+            motion = self._encode(motion_pixels)[None] if m and temporal else None
+            windows = audio_windows(features, clip * f, f, window)[None] if temporal else None
             if settings.cfg != 1.0:
-                uncond, cond = net.encode_guided(ref_latents, motion, audio_windows=windows, frames=f, **inputs)
+                uncond, cond = net.encode_guided(ref_latents, motion, audio_windows=windows, null=uncond_drop,
+                                                 frames=f, **inputs)
             else:
                 uncond, cond = None, net.encode(ref_latents, motion, audio_windows=windows, **inputs)
             shape = (1, ref_latents.shape[1], f, *ref_latents.shape[2:])
             latents = torch.randn(shape, generator=generator).to(self.device, self.dtype) * scheduler.init_noise_sigma
             scheduler.set_timesteps(settings.steps, device=self.device)
             for t in scheduler.timesteps:
-                pred = net.denoise(latents, t, cond, settings.audio_weights)
+                pred = net.denoise(latents, t, cond, settings.audio_weights, temporal)
                 if uncond is not None:
-                    null = net.denoise(latents, t, uncond, settings.audio_weights)
+                    null = net.denoise(latents, t, uncond, settings.audio_weights, temporal)
                     pred = null + settings.cfg * (pred - null)
                 latents = scheduler.step(pred, t, latents).prev_sample
             pixels = self._decode(latents)

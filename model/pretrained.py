@@ -11,7 +11,8 @@ Base folder layout (the same for real weights and stand-ins, so one loading path
     BASE/hallo/net.pth                   fudan-generative-ai/hallo: Hallo's released weights
 
     python -m model.pretrained fetch --to BASE          (needs internet and the Hugging Face hub)
-    python -m model.pretrained tiny --to BASE           (random stand-ins, tiny preset by default, offline)
+    python -m model.pretrained tiny --to BASE           (stand-ins, tiny preset by default, offline: random,
+                                                         except the tiny VAE, trained on the bundled media)
     python -m model.pretrained init --base BASE --preset sd15 --to WEIGHTS
         -> a generation/training-ready weights folder (model.weights): SD-1.5 in the ReferenceNet and
            the denoising UNet, AnimateDiff in the motion modules, the rest freshly initialised.
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("fetch", help="download the real bases and Hallo's net.pth (needs internet)").add_argument(
         "--to", type=Path, required=True)
-    tiny = sub.add_parser("tiny", help="write random stand-ins in the same layout (offline)")
+    tiny = sub.add_parser("tiny", help="write stand-ins in the same layout (offline; random but for the tiny VAE)")
     tiny.add_argument("--to", type=Path, required=True)
     tiny.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="sizes (sd15: full-size random weights)")
     init = sub.add_parser("init", help="build a weights folder for generation/training from a base folder")

@@ -1,7 +1,9 @@
-"""Small random stand-ins for every pretrained base, in the real folder layout (see model.pretrained).
+"""Small stand-ins for every pretrained base, in the real folder layout (see model.pretrained).
 
 They let tests and the demo run the exact loading code of real weights without any download:
-- unet/, vae/: diffusers save_pretrained at the preset's sizes
+- unet/: diffusers save_pretrained at the preset's sizes
+- vae/: at the tiny preset's sizes a copy of `model/standin_vae/`, a tiny VAE trained on the bundled
+  media (made by `python -m orchestration.standin_vae`) so that training can learn; random otherwise
 - motion_module/mm_sd_v15_v2.ckpt: a state dict in AnimateDiff's layout
 - wav2vec2/: transformers Wav2Vec2Model + Wav2Vec2FeatureExtractor
 - insightface/models/: ONNX files insightface routes like the real ones (a 9-output SCRFD-style
@@ -24,6 +26,7 @@ from model.motion_checkpoint import to_animatediff_state_dict
 from model.motion_module import build_motion_modules
 from model.presets import Preset
 
+STANDIN_VAE = Path(__file__).parent / "standin_vae"
 STRIDES = (8, 16, 32)
 ANCHORS = 2
 
@@ -84,11 +87,21 @@ def write_insightface(folder: Path) -> None:
                  {"input.1": {0: "batch"}, "embedding": {0: "batch"}})
 
 
+def write_vae(preset: Preset, folder: Path) -> None:
+    """The trained tiny VAE where the preset has its sizes (scaling factor aside), else random weights."""
+    trained = AutoencoderKL.load_config(STANDIN_VAE)
+    if all(trained.get(key) == value for key, value in preset.vae.items() if key != "scaling_factor"):
+        AutoencoderKL.from_pretrained(STANDIN_VAE).save_pretrained(folder)
+    else:
+        AutoencoderKL(**preset.vae).save_pretrained(folder)
+
+
 def write_standins(preset: Preset, to: Path, seed: int = 0) -> None:
-    """Random base weights at the preset's sizes in the layout `python -m model.pretrained fetch` writes."""
+    """Base weights at the preset's sizes in the layout `python -m model.pretrained fetch` writes:
+    random, except the tiny VAE (see `write_vae`)."""
     torch.manual_seed(seed)
     UNet2DConditionModel(**preset.unet).save_pretrained(to / "unet")
-    AutoencoderKL(**preset.vae).save_pretrained(to / "vae")
+    write_vae(preset, to / "vae")
     motion = build_motion_modules(
         unet_levels(preset.unet), preset.motion_heads, preset.motion_max_len, int(preset.unet["norm_num_groups"])
     )

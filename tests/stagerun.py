@@ -19,9 +19,10 @@ def stage_overrides(shards: dict[str, list[str]], pretrained: Path, out: Path, *
     return [arg for key, value in sets.items() for arg in ("--set", f"{key}={value}")]
 
 
-def run_stage(stage: str, sets: list[str], launcher: list[str] | None = None, timeout: int = 600):
+def run_stage(stage: str, sets: list[str], launcher: list[str] | None = None, timeout: int = 600, configs: str = "demo"):
+    """training/{stage}.py with configs/{configs}/{stage}.yaml and the `--set` overrides."""
     cmd = [*(launcher or [sys.executable]), str(ROOT / "training" / f"{stage}.py"),
-           "--config", str(ROOT / "configs" / "demo" / f"{stage}.yaml"), *sets]
+           "--config", str(ROOT / "configs" / configs / f"{stage}.yaml"), *sets]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 

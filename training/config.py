@@ -55,8 +55,14 @@ class OptimConfig:
 class DiffusionConfig:
     noise_offset: float = opt(0.05, "std of per-channel offset noise added to the Gaussian noise", low=0)
     snr_gamma: float = opt(5.0, "min-SNR weighting gamma, applied per sample; 0 disables", low=0)
+    drop_unconditional: float = opt(0.05, "probability of training a batch with every condition missing that "
+                                    "guidance's unconditional branch drops (trains that branch as generation runs it)",
+                                    low=0, high=1)
     drop_reference: float = opt(0.05, "probability of training a sample without reference attention", low=0, high=1)
     drop_identity: float = opt(0.05, "probability of a zero face embedding", low=0, high=1)
+    drop_face_region: float = opt(0.05, "probability of no face-locator features; with this or drop_unconditional "
+                                  "above 0 guidance drops them too (behaviour.uncond_face_region=drop), else keeps them",
+                                  low=0, high=1)
     drop_audio: float = opt(0.05, "stage 2: probability of zero audio tokens", low=0, high=1)
     drop_motion: float = opt(0.05, "stage 2: probability of motion frames replaced by the reference image (as in the first generated clip)", low=0, high=1)
 
@@ -84,6 +90,9 @@ class RunConfig:
     overwrite: bool = opt(False, "with resume=none: delete an earlier run's checkpoints, export, validation videos and "
                                  "TensorBoard logs in output_dir (without it, a used output_dir is refused)", results=False)
     device: Literal["auto", "cpu", "cuda"] = opt("auto", "cuda when available, else cpu", results=False)
+    cpu_threads: int = opt(0, "torch threads per process on CPU; 0 = auto: the process's share of the CPUs it may use, "
+                           "at most torch's default (OMP_NUM_THREADS wins); 1 is fastest for the tiny model on a busy machine",
+                           low=0, results=False)
 
 
 @dataclass

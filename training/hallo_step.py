@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from diffusers import AutoencoderKL
 from torch import nn
 
-from model.net import COMPONENTS, Drop, HalloNet
+from model.net import COMPONENTS, Drop, HalloNet, unconditional
 from model.scheduler import make_scheduler
 from training.config import DiffusionConfig
 from training.diffusion import min_snr_weights, sample_noise, v_loss
@@ -72,6 +73,28 @@ class HalloTrainStep(nn.Module):
     def _draw(self, probability: float, generator: torch.Generator) -> bool:
         return probability > 0 and torch.rand((), generator=generator).item() < probability
 
+    def _drop(self, generator: torch.Generator) -> Drop:
+        """The conditions this batch goes without: all that guidance's unconditional branch drops, at once
+        (so that branch is trained as generation runs it), else each on its own.
+
+        Every rank draws and rank 0's draw holds for all: a dropped condition leaves its module out of
+        the graph, and DeepSpeed reduces the gradients of the parameters each rank used in the order
+        they came, so the ranks must run the same graph. No probability, no draw.
+        """
+        cfg = self.cfg
+        odds = torch.tensor([cfg.drop_unconditional, cfg.drop_reference, cfg.drop_identity, cfg.drop_face_region,
+                             cfg.drop_audio if self.temporal else 0.0])
+        if not odds.any():
+            return Drop()
+        draw = torch.rand(len(odds), generator=generator)
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            draw = draw.to(next(self.net.parameters()).device)
+            dist.broadcast(draw, src=0)
+        unconditional_batch, reference, identity, face_region, audio = (draw.cpu() < odds).tolist()
+        if unconditional_batch:
+            return unconditional(self.net.behaviour)
+        return Drop(reference=reference, identity=identity, face_region=face_region, audio=audio)
+
     def forward(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
         device, dtype = next(self.net.parameters()).device, self.dtype
         cast = {k: _on_device(v, device, dtype) for k, v in batch.items()}
@@ -98,14 +121,10 @@ class HalloTrainStep(nn.Module):
             encode = self.cached if use_cache else self.encode
             motion_latents = encode(motion.flatten(0, 1)).unflatten(0, motion.shape[:2])
         reference = self.cached(cast["reference_latents"]) if use_cache else self.encode(cast["reference"])
-        drop = Drop(
-            reference=self._draw(self.cfg.drop_reference, generator),
-            identity=self._draw(self.cfg.drop_identity, generator),
-            audio=self.temporal and self._draw(self.cfg.drop_audio, generator),
-        )
         prediction = self.net(
             noisy, timesteps, reference, motion_latents, cast["face_embedding"],
-            cast["face_mask"], cast.get("audio_windows"), cast.get("region_masks"), drop=drop, temporal=self.temporal,
+            cast["face_mask"], cast.get("audio_windows"), cast.get("region_masks"), drop=self._drop(generator),
+            temporal=self.temporal,
         )
         weights = min_snr_weights(self.scheduler, timesteps.cpu(), self.cfg.snr_gamma).to(device)
         return v_loss(prediction, target, weights)

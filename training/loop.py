@@ -16,6 +16,7 @@ from tqdm import tqdm
 from foundation.config import ConfigError, describe_markdown, load_config
 from foundation.storage import publish_folder
 from model.weights import INDEX_FILE
+from foundation.cpu_threads import set_cpu_threads
 from training import checkpoint
 from training.config import TrainConfig
 from training.data import Decoder, ResumableBatches, ShardStream
@@ -79,6 +80,8 @@ def train(stage: Stage, cfg: TrainConfig) -> list[float]:
     """Run (or resume) training to run.max_steps; returns this process's per-step losses."""
     rank, world, local_rank = init_distributed()
     device = device_for(cfg, local_rank)
+    if device.type == "cpu":
+        set_cpu_threads(cfg.run.cpu_threads)
     out_dir = Path(cfg.run.output_dir)
     ckpt_dir = out_dir / "checkpoints"
     torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank

@@ -68,7 +68,7 @@ class HalloStage(abc.ABC):
     def build(self, cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
         self.cfg = cfg
         net = self.build_net(cfg)
-        net.behaviour = self.behaviour = with_overrides(net.behaviour, cfg.model.behaviour)
+        net.behaviour = self.behaviour = self.trained_behaviour(with_overrides(net.behaviour, cfg.model.behaviour), cfg)
         set_trainable(net, self.trainable)
         if not self.behaviour.motion_in_plain_blocks:  # modules that never run stay as they are
             for module in net.denoising_unet.plain_block_motion_modules():
@@ -80,6 +80,16 @@ class HalloStage(abc.ABC):
         vae = load_vae(self.bases["vae"], dtype).to(device)
         # Buffers too (e.g. the motion modules' positional tables), which DeepSpeed leaves in fp32.
         return HalloTrainStep(net.to(device, dtype), vae, cfg.diffusion, self.temporal)
+
+    def trained_behaviour(self, inherited: ModelBehaviour, cfg: TrainConfig) -> ModelBehaviour:
+        """How the weights compute after this stage (exported, and used by validation).
+
+        temporal: whether this stage trains the motion and audio modules. Guidance may drop the
+        face-locator features only if this run trains without them and the initial weights allow it.
+        """
+        trained_without = cfg.diffusion.drop_face_region > 0 or cfg.diffusion.drop_unconditional > 0
+        dropped = trained_without and inherited.uncond_face_region == "drop"
+        return dataclasses.replace(inherited, temporal=self.temporal, uncond_face_region="drop" if dropped else "keep")
 
     def export(self, module: torch.nn.Module, out_dir: Path) -> None:
         """save_weights into a fresh folder, then swap it in, so `export/` is always complete."""

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from model.net import UNCONDITIONAL, Drop
+from model.behaviour import ModelBehaviour
+from model.net import UNCONDITIONAL, Drop, unconditional
 
 
 def _denoise(net, batch, *, ref=None, motion=None, drop=Drop(), weights=(1.0, 1.0, 1.0)):
@@ -57,3 +58,14 @@ def test_unconditional_branch_ignores_identity_face_region_and_audio(tiny_net, b
     batch.audio = torch.randn_like(batch.audio)
     assert torch.allclose(uncond, _denoise(tiny_net, batch, drop=UNCONDITIONAL), atol=1e-6)
     assert not torch.allclose(uncond, _denoise(tiny_net, batch), atol=1e-5)
+
+
+def test_unconditional_branch_keeps_the_face_region_for_weights_that_never_trained_without_it(tiny_net, batch):
+    assert unconditional(ModelBehaviour(uncond_face_region="drop")) == UNCONDITIONAL  # Hallo's, and ours when trained
+    keep = unconditional(ModelBehaviour(uncond_face_region="keep"))
+    kept = _denoise(tiny_net, batch, drop=keep)
+    assert not torch.allclose(kept, _denoise(tiny_net, batch, drop=UNCONDITIONAL), atol=1e-5)
+    batch.embedding, batch.audio = torch.randn_like(batch.embedding), torch.randn_like(batch.audio)
+    assert torch.allclose(kept, _denoise(tiny_net, batch, drop=keep), atol=1e-6)  # the rest is still dropped
+    batch.face_mask = torch.rand_like(batch.face_mask)
+    assert not torch.allclose(kept, _denoise(tiny_net, batch, drop=keep), atol=1e-5)

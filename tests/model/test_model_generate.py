@@ -1,6 +1,7 @@
 """End-to-end generation with the tiny stand-ins: the real loading, preprocessing and muxing code."""
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 import yaml
 
 from foundation.audio_features import num_frames
@@ -132,3 +134,26 @@ def test_every_number_of_the_generation_and_weights_configs_has_a_range():
     for cls in (GenerateConfig, WeightsIndex):
         numeric = [f for f in fields(cls) if f.type in ("int", "float")]
         assert numeric and all(f.metadata["low"] is not None or f.metadata["high"] is not None for f in numeric), cls
+
+
+def _perturb_temporal_modules(net, std: float) -> None:
+    with torch.no_grad():
+        for module in (net.denoising_unet.motion_modules, net.denoising_unet.audio_modules, net.audio_proj):
+            for p in module.parameters():
+                p.add_(torch.randn_like(p) * std)
+
+
+def test_weights_without_trained_temporal_modules_generate_without_them(tiny_weights, portrait, short_speech):
+    """A stage-1 export (behaviour.temporal false): the motion and audio modules never run."""
+    cfg = GenerateConfig(weights=str(tiny_weights), image=str(portrait), audio=str(short_speech), steps=2, cfg=2.0,
+                         progress=False)
+    pipeline, reference, features, settings = prepare(cfg)
+    net = pipeline.net
+    torch.manual_seed(0)
+    _perturb_temporal_modules(net, 0.05)  # the zero-initialised audio outputs too: every module has an effect
+    temporal = pipeline(reference, features, settings, progress=False)
+    net.behaviour = dataclasses.replace(net.behaviour, temporal=False)
+    spatial = pipeline(reference, features, settings, progress=False)
+    assert not np.array_equal(temporal, spatial)
+    _perturb_temporal_modules(net, 1.0)
+    assert np.array_equal(spatial, pipeline(reference, features, settings, progress=False))

@@ -56,6 +56,7 @@ def test_stage1_writes_checkpoints_exports_and_a_validation_video(stage1_run: Pa
     assert sorted(p.name for p in ckpt.glob("step-*")) == ["step-0000002", "step-0000004"]  # keep_last 2
     net = load_net(stage1_run / "export")
     assert read_index(stage1_run / "export").preset == "tiny"
+    assert not read_index(stage1_run / "export").behaviour.temporal  # generation skips the untrained motion modules
     assert sum(p.numel() for p in net.parameters()) > 0
     assert (stage1_run / "validation" / "step-0000004" / "validation.mp4").stat().st_size > 0
     assert list((stage1_run / "tensorboard").glob("events.out.tfevents.*"))
@@ -123,8 +124,11 @@ def test_killed_run_resumes_with_the_same_losses(curated_shards, tiny_pretrained
 @pytest.mark.slow
 def test_two_processes_zero2_disjoint_data_same_weights_and_resume(curated_shards, tiny_pretrained, tmp_path) -> None:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
+    # Frequent condition dropout: a rank that left a module out while the other did not would break the
+    # gradient reduction (rank 0's draw holds for all).
     extra = {"run.max_steps": 2, "run.checkpoint_every": 2, "run.validate_every": 0, "run.batch_size": 1,
-             "run.zero_stage": 2, "run.precision": "bf16"}
+             "run.zero_stage": 2, "run.precision": "bf16", "diffusion.drop_reference": 0.5,
+             "diffusion.drop_face_region": 0.5}
     first = run_stage("stage1", stage_overrides(curated_shards, tiny_pretrained, tmp_path / "ddp", **extra), launcher,
                       timeout=1200)
     assert first.returncode == 0, first.stderr[-4000:]
