@@ -10,11 +10,6 @@ encoded here, or latents from the cache (training/latents.py: `reference_latents
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import uuid
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,7 +17,7 @@ import torch.distributed as dist
 from diffusers import AutoencoderKL
 from torch import nn
 
-from model.net import COMPONENTS, Drop, HalloNet, unconditional
+from model.net import Drop, HalloNet, unconditional
 from model.scheduler import make_scheduler
 from training.config import DiffusionConfig
 from training.diffusion import min_snr_weights, sample_noise, v_loss
@@ -137,17 +132,3 @@ def _on_device(value: Any, device: torch.device, dtype: torch.dtype) -> Any:
     if value.dtype == torch.uint8:
         return to_unit_range(value.to(device), dtype)
     return value.to(device, dtype) if value.is_floating_point() else value
-
-
-def export_components(net: HalloNet, out_dir: Path, index: dict[str, Any]) -> None:
-    """Write every component with save_pretrained into a fresh folder, then swap it in atomically."""
-    tmp = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex}.tmp")
-    for name in COMPONENTS:
-        getattr(net, name).save_pretrained(tmp / name, safe_serialization=True)
-    (tmp / "weights.json").write_text(json.dumps(index, indent=2, sort_keys=True))
-    old = out_dir.with_name(f".{out_dir.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
