@@ -66,7 +66,9 @@ def encode_part(rows: list[ManifestRow], info: PartInfo) -> bytes:
 
 
 def decode_part(data: bytes) -> tuple[list[ManifestRow], PartInfo]:
-    table = pq.read_table(io.BytesIO(data))
+    # One part is a few rows; arrow's thread pool buys nothing here and can abort the process at
+    # exit (apache/arrow#34314: "terminate called without an active exception" from a parquet thread).
+    table = pq.read_table(io.BytesIO(data), use_threads=False)
     meta = (table.schema.metadata or {}).get(_META_KEY)
     info = PartInfo(**json.loads(meta)) if meta else PartInfo(fingerprint=None)
     known = set(SCHEMA.names)

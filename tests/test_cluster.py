@@ -114,7 +114,7 @@ CURATION_SETTINGS = ["--set", "annotations.enabled=false", "--set", "run.resourc
 @pytest.fixture
 def two_nodes(s3_bucket):
     """Two nodes that share no folder, only the S3 store (its variables are set before the nodes start)."""
-    cluster = LocalCluster()
+    cluster = LocalCluster(fast_failure_detection=True)  # one test kills a node
     try:  # both carry the custom resource that pins curation to cluster.yaml's CPU pool
         cluster.start_head(num_cpus=1, resources={"curation": 1})
         cluster.add_node(num_cpus=1, resources={"curation": 1})
@@ -160,7 +160,8 @@ def test_curation_spreads_over_two_nodes_and_survives_losing_one(two_nodes, s3_b
     command = [sys.executable, "-m", "curation.run", "--address", address, "--source", str(listing), "--out", str(out),
                *CURATION_SETTINGS]
     with run_log.open("w") as log:
-        driver = subprocess.Popen(command, cwd=ROOT, env=cluster_env(), stdout=log, stderr=subprocess.STDOUT)
+        driver = subprocess.Popen(command, cwd=ROOT, env=cluster_env(fast_failure_detection=True),
+                                  stdout=log, stderr=subprocess.STDOUT)
     try:
         def worker_mid_task() -> bool:
             assert driver.poll() is None, "the run ended before the node was killed:\n" + run_log.read_text()[-3000:]
