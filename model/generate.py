@@ -14,45 +14,22 @@ import dataclasses
 import json
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 
 from foundation.audio_features import SAMPLE_RATE, load_wav2vec2, num_frames, wav2vec2_features
+from foundation.config import ConfigError, describe_markdown, load_config
 from foundation.cpu_threads import set_cpu_threads
 from foundation.identity import IdentityEncoder
 from foundation.masks import region_masks
 from foundation.media_io import read_audio, write_video
+from model.generate_config import GenerateConfig
 from model.pipeline import HalloPipeline, Reference, SamplerSettings
 from model.preflight import GenerationInputs, check_generation
 from model.weights import load_net, load_vae, resolve
-from foundation.config import ConfigError, describe_markdown, load_config, opt
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class GenerateConfig:
-    weights: str = opt("", "weights folder (weights.yaml + the five modules) or its hub id")
-    image: str = opt("", "reference portrait; the face is found and cropped like the training clips")
-    audio: str = opt("", "driving speech, any format PyAV reads; the video lasts as long as it")
-    out: str = opt("out.mp4", "output mp4: 25 fps H.264 with the driving audio as AAC")
-    pose_weight: float = opt(1.0, "weight of the audio branch on the background/pose region", low=0)
-    face_weight: float = opt(1.0, "weight of the audio branch on the face (without the lips)", low=0)
-    lip_weight: float = opt(1.0, "weight of the audio branch on the lips", low=0)
-    cfg: float = opt(3.5, "classifier-free guidance scale (1 = no guidance, half the compute)", low=0)
-    steps: int = opt(40, "DDIM steps per clip", low=1, high=1000)
-    seed: int = opt(42, "seed of the initial noise: the same seed gives the same video", low=0)
-    device: str = opt("auto", "torch device: auto (cuda when available), cpu, cuda, cuda:1, ...")
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = opt("auto", "auto = float16 on cuda, float32 on cpu")
-    cpu_threads: int = opt(0, "torch threads on CPU; 0 = auto: this process's CPUs, at most torch's default "
-                           "(OMP_NUM_THREADS wins; foundation/cpu_threads.py)", low=0)
-    clip_frames: int = opt(0, "frames per clip; 0 = the weights folder's value", low=0)
-    motion_frames: int = opt(-1, "previous frames carried into each clip; -1 = the weights folder's value", low=-1)
-    allow_no_face: bool = opt(False, "animate a centre crop when the image shows no face (without it: exit 2)")
-    progress: bool = opt(True, "show a progress bar per clip")
 
 
 def onnx_providers(device: torch.device) -> list[str]:

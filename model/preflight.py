@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import av
 import cv2
@@ -17,11 +16,9 @@ import numpy as np
 import torch
 
 from foundation.config import ConfigError
+from model.generate_config import GenerateConfig
 from model.portrait import Portrait, prepare_portrait
 from model.weights import WeightsIndex, check_weights_folder, read_index
-
-if TYPE_CHECKING:
-    from model.generate import GenerateConfig
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

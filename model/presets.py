@@ -1,8 +1,8 @@
 """Model sizes: `sd15` (the paper's SD-1.5 scale) and `tiny` (CPU tests and the demo).
 
 A preset holds the configs of the pretrained bases (SD UNet, VAE, wav2vec2) and Hallo's own
-hyper-parameters. `python -m model.presets sd15 --meta` builds the whole model on the meta device
-(no memory, no weights) and prints parameter counts per component.
+hyper-parameters; `python -m model.presets sd15` prints one. `python -m model.sizes sd15` builds the
+whole model on the meta device and prints parameter counts per component.
 """
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 
 SD15_UNET: dict[str, Any] = {
     "sample_size": 64,
@@ -141,43 +140,12 @@ def with_base_configs(preset: Preset, unet: dict, wav2vec2: dict) -> Preset:
     return dataclasses.replace(preset, unet=dict(unet), wav2vec2={k: wav2vec2[k] for k in keys})
 
 
-def count_parameters(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def component_counts(preset: Preset) -> dict[str, int]:
-    """Parameter counts per component, built on the meta device (instant, no memory)."""
-    from model.net import build_hallo_modules
-
-    with torch.device("meta"):
-        modules = build_hallo_modules(preset)
-    unet = modules.denoising_unet
-    return {
-        "reference_unet": count_parameters(modules.reference_unet),
-        "denoising_unet.spatial": count_parameters(unet.spatial),
-        "denoising_unet.motion_modules": count_parameters(unet.motion_modules),
-        "denoising_unet.audio_modules": count_parameters(unet.audio_modules),
-        "face_locator": count_parameters(modules.face_locator),
-        "image_proj": count_parameters(modules.image_proj),
-        "audio_proj": count_parameters(modules.audio_proj),
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("preset", choices=sorted(PRESETS))
-    parser.add_argument("--meta", action="store_true", help="build on the meta device and print parameter counts")
-    args = parser.parse_args(argv)
-    preset = get_preset(args.preset)
-    if not args.meta:
-        for f in dataclasses.fields(preset):
-            print(f"{f.name}: {getattr(preset, f.name)}")
-        return 0
-    counts = component_counts(preset)
-    width = max(len(k) for k in counts)
-    for name, n in counts.items():
-        print(f"{name:<{width}}  {n:>13,d}  ({n / 1e6:.1f}M)")
-    print(f"{'total':<{width}}  {sum(counts.values()):>13,d}  ({sum(counts.values()) / 1e6:.1f}M)")
+    preset = get_preset(parser.parse_args(argv).preset)
+    for f in dataclasses.fields(preset):
+        print(f"{f.name}: {getattr(preset, f.name)}")
     return 0
 
 

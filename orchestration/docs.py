@@ -9,7 +9,7 @@ from pathlib import Path
 from curation.config import CurationConfig
 from curation.reasons import FAILED, REASONS
 from foundation.config import describe_markdown
-from model.generate import GenerateConfig
+from model.generate_config import GenerateConfig
 from training.config import LatentCacheConfig, TrainConfig
 
 

@@ -13,7 +13,8 @@ import torch
 import yaml
 
 from foundation.audio_features import num_frames
-from model.generate import GenerateConfig, main, parse_args, prepare
+from model.generate import main, parse_args, prepare
+from model.generate_config import GenerateConfig
 from model.weights import read_index
 from foundation.config import ConfigError, load_config
 

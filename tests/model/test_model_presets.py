@@ -7,8 +7,9 @@ from pathlib import Path
 
 import torch
 
-from model.presets import component_counts, get_preset, main
+from model.presets import get_preset
 from model.projections import AudioProj
+from model.sizes import component_counts, main
 
 HALLO_KEYS = Path(__file__).resolve().parents[1] / "fixtures" / "hallo_keys" / "hallo_net_keys.json"
 
@@ -47,7 +48,7 @@ def test_sd15_audio_proj_takes_12_layer_windows():
     assert (preset.infer_frames, preset.infer_motion_frames, preset.train_frames, preset.train_motion_frames) == (16, 2, 14, 2)
 
 
-def test_meta_cli_prints_counts(capsys):
-    assert main(["sd15", "--meta"]) == 0
+def test_sizes_cli_prints_counts(capsys):
+    assert main(["sd15"]) == 0
     out = capsys.readouterr().out
     assert "859,520,964" in out and "audio_proj" in out

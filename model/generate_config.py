@@ -1,0 +1,30 @@
+"""Every setting of `python -m model.generate`, with its default, help and range (one place: the CLI,
+configs/generate.yaml, the README table and the input checks of model/preflight.py all read it)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from foundation.config import opt
+
+
+@dataclass
+class GenerateConfig:
+    weights: str = opt("", "weights folder (weights.yaml + the five modules) or its hub id")
+    image: str = opt("", "reference portrait; the face is found and cropped like the training clips")
+    audio: str = opt("", "driving speech, any format PyAV reads; the video lasts as long as it")
+    out: str = opt("out.mp4", "output mp4: 25 fps H.264 with the driving audio as AAC")
+    pose_weight: float = opt(1.0, "weight of the audio branch on the background/pose region", low=0)
+    face_weight: float = opt(1.0, "weight of the audio branch on the face (without the lips)", low=0)
+    lip_weight: float = opt(1.0, "weight of the audio branch on the lips", low=0)
+    cfg: float = opt(3.5, "classifier-free guidance scale (1 = no guidance, half the compute)", low=0)
+    steps: int = opt(40, "DDIM steps per clip", low=1, high=1000)
+    seed: int = opt(42, "seed of the initial noise: the same seed gives the same video", low=0)
+    device: str = opt("auto", "torch device: auto (cuda when available), cpu, cuda, cuda:1, ...")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = opt("auto", "auto = float16 on cuda, float32 on cpu")
+    cpu_threads: int = opt(0, "torch threads on CPU; 0 = auto: this process's CPUs, at most torch's default "
+                           "(OMP_NUM_THREADS wins; foundation/cpu_threads.py)", low=0)
+    clip_frames: int = opt(0, "frames per clip; 0 = the weights folder's value", low=0)
+    motion_frames: int = opt(-1, "previous frames carried into each clip; -1 = the weights folder's value", low=-1)
+    allow_no_face: bool = opt(False, "animate a centre crop when the image shows no face (without it: exit 2)")
+    progress: bool = opt(True, "show a progress bar per clip")
