@@ -11,7 +11,7 @@ import logging
 import shutil
 import time
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -45,7 +45,6 @@ class Analysis:
     shots: list[tuple[int, int]]
     faces: list[FrameFaces]
     frame_metrics: list[Optional[dict[str, float]]]
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 def analyse(info: MediaInfo, cfg: CurationConfig) -> Analysis:

@@ -10,9 +10,9 @@
 
 `python -m model.pretrained init` writes one from pretrained bases; training exports into the same
 layout with `save_weights`. A base entry in weights.yaml is an absolute path (what `save_weights`
-writes, so the folder works wherever it is copied on machines that see the bases at the same path),
-a hub id resolved through the Hugging Face cache (`stabilityai/sd-vae-ft-mse`), or a path relative to
-the folder. `python -m model.weights bundle WEIGHTS` copies the bases into WEIGHTS/bases/ and points
+writes for a base outside the folder, so the folder works wherever it is copied on machines that see
+the bases at the same path), a hub id resolved through the Hugging Face cache
+(`stabilityai/sd-vae-ft-mse`), or a path relative to the folder (what it writes for a base inside it). `python -m model.weights bundle WEIGHTS` copies the bases into WEIGHTS/bases/ and points
 the entries there, which makes the folder self-contained: it generates on any machine.
 """
 from __future__ import annotations
@@ -114,7 +114,7 @@ def _entry(value: str, folder: Path) -> str:
 
 
 def save_weights(modules: HalloModules | HalloNet, folder: str | Path, index: WeightsIndex) -> None:
-    """Write the five modules and the index (bases by absolute path or hub id, see the module docstring)."""
+    """Write the five modules and the index (bases as `_entry` records them, see the module docstring)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     parts = modules.parts() if isinstance(modules, HalloNet) else modules
