@@ -89,12 +89,13 @@ def test_overfit_one_clip_then_generate_it_back(one_clip, tiny_pretrained, tmp_p
 
     before = run(untrained, "1", "untrained")
     plain = run(tmp_path / "stage2" / "export", "1", "cfg1")
+    mild = run(tmp_path / "stage2" / "export", "1.25", "cfg1.25")
     guided = run(tmp_path / "stage2" / "export", "2", "cfg2")
     default = run(tmp_path / "stage2" / "export", "3.5", "cfg3.5")
     still = real.compare(real.still())
     report = (f"stage 1 loss {_mean(stage1, 0, 50):.3f} -> {_mean(stage1, -50, None):.3f}, stage 2 loss "
               f"{_mean(stage2, 0, 50):.3f} -> {_mean(stage2, -50, None):.3f}\nuntrained: {before}\nfirst frame "
-              f"repeated: {still}\ntrained, cfg 1: {plain}\ntrained, cfg 2: {guided}\ntrained, cfg 3.5: {default}")
+              f"repeated: {still}\ntrained, cfg 1: {plain}\ntrained, cfg 1.25: {mild}\ntrained, cfg 2: {guided}\ntrained, cfg 3.5: {default}")
     log.info("%s", report)
     assert plain.psnr > before.psnr + 10, report  # untrained weights: about 8 dB
     assert plain.psnr > still.psnr + 2, report  # the still ignores the mouth and the head's sway
@@ -103,10 +104,11 @@ def test_overfit_one_clip_then_generate_it_back(one_clip, tiny_pretrained, tmp_p
     assert plain.mouth_psnr > still.mouth_psnr + 2.5, report
     assert plain.mouth_corr > 0.5, report  # the mouth opens and shuts with the real one
     # Guidance asks for the unconditional branch training taught: it strengthens the lip movement. An overfit
-    # model's conditional prediction is already the exact target, so any scale above 1 overshoots it and costs
-    # PSNR, more so at the default 3.5; the bounds sit between what this recipe loses (1.5 dB at 2, 4.6 dB at
-    # 3.5) and what it loses with the face-locator features dropped by guidance but never by training, Hallo's
-    # mismatch (2.4 and 5.8 dB; README, Guidance matches training).
+    # model's conditional prediction is already the exact target, so a scale above 1 overshoots it: a mild one
+    # is neutral (0.04 dB here), larger ones cost PSNR, more so the default 3.5. The bounds at 2 and 3.5 sit
+    # between what this recipe loses (1.5 and 4.6 dB) and what it loses with the face-locator features dropped
+    # by guidance but never by training, Hallo's mismatch (2.4 and 5.8 dB; README, Guidance matches training).
+    assert mild.psnr > plain.psnr - 0.25, report
     assert guided.mouth_corr > plain.mouth_corr and default.mouth_corr > plain.mouth_corr, report
     assert guided.psnr > plain.psnr - 2.0, report
     assert default.psnr > plain.psnr - 5.25, report
