@@ -175,7 +175,7 @@ def test_deepspeed_launch_runs_ranks_on_a_gpu_node_of_the_cluster(cluster, tmp_p
                                  "--set", "a=1"],
                                 cwd=ROOT, env=cluster_env(), capture_output=True, text=True, timeout=300)
     finally:
-        cluster.kill(gpu_node)  # later tests see a CPU-only cluster again
+        cluster.remove(gpu_node)  # later tests see a CPU-only cluster again
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for rank, got in enumerate(ranks):
