@@ -42,7 +42,8 @@ class ModelBehaviour:
             raise ConfigError("config key 'audio_pad_frames' must be >= 0")
 
 
-# What Hallo's released code does (README, Use Hallo's released weights > Behaviours): a converted net.pth records these.
+# What Hallo's released code does (README: Use Hallo's released weights, Behaviours); a converted
+# net.pth records these.
 HALLO = dataclasses.replace(
     ModelBehaviour(),
     motion_in_plain_blocks=False,

@@ -12,7 +12,8 @@
 layout with `save_weights`. A base entry in weights.yaml is an absolute path (what `save_weights`
 writes for a base outside the folder, so the folder works wherever it is copied on machines that see
 the bases at the same path), a hub id resolved through the Hugging Face cache
-(`stabilityai/sd-vae-ft-mse`), or a path relative to the folder (what it writes for a base inside it). `python -m model.weights bundle WEIGHTS` copies the bases into WEIGHTS/bases/ and points
+(`stabilityai/sd-vae-ft-mse`), or a path relative to the folder (what it writes for a base inside
+it). `python -m model.weights bundle WEIGHTS` copies the bases into WEIGHTS/bases/ and points
 the entries there, which makes the folder self-contained: it generates on any machine.
 """
 from __future__ import annotations

@@ -105,8 +105,8 @@ class LocalCluster:
         log_path = self.root / f"start{index}.log"
         with log_path.open("w") as log:
             # A new session: the node's processes share a fresh process group, ours to kill.
-            proc = subprocess.Popen(cmd, env=cluster_env(self.fast_failure_detection), stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(cmd, env=cluster_env(self.fast_failure_detection), stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
         node = Node(temp_dir, proc.pid)
         self.nodes.append(node)
         if proc.wait(timeout=120) != 0:

@@ -160,8 +160,8 @@ def test_curation_spreads_over_two_nodes_and_survives_losing_one(two_nodes, s3_b
     command = [sys.executable, "-m", "curation.run", "--address", address, "--source", str(listing), "--out", str(out),
                *CURATION_SETTINGS]
     with run_log.open("w") as log:
-        driver = subprocess.Popen(command, cwd=ROOT, env=cluster_env(fast_failure_detection=True),
-                                  stdout=log, stderr=subprocess.STDOUT)
+        driver = subprocess.Popen(command, cwd=ROOT, env=cluster_env(fast_failure_detection=True), stdout=log,
+                                  stderr=subprocess.STDOUT)
     try:
         def worker_mid_task() -> bool:
             assert driver.poll() is None, "the run ended before the node was killed:\n" + run_log.read_text()[-3000:]
