@@ -148,11 +148,8 @@ class CurationConfig:
                               "assume it; auto picks SyncNet when its weights exist)")
         if self.media.sample_rate != 16000:
             raise ConfigError("config key 'media.sample_rate' must be 16000: silero-vad, SyncNet and wav2vec2 expect 16 kHz")
-        if not 0 <= self.sync.max_abs_offset <= self.sync.max_offset or self.sync.max_offset < 1:
-            raise ConfigError("config keys 'sync.max_offset'/'sync.max_abs_offset' need 0 <= max_abs_offset <= max_offset, "
-                              "max_offset >= 1")
-        if self.sync.batch_frames < 1:
-            raise ConfigError("config key 'sync.batch_frames' must be >= 1")
+        if self.sync.max_abs_offset > self.sync.max_offset:  # each alone is range-checked by its opt()
+            raise ConfigError("config keys 'sync.max_offset'/'sync.max_abs_offset' need max_abs_offset <= max_offset")
         if {"CPU", "GPU"} & set(self.run.resources) or not all(
                 isinstance(v, (int, float)) and v >= 0 for v in self.run.resources.values()):
             raise ConfigError("config key 'run.resources' takes custom resources with amounts >= 0 "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -113,12 +112,10 @@ def process_source(source: Source, out: Location | Path | str, cfg: CurationConf
             base = _provenance_columns(downloaded.provenance)
             info = probe(downloaded.path, cfg.media)
             base["source_duration_s"] = info.duration_s
-            t0 = time.perf_counter()
             with stage("decode_analysis"):
                 analysis = analyse(info, cfg)
                 audio = load_audio(info, cfg.media.sample_rate)
                 check_gaps(info, cfg.media)
-            log.info("%s: analysed %d frames in %.1fs", source.source_id, info.num_frames, time.perf_counter() - t0)
             with stage("clips"):  # segmentation, judging, separation: what the steps inside do not time
                 rows = _export(source, downloaded, info, analysis, audio, location, cfg, models, base)
             if info.gaps.skipped:  # the clip decodes after analysis re-read the same packets: the note is complete

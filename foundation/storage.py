@@ -137,18 +137,12 @@ class Location:
 
     # -- reading -------------------------------------------------------------------------------------------
 
-    def read_bytes(self, rel: str) -> bytes:
-        return self.fs.cat_file(self.path(rel))
-
     def read_many(self, rels: list[str]) -> dict[str, bytes]:
         """Several small objects at once (concurrently on a store)."""
         if not rels:
             return {}
         got = self.fs.cat([self.path(rel) for rel in rels], on_error="raise")
         return {rel: got[self.path(rel)] for rel in rels}
-
-    def exists(self, rel: str) -> bool:
-        return self.fs.exists(self.path(rel))
 
     def list(self, folder: str) -> list[str]:
         """Names of the files directly in `folder` (none if it does not exist)."""

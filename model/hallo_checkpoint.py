@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from model.motion_checkpoint import animatediff_to_ours, ours_to_animatediff
-from model.presets import Preset
+from model.presets import Preset, with_base_configs
 
 COMPONENT_PREFIXES = {
     "reference_unet.": "reference_unet.",
@@ -156,9 +156,7 @@ def hallo_preset(state: dict[str, torch.Tensor], preset: Preset, unet: dict, wav
               "denoising_unet.mid_block.motion_modules.0.temporal_transformer.transformer_blocks.0."
               "attention_blocks.0.pos_encoder.pe")
     return dataclasses.replace(
-        preset,
-        unet=dict(unet),
-        wav2vec2={k: wav2vec2[k] for k in ("hidden_size", "num_hidden_layers")},
+        with_base_configs(preset, unet, wav2vec2),
         face_embed_dim=face_embed_dim,
         image_tokens=image_out // token_dim,
         face_locator_channels=tuple(locator),

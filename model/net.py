@@ -211,11 +211,12 @@ class HalloNet(nn.Module):
         face_mask: torch.Tensor,
         audio_windows: torch.Tensor | None = None,
         region_masks: RegionMasks | None = None,
-        null: Drop = UNCONDITIONAL,
+        null: Drop | None = None,
         *,
         frames: int,
     ) -> tuple[Conditions, Conditions]:
-        """Classifier-free guidance's (unconditional, conditional) pair: `encode` with `null` and without.
+        """Classifier-free guidance's (unconditional, conditional) pair: `encode` with `null` and without
+        (default: `unconditional(self.behaviour)`, the branch these weights were trained for).
 
         One ReferenceNet pass covers both branches: the reference and motion frames twice, [null | cond].
         behaviour.reference_token_pairing `per_branch` gives each image its own branch's face tokens (the
@@ -224,6 +225,7 @@ class HalloNet(nn.Module):
         m = 2), and the two halves' reference features alternate over the 2 x `frames` denoised frames,
         so frame k of the conditional branch reads half (frames + k) mod 2 (Hallo computes one video).
         """
+        null = unconditional(self.behaviour) if null is None else null
         cond_tokens = self._face_tokens(face_embedding, Drop())
         null_tokens = self._face_tokens(face_embedding, null)
         images = self._images(ref_latents, motion_latents)

@@ -23,7 +23,7 @@ import torch
 from diffusers import AutoencoderKL
 from tqdm.auto import tqdm
 
-from model.net import HalloNet, unconditional
+from model.net import HalloNet
 from model.projections import audio_windows
 from model.scheduler import make_scheduler
 
@@ -71,7 +71,7 @@ class HalloPipeline:
         total = settings.frames or audio_features.shape[0]
         f, m = settings.clip_frames, settings.motion_frames
         net, scheduler = self.net, make_scheduler(self.net.behaviour.sampling_beta_schedule)
-        temporal, uncond_drop = net.behaviour.temporal, unconditional(net.behaviour)
+        temporal = net.behaviour.temporal
         generator = torch.Generator("cpu").manual_seed(settings.seed)
         window = int(net.audio_proj.config.window)
         image = ref.image[None].to(self.device, self.dtype)
@@ -81,14 +81,16 @@ class HalloPipeline:
             face_mask=ref.face_region[None, None].expand(1, 3, -1, -1).to(self.device, self.dtype),
             region_masks=ref.regions[None].to(self.device, self.dtype),
         )
-        motion_pixels = image.expand(m, -1, -1, -1)
+        previous = None  # the last m decoded frames of the previous clip
         features = audio_features.to(self.device, self.dtype)
         frames: list[np.ndarray] = []
         for clip in tqdm(range(math.ceil(total / f)), desc="clips", unit="clip", disable=not progress):
-            motion = self._encode(motion_pixels)[None] if m and temporal else None
+            motion = None
+            if m and temporal:  # the first clip's motion frames are the reference repeated: its latents, as encoded
+                motion = ref_latents[:, None].repeat(1, m, 1, 1, 1) if previous is None else self._encode(previous)[None]
             windows = audio_windows(features, clip * f, f, window)[None] if temporal else None
             if settings.cfg != 1.0:
-                uncond, cond = net.encode_guided(ref_latents, motion, audio_windows=windows, null=uncond_drop,
+                uncond, cond = net.encode_guided(ref_latents, motion, audio_windows=windows,
                                                  frames=f, **inputs)
             else:
                 uncond, cond = None, net.encode(ref_latents, motion, audio_windows=windows, **inputs)
@@ -102,6 +104,6 @@ class HalloPipeline:
                     pred = null + settings.cfg * (pred - null)
                 latents = scheduler.step(pred, t, latents).prev_sample
             pixels = self._decode(latents)
-            motion_pixels = pixels[pixels.shape[0] - m :]
+            previous = pixels[pixels.shape[0] - m :]
             frames.append(((pixels.float().permute(0, 2, 3, 1) + 1) * 127.5).round().byte().cpu().numpy())
         return np.concatenate(frames)[:total]

@@ -11,6 +11,8 @@ from typing import Any
 from diffusers import UNet2DConditionModel
 from torch import nn
 
+from model.unet3d import unet_config_dict
+
 HEAD_PREFIXES = ("conv_norm_out.", "conv_out.")
 
 
@@ -27,7 +29,7 @@ class ReferenceUNet(UNet2DConditionModel):
     @classmethod
     def from_unet(cls, unet: UNet2DConditionModel) -> "ReferenceUNet":
         """A ReferenceNet holding the UNet's weights (all of them but the output head)."""
-        model = cls(**{k: v for k, v in unet.config.items() if not k.startswith("_")})
+        model = cls(**unet_config_dict(unet))
         state = {k: v for k, v in unet.state_dict().items() if not k.startswith(HEAD_PREFIXES)}
         model.load_state_dict(state, strict=True)
         return model

@@ -32,6 +32,7 @@ import yaml
 from diffusers import AutoencoderKL
 
 from foundation import hub
+from foundation.audio_features import WAV2VEC2_FILES
 from foundation.config import ConfigError, describe_markdown, load_config, opt, section
 from model.behaviour import ModelBehaviour
 from model.net import COMPONENT_CLASSES, COMPONENTS, HalloModules, HalloNet
@@ -40,8 +41,7 @@ log = logging.getLogger(__name__)
 
 INDEX_FILE = "weights.yaml"
 BASES = ("vae", "wav2vec2", "insightface")
-BASE_NEEDS: dict[str, hub.Needs] = {"vae": hub.DIFFUSERS, "wav2vec2": (*hub.TRANSFORMERS, ("preprocessor_config.json",)),
-                                    "insightface": hub.ONNX}
+BASE_NEEDS: dict[str, hub.Needs] = {"vae": hub.DIFFUSERS, "wav2vec2": WAV2VEC2_FILES, "insightface": hub.ONNX}
 BUNDLE_DIR = "bases"
 
 

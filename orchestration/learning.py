@@ -26,6 +26,8 @@ import soundfile as sf
 
 from foundation import schema
 from foundation.masks import region_boxes
+from foundation.media_io import read_video
+from model.weights import read_index
 from training.data import expand_shards, shard_samples
 from training.frames import decode_frames
 
@@ -102,11 +104,6 @@ class RealClip:
                      0.0 if still else float(np.corrcoef(*brightness)[0, 1]))
 
 
-def read_video(path: Path) -> np.ndarray:
-    with av.open(str(path)) as container:
-        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
-
-
 def generate(weights: Path, image: Path, audio: Path, out: Path, *args: str) -> np.ndarray:
     """`python -m model.generate` (extra CLI args passed on); returns the video's frames."""
     cmd = [sys.executable, "-m", "model.generate", "--weights", str(weights), "--image", str(image),
@@ -114,4 +111,4 @@ def generate(weights: Path, image: Path, audio: Path, out: Path, *args: str) -> 
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"generation failed ({result.returncode}): {result.stderr[-3000:]}")
-    return read_video(out)
+    return read_video(out, read_index(weights).fps)

@@ -24,8 +24,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import av
-import cv2
 import numpy as np
 import torch
 from diffusers import AutoencoderKL
@@ -33,7 +31,9 @@ from tqdm import tqdm
 
 from curation import fixtures
 from foundation.faces import FaceAnalyzer, FacesConfig, crop_boxes, crop_frame
+from foundation.media_io import read_video
 from model.portrait import prepare_portrait
+from model.preflight import read_image
 from model.presets import TINY_VAE
 from model.standins import STANDIN_VAE
 from orchestration.learning import psnr
@@ -47,20 +47,11 @@ INITIAL_LOGVAR = -10.0
 KL_WEIGHT = 1e-6
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-
-
-def _decode(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-
-
 def clip_crops(path: Path, cuts: list[int], rng: np.random.Generator, jitter: float) -> list[np.ndarray]:
     """Every frame's face crop (curation's crop rule, per frame), each also with a jittered box."""
     cfg, crops = FacesConfig(), []
     with FaceAnalyzer(cfg) as analyzer:
-        for index, frame in enumerate(_decode(path)):
+        for index, frame in enumerate(read_video(path, fixtures.FPS)):
             if index in cuts:
                 analyzer.reset()
             found = analyzer.analyze(frame)
@@ -79,7 +70,7 @@ def photo_crops(count: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Random square crops (30-100% of the short side) of every bundled photo."""
     crops = []
     for name in PHOTOS:
-        image = read_rgb(fixtures.ASSETS / f"{name}.jpg")
+        image = read_image(fixtures.ASSETS / f"{name}.jpg")
         height, width = image.shape[:2]
         for _ in range(count):
             side = rng.uniform(0.3, 1.0) * min(height, width)
@@ -105,7 +96,7 @@ def held_out_images(work: Path, seed: int) -> np.ndarray:
     """A fixture clip rendered with another seed, and each face photo cropped as generation crops it."""
     rng = np.random.default_rng(seed)
     info = fixtures.generate("in_sync", work / f"held-out-{seed}.mp4", seed=seed)
-    portraits = [prepare_portrait(read_rgb(fixtures.ASSETS / f"{name}.jpg"), SIZE).image for name in PHOTOS[:2]]
+    portraits = [prepare_portrait(read_image(fixtures.ASSETS / f"{name}.jpg"), SIZE).image for name in PHOTOS[:2]]
     return np.stack(clip_crops(info.path, [], rng, jitter=0.0)[::2] + portraits)
 
 

@@ -62,7 +62,7 @@ def _barrier() -> None:
 
 def complete_tags(ckpt_dir: Path) -> list[str]:
     tags = [p.name for p in ckpt_dir.glob("step-*") if TAG.match(p.name) and (p / COMPLETE).exists()]
-    return sorted(tags, key=lambda t: int(TAG.match(t).group(1)))
+    return sorted(tags, key=step_of)
 
 
 def latest_tag(ckpt_dir: Path) -> Optional[str]:
@@ -97,7 +97,8 @@ def save(engine: Any, ckpt_dir: Path, step: int, per_rank: dict[str, Any], share
     return tag
 
 
-def _step(tag: str) -> int:
+def step_of(tag: str) -> int:
+    """The step of a checkpoint tag (`step-000120` -> 120)."""
     return int(TAG.match(tag).group(1))
 
 
@@ -108,14 +109,14 @@ def _prune(ckpt_dir: Path, step: int, keep_last: int) -> None:
     longer names them): they are deleted, never counted as newer than the one just written.
     """
     tags = complete_tags(ckpt_dir)
-    older = [t for t in tags if _step(t) < step]
-    superseded = [t for t in tags if _step(t) > step]
+    older = [t for t in tags if step_of(t) < step]
+    superseded = [t for t in tags if step_of(t) > step]
     if superseded:
         log.warning("deleting checkpoints of a superseded run beyond step %d: %s", step, ", ".join(superseded))
     for old in older[: max(0, len(older) - (keep_last - 1))] + superseded:
         shutil.rmtree(ckpt_dir / old, ignore_errors=True)
     for partial in ckpt_dir.glob("step-*"):  # left by a run killed while saving
-        if TAG.match(partial.name) and not (partial / COMPLETE).exists() and _step(partial.name) != step:
+        if TAG.match(partial.name) and not (partial / COMPLETE).exists() and step_of(partial.name) != step:
             shutil.rmtree(partial, ignore_errors=True)
 
 

@@ -22,14 +22,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import braceexpand
 import yaml
 
 from foundation import hub
 from foundation.config import ConfigError, changed_keys, result_keys, to_dict
 from foundation.storage import StorageError, expand_shards, file_exists
 from model.pretrained import base_paths
+from model.weights import BASE_NEEDS as EXPORT_BASE_NEEDS
 from model.weights import check_weights_folder
-from training.checkpoint import TAG, complete_tags
+from training.checkpoint import TAG, complete_tags, step_of
 from training.config import TrainConfig
 from training.engine import check_devices, deepspeed_json
 from training.latents import check_cache
@@ -38,11 +40,14 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
 RUN_OUTPUTS = ("checkpoints", "export", "validation", "tensorboard", CONFIG_FILE)
-BASE_NEEDS: dict[str, hub.Needs] = {"unet": hub.DIFFUSERS, "vae": hub.DIFFUSERS, "wav2vec2": hub.TRANSFORMERS,
-                                    "insightface": hub.ONNX}
-# Bases each stage loads (unet, motion) or records in its export for generation (vae, wav2vec2, insightface).
-STAGE_BASES = {"stage1": ("unet", "motion", "vae", "wav2vec2", "insightface"),
-               "stage2": ("motion", "vae", "wav2vec2", "insightface")}
+BASE_NEEDS: dict[str, hub.Needs] = {**EXPORT_BASE_NEEDS, "unet": hub.DIFFUSERS}
+
+
+def stage_bases(stage: str, cfg: TrainConfig) -> tuple[str, ...]:
+    """The bases a stage loads (SD's UNet and the motion module: only stage 1 built from the bases; every
+    other start reads them from `model.init_from`) or records in its export for generation."""
+    loaded = ("unet", "motion") if stage == "stage1" and not cfg.model.init_from else ()
+    return (*loaded, *EXPORT_BASE_NEEDS)
 
 
 def check_shards(key: str, patterns: list[str], required: bool) -> None:
@@ -50,7 +55,8 @@ def check_shards(key: str, patterns: list[str], required: bool) -> None:
         raise ConfigError(f"config key '{key}' is empty: give the curated shards, e.g. [curated/shards/*.tar]")
     for pattern in patterns:
         try:
-            missing = [s for s in expand_shards([pattern]) if not file_exists(s)]
+            named = set(braceexpand.braceexpand(pattern))  # what a listing found exists: ask only about the rest
+            missing = [s for s in expand_shards([pattern]) if s in named and not file_exists(s)]
         except StorageError as err:
             raise ConfigError(f"config key '{key}': {err}") from err
         if missing:
@@ -63,7 +69,7 @@ def check_bases(stage: str, cfg: TrainConfig) -> Path:
     base = hub.resolve(cfg.model.pretrained_dir, "model.pretrained_dir")
     paths = base_paths(base)
     hint = "(`python -m model.pretrained fetch --to DIR`, or `tiny --to DIR` for stand-ins)"
-    for part in STAGE_BASES.get(stage, tuple(paths)):
+    for part in stage_bases(stage, cfg):
         if part == "motion":
             if not paths[part].is_file():
                 raise ConfigError(f"config key 'model.pretrained_dir': {base} has no {paths[part].relative_to(base)} {hint}")
@@ -87,7 +93,7 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _earlier_run(out: Path) -> str:
     """What an earlier run left in `out` ('' when nothing)."""
-    steps = sorted(int(TAG.match(p.name).group(1)) for p in (out / "checkpoints").glob("step-*") if TAG.match(p.name))
+    steps = sorted(step_of(p.name) for p in (out / "checkpoints").glob("step-*") if TAG.match(p.name))
     if steps:
         return f"checkpoints up to step {steps[-1]}"
     return "an exported model (export/)" if (out / "export").exists() else ""
