@@ -33,6 +33,10 @@ class ModelBehaviour:
         "windows over the padded sequence (Hallo: 16, its clip length); 0 = no padding, windows clamped to the audio")
     uncond_face_region: Literal["drop", "keep"] = opt(
         "drop", "guidance's unconditional branch drops the face-locator features (drop, as Hallo) or keeps them")
+    guidance_min_timestep: int = opt(
+        600, "classifier-free guidance runs only on the sampling steps at or above this timestep (of 1000): the "
+        "noisier steps, where the mouth's opening and the pose are decided; the rest take the conditional "
+        "prediction alone. 0 = every step, as Hallo", low=0, high=1000)
     temporal: bool = opt(
         True, "the motion and audio modules are trained (stage-2 export, Hallo); false for a stage-1 export, "
         "which then generates without them")
@@ -51,6 +55,7 @@ HALLO = dataclasses.replace(
     reference_token_pairing="hallo_tiled",
     reference_bank_dtype="float16",
     audio_pad_frames=16,
+    guidance_min_timestep=0,
 )
 
 

@@ -1,7 +1,8 @@
 """Generate a talking-head video from one portrait and one speech recording.
 
     python -m model.generate --weights WEIGHTS --image face.jpg --audio speech.wav --out out.mp4 \
-        [--pose-weight 1 --face-weight 1 --lip-weight 1 --cfg 3.5 --steps 40 --seed 42 --device auto]
+        [--pose-weight 1 --face-weight 1 --lip-weight 1 --cfg 3.5 --cfg-min-timestep -1 --steps 40 --seed 42
+         --device auto]
 
 Settings come from GenerateConfig's defaults < `--config configs/generate.yaml` < `--set key=value`
 < the flags above, all range-checked. WEIGHTS is a folder written by `python -m model.pretrained init`
@@ -67,6 +68,7 @@ def prepare(cfg: GenerateConfig, inputs: GenerationInputs | None = None) -> tupl
         motion_frames=index.motion_frames if cfg.motion_frames < 0 else cfg.motion_frames,
         steps=cfg.steps,
         cfg=cfg.cfg,
+        cfg_min_timestep=index.behaviour.guidance_min_timestep if cfg.cfg_min_timestep < 0 else cfg.cfg_min_timestep,
         audio_weights=(cfg.pose_weight, cfg.face_weight, cfg.lip_weight),
         seed=cfg.seed,
         frames=num_frames(waveform.shape[1], index.fps, SAMPLE_RATE),
@@ -78,16 +80,17 @@ def prepare(cfg: GenerateConfig, inputs: GenerationInputs | None = None) -> tupl
 def generate(cfg: GenerateConfig, inputs: GenerationInputs | None = None) -> Path:
     inputs = inputs or check_generation(cfg)
     pipeline, reference, features, settings = prepare(cfg, inputs)
-    log.info("%d frames in clips of %d (+%d motion frames), %d steps, cfg %.2f",
-             settings.frames, settings.clip_frames, settings.motion_frames, settings.steps, settings.cfg)
+    log.info("%d frames in clips of %d (+%d motion frames), %d steps, cfg %.2f on the steps at timestep >= %d",
+             settings.frames, settings.clip_frames, settings.motion_frames, settings.steps, settings.cfg,
+             settings.cfg_min_timestep)
     frames = pipeline(reference, features, settings, progress=cfg.progress)
     audio, rate = read_audio(cfg.audio, mono=False)
     write_video(cfg.out, frames, inputs.index.fps, audio, rate)
     return Path(cfg.out)
 
 
-FLAGS = ("weights", "image", "audio", "out", "pose_weight", "face_weight", "lip_weight", "cfg", "steps", "seed", "device",
-         "allow_no_face")
+FLAGS = ("weights", "image", "audio", "out", "pose_weight", "face_weight", "lip_weight", "cfg", "cfg_min_timestep", "steps",
+         "seed", "device", "allow_no_face")
 
 
 def build_parser() -> argparse.ArgumentParser:

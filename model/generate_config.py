@@ -18,6 +18,9 @@ class GenerateConfig:
     face_weight: float = opt(1.0, "weight of the audio branch on the face (without the lips)", low=0)
     lip_weight: float = opt(1.0, "weight of the audio branch on the lips", low=0)
     cfg: float = opt(3.5, "classifier-free guidance scale (1 = no guidance, half the compute)", low=0)
+    cfg_min_timestep: int = opt(-1, "guide only the sampling steps at or above this timestep (of 1000); 0 = every "
+                                "step (Hallo's sampler), -1 = the weights folder's value (600; converted Hallo "
+                                "weights: 0)", low=-1, high=1000)
     steps: int = opt(40, "DDIM steps per clip", low=1, high=1000)
     seed: int = opt(42, "seed of the initial noise: the same seed gives the same video", low=0)
     device: str = opt("auto", "torch device: auto (cuda when available), cpu, cuda, cuda:1, ...")

@@ -7,6 +7,9 @@ For every clip of `clip_frames` frames:
                    of it and the `unconditional(behaviour)` branch (no reference attention, ImageProj(0),
                    zero audio tokens, and no face-locator features unless the weights never trained
                    without them), paired as the weights' behaviour says;
+  guidance       = on the steps at or above `cfg_min_timestep` only (default: the weights' behaviour,
+                   600 of 1000): the noisy steps decide the mouth's opening and the pose, while guiding
+                   the nearly clean ones only pushes detail past the conditional prediction;
   temporal       = the motion and audio modules run only when the weights trained them
                    (behaviour.temporal; a stage-1 export generates frame by frame from the reference);
   denoise        = `steps` DDIM steps (beta schedule: the weights' behaviour) from noise drawn from
@@ -44,6 +47,7 @@ class SamplerSettings:
     motion_frames: int = 2
     steps: int = 40
     cfg: float = 3.5
+    cfg_min_timestep: int | None = None  # guide only the steps at or above this timestep; None = the weights' behaviour
     audio_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # pose, face, lip
     seed: int = 42
     frames: int = 0  # video frames to produce; 0 = one per audio feature row (fewer when the features were padded)
@@ -72,6 +76,7 @@ class HalloPipeline:
         f, m = settings.clip_frames, settings.motion_frames
         net, scheduler = self.net, make_scheduler(self.net.behaviour.sampling_beta_schedule)
         temporal = net.behaviour.temporal
+        min_timestep = net.behaviour.guidance_min_timestep if settings.cfg_min_timestep is None else settings.cfg_min_timestep
         generator = torch.Generator("cpu").manual_seed(settings.seed)
         window = int(net.audio_proj.config.window)
         image = ref.image[None].to(self.device, self.dtype)
@@ -99,7 +104,7 @@ class HalloPipeline:
             scheduler.set_timesteps(settings.steps, device=self.device)
             for t in scheduler.timesteps:
                 pred = net.denoise(latents, t, cond, settings.audio_weights, temporal)
-                if uncond is not None:
+                if uncond is not None and int(t) >= min_timestep:
                     null = net.denoise(latents, t, uncond, settings.audio_weights, temporal)
                     pred = null + settings.cfg * (pred - null)
                 latents = scheduler.step(pred, t, latents).prev_sample

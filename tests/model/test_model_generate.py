@@ -158,3 +158,24 @@ def test_weights_without_trained_temporal_modules_generate_without_them(tiny_wei
     assert not np.array_equal(temporal, spatial)
     _perturb_temporal_modules(net, 1.0)
     assert np.array_equal(spatial, pipeline(reference, features, settings, progress=False))
+
+
+@pytest.mark.parametrize("flag, guided", [(-1, [999, 749]), (0, [999, 749, 499, 249]), (1000, [])])
+def test_guidance_runs_on_the_steps_at_or_above_the_minimum_timestep(tiny_weights, portrait, short_speech, flag, guided):
+    """The weights' behaviour (600 for weights trained here) unless the setting says otherwise; 0 is Hallo's sampler."""
+    cfg = GenerateConfig(weights=str(tiny_weights), image=str(portrait), audio=str(short_speech), steps=4, cfg=3.5,
+                         cfg_min_timestep=flag, progress=False, clip_frames=30)
+    pipeline, reference, features, settings = prepare(cfg)
+    assert settings.cfg_min_timestep == (read_index(tiny_weights).behaviour.guidance_min_timestep if flag < 0 else flag)
+    calls: list[int] = []
+    denoise = pipeline.net.denoise
+
+    def recording(noisy, t, *args):
+        calls.append(int(t))
+        return denoise(noisy, t, *args)
+
+    pipeline.net.denoise = recording
+    pipeline(reference, features, settings, progress=False)
+    steps = [999, 749, 499, 249]  # one clip; the conditional branch runs on every step, the unconditional on some
+    assert sorted(set(calls), reverse=True) == steps
+    assert [t for t in steps if calls.count(t) == 2] == guided and all(calls.count(t) <= 2 for t in steps)
