@@ -67,9 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from orchestration.curation_job import run_curation
-    from orchestration.ray_setup import init_ray
+    from orchestration.ray_setup import init_ray, shutdown_ray
 
-    summary = run_curation(sources, unsupported, out, cfg, plan, connect=lambda: init_ray(args.address, args.num_cpus))
+    try:
+        summary = run_curation(sources, unsupported, out, cfg, plan, connect=lambda: init_ray(args.address, args.num_cpus))
+    finally:
+        shutdown_ray()  # main() may run inside a longer process (make demo): its idle workers would hold cores and memory
     print(json.dumps(summary, indent=2, sort_keys=True))
     log.info("manifest: %s, shards: %s", out.uri("manifest.parquet"), out.uri("shards"))
     return 0

@@ -4,11 +4,12 @@
 2. Write tiny stand-ins of the pretrained bases (`python -m model.pretrained tiny`: random, but for a
    tiny VAE trained on the bundled media).
 3. Curate the samples with `curation.run` on a local Ray into annotated shards + manifest.
-4. Train stage 1, then stage 2 on the curated clips (`training/stage{1,2}.py --config configs/learn/...`),
+4. Cache the curated clips' VAE latents (`training.cache_latents`): training then decodes no video.
+5. Train stage 1, then stage 2 on the cached clips (`training/stage{1,2}.py --config configs/learn/...`),
    long enough for the tiny model to learn them.
-5. Show that it learned: generate the curated `in_sync` clip back from its first frame and its audio,
+6. Show that it learned: generate the curated `in_sync` clip back from its first frame and its audio,
    with the trained and with untrained weights, and print their PSNR against the real clip.
-6. Generate a talking video from a bundled photo and a speech clip with the trained weights.
+7. Generate a talking video from a bundled photo and a speech clip with the trained weights.
 """
 from __future__ import annotations
 
@@ -47,8 +48,8 @@ def run(cmd: list[str]) -> None:
 
 def train(stage: str, out: Path, base: Path, extra: list[str]) -> Path:
     run_dir = out / "runs" / stage
-    sets = {"data.shards": f"[{out / 'curated' / 'shards' / '*.tar'}]", "model.pretrained_dir": str(base),
-            "run.output_dir": str(run_dir)}
+    sets = {"data.shards": f"[{out / 'curated' / 'shards' / '*.tar'}]", "data.latents": str(out / "latents"),
+            "model.pretrained_dir": str(base), "run.output_dir": str(run_dir)}
     args = [a for key, value in sets.items() for a in ("--set", f"{key}={value}")]
     run([sys.executable, str(ROOT / "training" / f"{stage}.py"), "--config",
          str(ROOT / "configs" / "learn" / f"{stage}.yaml"), *args, *extra])
@@ -70,7 +71,7 @@ def learning_check(out: Path, base: Path, trained: Path, steps: int) -> None:
         video = generate(weights, image, audio, folder / f"{stem}_cfg{cfg}.mp4", "--steps", str(steps), "--cfg", cfg)
         results[f"{stem}, cfg {cfg}"] = real.compare(video)
     results["first frame repeated"] = real.compare(real.still())
-    log.info("5/6 the curated clip %s (%d frames) generated back from its first frame and its audio, "
+    log.info("6/7 the curated clip %s (%d frames) generated back from its first frame and its audio, "
              "against the real clip:\n%s", row["clip_id"], len(real.frames),
              "\n".join(f"  {name:<21} {match}" for name, match in results.items()))
 
@@ -86,10 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
 
     infos = fixtures.generate_all(out / "media")
-    log.info("1/6 generated %d sample sources in %s", len(infos), out / "media")
+    log.info("1/7 generated %d sample sources in %s", len(infos), out / "media")
     base = out / "pretrained"
     write_standins(get_preset("tiny"), base)
-    log.info("2/6 tiny stand-ins of the pretrained bases in %s", base)
+    log.info("2/7 tiny stand-ins of the pretrained bases in %s", base)
     source_list = write_source_list([info.path for info in infos], out / "sources.txt")
     code = curation_run.main([
         "--source", str(source_list), "--out", str(out / "curated"), "--num-cpus", str(args.num_cpus),
@@ -99,17 +100,21 @@ def main(argv: list[str] | None = None) -> int:
     ])
     if code != 0:
         return code
-    log.info("3/6 curated: %s/curated/{manifest.parquet,summary.json,funnel.png,shards/}", out)
+    log.info("3/7 curated: %s/curated/{manifest.parquet,summary.json,funnel.png,shards/}", out)
+    run([sys.executable, "-m", "training.cache_latents", "--shards", str(out / "curated" / "shards" / "*.tar"),
+         "--out", str(out / "latents"), "--num-cpus", str(args.num_cpus), "--set", f"encode.vae_dir={base / 'vae'}",
+         "--set", f"encode.resolution={get_preset('tiny').resolution}"])
+    log.info("4/7 latents of the curated clips in %s", out / "latents")
     stage1 = train("stage1", out, base, [])
-    log.info("4/6 stage 1 weights in %s", stage1)
+    log.info("5/7 stage 1 weights in %s", stage1)
     stage2 = train("stage2", out, base, ["--set", f"model.init_from={stage1}"])
-    log.info("4/6 stage 2 weights in %s", stage2)
+    log.info("5/7 stage 2 weights in %s", stage2)
     learning_check(out, base, stage2, args.steps)
     video = out / "generated.mp4"
     photo, speech = ASSETS / "astronaut.jpg", ASSETS / "speech_0930.wav"  # the face most of the clips show
     run([sys.executable, "-m", "model.generate", "--weights", str(stage2), "--image", str(photo),
          "--audio", str(speech), "--out", str(video), "--steps", str(args.steps)])
-    log.info("6/6 generated %s from %s and %s", video, photo, speech)
+    log.info("7/7 generated %s from %s and %s", video, photo, speech)
     return 0
 
 

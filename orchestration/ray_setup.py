@@ -13,3 +13,8 @@ def init_ray(address: Optional[str], num_cpus: Optional[int]) -> None:
         ray.init(address=address, log_to_driver=False)
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+
+
+def shutdown_ray() -> None:
+    """Leave the cluster (stopping the local one this process started); nothing if not connected."""
+    ray.shutdown()

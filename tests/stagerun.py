@@ -1,8 +1,11 @@
-"""Running the training entry points as a user does, and reading their logs."""
+"""Running the training entry points as a user does, reading their logs, and latent caches for them."""
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from training.config import CacheEncodeConfig
+from training.latent_shards import ClipEncoder, build_cache_shard
 
 ROOT = Path(__file__).resolve().parents[1]
 LOSS_LINE = re.compile(r"(stage[12]) step (\d+) loss ([0-9.]+) rank (\d+) keys \[([^\]]*)\]")
@@ -36,3 +39,12 @@ def keys_by_rank(output: str) -> dict[int, set[str]]:
     for m in LOSS_LINE.finditer(output):
         seen.setdefault(int(m[4]), set()).update(k.strip(" '\"") for k in m[5].split(",") if k.strip())
     return seen
+
+
+def build_cache(shards: list[str], vae_dir: Path, out: Path, resolution: int = 64) -> Path:
+    """What `python -m training.cache_latents` writes for `shards` (at the tiny preset's 64 px), built in this
+    process without Ray."""
+    encoder = ClipEncoder(CacheEncodeConfig(vae_dir=str(vae_dir), resolution=resolution, batch_frames=32))
+    for shard in shards:
+        build_cache_shard(shard, out, encoder, encoder.identity, resolution)
+    return out

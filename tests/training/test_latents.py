@@ -15,22 +15,15 @@ from foundation.config import ConfigError, load_config
 from model.presets import get_preset
 from model.weights import load_vae
 from training import frames as frames_module
-from training.config import CacheEncodeConfig, DataConfig, TrainConfig
+from training.config import DataConfig, TrainConfig
 from training.data import BadSample, ResumableBatches, ShardStream, shard_samples
-from training.latent_shards import ClipEncoder, build_cache_shard, read_report
+from training.latent_shards import read_report
 from training.latents import KEY_INFO, KEY_MEAN, KEY_STD, check_cache, vae_identity
 from training.samples import Stage1Decoder, Stage2Decoder
 
-from stagerun import ROOT
+from stagerun import ROOT, build_cache
 
 RESOLUTION = get_preset("tiny").resolution
-
-
-def build_cache(shards: list[str], vae_dir: Path, out: Path) -> Path:
-    encoder = ClipEncoder(CacheEncodeConfig(vae_dir=str(vae_dir), resolution=RESOLUTION, batch_frames=32))
-    for shard in shards:
-        build_cache_shard(shard, out, encoder, encoder.identity, RESOLUTION)
-    return out
 
 
 @pytest.fixture(scope="module")

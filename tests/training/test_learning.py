@@ -1,8 +1,10 @@
-"""The pipeline learns: curate one fixture clip, overfit stage 1 and stage 2 on it (configs/learn/), and
-generate the clip back from its first frame and its audio with `python -m model.generate`.
+"""The pipeline learns: curate one fixture clip, cache its latents, overfit stage 1 and stage 2 on them
+(configs/learn/), and generate the clip back from its first frame and its audio with `python -m model.generate`.
 
 This guards every change to the model, training and generation: each of them can break learning
 (or the match between what training teaches and what generation asks) without any shape changing.
+Training reads the latent cache, as `make demo` does, which takes a quarter off every step; that the
+cached steps compute the pixel path's losses is tests/training/test_latents.py's job.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from model.pretrained import main as pretrained_main
 from model.weights import load_vae, read_index
 from orchestration.learning import RealClip, generate, psnr
 
-from stagerun import losses, run_stage
+from stagerun import build_cache, losses, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,8 @@ def one_clip(annotation_overrides, tmp_path_factory) -> list[str]:
     return shards
 
 
-def _train(stage: str, shards: list[str], base, out, **extra) -> dict:
-    sets = {"data.shards": "[" + ",".join(shards) + "]", "model.pretrained_dir": str(base),
+def _train(stage: str, shards: list[str], latents, base, out, **extra) -> dict:
+    sets = {"data.shards": "[" + ",".join(shards) + "]", "data.latents": str(latents), "model.pretrained_dir": str(base),
             "run.output_dir": str(out), **extra}
     result = run_stage(stage, [a for k, v in sets.items() for a in ("--set", f"{k}={v}")], configs="learn")
     assert result.returncode == 0, result.stderr[-4000:]
@@ -76,26 +78,28 @@ def test_overfit_one_clip_then_generate_it_back(one_clip, tiny_pretrained, tmp_p
     image, audio = real.write_inputs(tmp_path / "inputs")
     untrained = tmp_path / "untrained"
     assert pretrained_main(["init", "--base", str(tiny_pretrained), "--preset", "tiny", "--to", str(untrained)]) == 0
-    stage1 = _train("stage1", one_clip, tiny_pretrained, tmp_path / "stage1")
-    stage2 = _train("stage2", one_clip, tiny_pretrained, tmp_path / "stage2",
+    latents = build_cache(one_clip, base_paths(tiny_pretrained)["vae"], tmp_path / "latents")
+    stage1 = _train("stage1", one_clip, latents, tiny_pretrained, tmp_path / "stage1")
+    stage2 = _train("stage2", one_clip, latents, tiny_pretrained, tmp_path / "stage2",
                     **{"model.init_from": str(tmp_path / "stage1" / "export")})
     behaviour1 = read_index(tmp_path / "stage1" / "export").behaviour
     behaviour2 = read_index(tmp_path / "stage2" / "export").behaviour
     assert not behaviour1.temporal and behaviour2.temporal
     assert behaviour2.uncond_face_region == "drop"  # trained without the face-locator features, as guidance runs
 
-    def run(weights, cfg: str, name: str):
-        return real.compare(generate(weights, image, audio, tmp_path / f"{name}.mp4", "--cfg", cfg, *GENERATE))
+    def run(weights, name: str, *args: str):
+        return real.compare(generate(weights, image, audio, tmp_path / f"{name}.mp4", *args, *GENERATE))
 
-    before = run(untrained, "1", "untrained")
-    plain = run(tmp_path / "stage2" / "export", "1", "cfg1")
-    mild = run(tmp_path / "stage2" / "export", "1.25", "cfg1.25")
-    guided = run(tmp_path / "stage2" / "export", "2", "cfg2")
-    default = run(tmp_path / "stage2" / "export", "3.5", "cfg3.5")
+    trained = tmp_path / "stage2" / "export"
+    before = run(untrained, "untrained", "--cfg", "1")
+    plain = run(trained, "cfg1", "--cfg", "1")
+    default = run(trained, "cfg3.5", "--cfg", "3.5")  # on the steps at timestep >= 600, the weights' default
+    every_step = run(trained, "cfg3.5_every_step", "--cfg", "3.5", "--cfg-min-timestep", "0")  # as Hallo samples
     still = real.compare(real.still())
     report = (f"stage 1 loss {_mean(stage1, 0, 50):.3f} -> {_mean(stage1, -50, None):.3f}, stage 2 loss "
               f"{_mean(stage2, 0, 50):.3f} -> {_mean(stage2, -50, None):.3f}\nuntrained: {before}\nfirst frame "
-              f"repeated: {still}\ntrained, cfg 1: {plain}\ntrained, cfg 1.25: {mild}\ntrained, cfg 2: {guided}\ntrained, cfg 3.5: {default}")
+              f"repeated: {still}\ntrained, cfg 1: {plain}\ntrained, cfg 3.5 (default): {default}\n"
+              f"trained, cfg 3.5 on every step: {every_step}")
     log.info("%s", report)
     assert plain.psnr > before.psnr + 10, report  # untrained weights: about 8 dB
     assert plain.psnr > still.psnr + 2, report  # the still ignores the mouth and the head's sway
@@ -103,12 +107,10 @@ def test_overfit_one_clip_then_generate_it_back(one_clip, tiny_pretrained, tmp_p
     # repeated frame is a strong baseline in the lip box (21.5 dB), and the trained mouth beats it by 3.1 dB.
     assert plain.mouth_psnr > still.mouth_psnr + 2.5, report
     assert plain.mouth_corr > 0.5, report  # the mouth opens and shuts with the real one
-    # Guidance asks for the unconditional branch training taught: it strengthens the lip movement. An overfit
-    # model's conditional prediction is already the exact target, so a scale above 1 overshoots it: a mild one
-    # is neutral (0.04 dB here), larger ones cost PSNR, more so the default 3.5. The bounds at 2 and 3.5 sit
-    # between what this recipe loses (1.5 and 4.6 dB) and what it loses with the face-locator features dropped
-    # by guidance but never by training, Hallo's mismatch (2.4 and 5.8 dB; README, Guidance matches training).
-    assert mild.psnr > plain.psnr - 0.25, report
-    assert guided.mouth_corr > plain.mouth_corr and default.mouth_corr > plain.mouth_corr, report
-    assert guided.psnr > plain.psnr - 2.0, report
-    assert default.psnr > plain.psnr - 5.25, report
+    # Guidance asks for the unconditional branch training taught, on the noisier steps only: the mouth
+    # follows the real one more closely and the frames stay as close to the clip (README, Guidance
+    # matches training). Guiding every step too pushes the nearly clean steps past the overfit model's
+    # conditional prediction, which is the exact target here: 4.6 dB lost.
+    assert default.mouth_corr > plain.mouth_corr, report
+    assert default.psnr > plain.psnr - 0.3 and default.mouth_psnr > plain.mouth_psnr - 0.3, report
+    assert every_step.psnr < default.psnr - 2, report
