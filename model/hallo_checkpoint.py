@@ -29,6 +29,7 @@ import torch
 
 from model.motion_checkpoint import animatediff_to_ours, ours_to_animatediff
 from model.presets import Preset, with_base_configs
+from model.state_mapping import map_state_dict
 
 COMPONENT_PREFIXES = {
     "reference_unet.": "reference_unet.",
@@ -168,6 +169,12 @@ def hallo_preset(state: dict[str, torch.Tensor], preset: Preset, unet: dict, wav
     )
 
 
+def _conv1x1_as_linear(ours: str, value: torch.Tensor, want: tuple[int, ...]) -> torch.Tensor:
+    if ours.startswith("denoising_unet.audio_modules.") and len(want) == 2 and value.shape[2:] == (1, 1):
+        return value.reshape(value.shape[:2])  # Hallo's 1x1 conv, our Linear
+    return value
+
+
 def map_hallo_state_dict(
     state: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
 ) -> dict[str, torch.Tensor]:
@@ -175,29 +182,12 @@ def map_hallo_state_dict(
 
     Raises HalloCheckpointError on the first problem (with a count of all of them).
     """
-    problems: list[str] = []
-    mapped: dict[str, torch.Tensor] = {}
-    source: dict[str, str] = {}
-    for key, value in state.items():
-        ours = hallo_to_ours(key)
-        if ours is None or ours not in target:
-            problems.append(f"not a Hallo net.pth that fits this model: unexpected key '{key}'")
-            continue
-        want = tuple(target[ours].shape)
-        if ours.startswith("denoising_unet.audio_modules.") and len(want) == 2 and value.shape[2:] == (1, 1):
-            value = value.reshape(value.shape[:2])  # Hallo's 1x1 conv, our Linear
-        if tuple(value.shape) != want:
-            problems.append(f"key '{key}' has shape {tuple(state[key].shape)}, the model needs {want}")
-            continue
-        if ours in mapped:
-            if not torch.equal(mapped[ours], value.to(mapped[ours].dtype)):
-                problems.append(f"key '{key}' differs from its other copy '{source[ours]}' (positional tables)")
-            continue
-        mapped[ours] = value.to(target[ours].dtype)
-        source[ours] = key
-    missing = [k for k in target if k not in mapped]
-    problems += [f"key '{ours_to_hallo(k)}' is missing (net.pth truncated or of another model)" for k in missing]
+    mapping = map_state_dict(state, target, hallo_to_ours, _conv1x1_as_linear)
+    problems = [f"not a Hallo net.pth that fits this model: unexpected key '{key}'" for key in mapping.unexpected]
+    problems += [f"key '{key}' has shape {got}, the model needs {want}" for key, got, want in mapping.mismatched]
+    problems += [f"key '{key}' differs from its other copy '{other}' (positional tables)" for key, other in mapping.differing]
+    problems += [f"key '{ours_to_hallo(k)}' is missing (net.pth truncated or of another model)" for k in mapping.missing]
     if problems:
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise HalloCheckpointError(problems[0] + more)
-    return mapped
+    return mapping.tensors

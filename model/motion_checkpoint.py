@@ -11,12 +11,12 @@ mis-shaped tensor and names them all.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from model.levels import PerLevel
+from model.state_mapping import StateMapping, map_state_dict
 
 _PREFIX = re.compile(r"^(down_blocks|up_blocks|mid_block)\.(?:(\d+)\.)?motion_modules\.(\d+)\.temporal_transformer\.(.+)$")
 _PE = re.compile(r"^transformer_blocks\.(\d+)\.attention_blocks\.([01])\.pos_encoder\.pe$")
@@ -31,26 +31,6 @@ _RENAMES = (
 
 class MotionCheckpointError(ValueError):
     """The checkpoint does not match the motion modules one to one."""
-
-
-@dataclass
-class MotionLoadReport:
-    loaded: int = 0
-    unexpected: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    mismatched: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.unexpected or self.missing or self.mismatched)
-
-    def summary(self) -> str:
-        parts = [f"{self.loaded} tensors mapped"]
-        for name in ("unexpected", "missing", "mismatched"):
-            keys = getattr(self, name)
-            if keys:
-                parts.append(f"{len(keys)} {name} (e.g. {', '.join(keys[:3])})")
-        return "; ".join(parts)
 
 
 def animatediff_to_ours(key: str) -> str | None:
@@ -88,27 +68,9 @@ def ours_to_animatediff(key: str) -> list[str]:
     return [f"{prefix}.temporal_transformer.{rest[1:]}"]
 
 
-def map_animatediff_state_dict(
-    state_dict: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
-) -> tuple[dict[str, torch.Tensor], MotionLoadReport]:
-    """Map every checkpoint tensor onto `target` (our state dict); report what does not fit."""
-    report = MotionLoadReport()
-    mapped: dict[str, torch.Tensor] = {}
-    for key, value in state_dict.items():
-        ours = animatediff_to_ours(key)
-        if ours is None or ours not in target:
-            report.unexpected.append(key)
-            continue
-        if tuple(value.shape) != tuple(target[ours].shape):
-            report.mismatched.append(f"{key} {tuple(value.shape)} vs {tuple(target[ours].shape)}")
-            continue
-        if ours in mapped and not torch.allclose(mapped[ours].float(), value.float(), atol=1e-3):
-            report.mismatched.append(f"{key} differs from the other copy of the positional table")
-            continue
-        mapped[ours] = value
-    report.missing = sorted(set(target) - set(mapped))
-    report.loaded = len(mapped)
-    return mapped, report
+def map_animatediff_state_dict(state_dict: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> StateMapping:
+    """Map every checkpoint tensor onto `target` (our state dict); the report says what does not fit."""
+    return map_state_dict(state_dict, target, animatediff_to_ours, atol=1e-3)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
@@ -121,13 +83,12 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     return data.get("state_dict", data)
 
 
-def load_motion_checkpoint(motion_modules: PerLevel, path: str | Path) -> MotionLoadReport:
+def load_motion_checkpoint(motion_modules: PerLevel, path: str | Path) -> StateMapping:
     """Load `mm_sd_v15_v2.ckpt` (or a stand-in with its layout) into the motion modules, strictly."""
-    target = motion_modules.state_dict()
-    mapped, report = map_animatediff_state_dict(read_checkpoint(path), target)
+    report = map_animatediff_state_dict(read_checkpoint(path), motion_modules.state_dict())
     if not report.ok:
         raise MotionCheckpointError(f"motion checkpoint {path} does not fit: {report.summary()}")
-    motion_modules.load_state_dict(mapped, strict=True)
+    motion_modules.load_state_dict(report.tensors, strict=True)
     return report
 
 

@@ -74,9 +74,9 @@ def test_sd15_motion_modules_match_animatediff_v2_one_to_one():
     layout = published_layout(preset.unet["block_out_channels"], preset.unet["layers_per_block"])
     assert len(layout) == 21 * 28  # 21 modules x 28 tensors
     target = unet.motion_modules.state_dict()
-    mapped, report = map_animatediff_state_dict(synthetic_checkpoint(layout, "meta"), target)
+    report = map_animatediff_state_dict(synthetic_checkpoint(layout, "meta"), target)
     assert report.ok, report.summary()
-    assert set(mapped) == set(target)  # every tensor of ours is covered; the 2 pe copies share one buffer
+    assert set(report.tensors) == set(target)  # every tensor of ours is covered; the 2 pe copies share one buffer
     assert len(target) == len(layout) - 21
     params = sum(v.numel() for k, v in target.items() if not k.endswith(".pe"))
     assert params == 453_209_280
@@ -88,7 +88,7 @@ def test_tiny_checkpoint_loads_values_and_round_trips(tiny, tmp_path):
     ckpt = synthetic_checkpoint(layout)
     torch.save(ckpt, tmp_path / "mm.ckpt")
     report = load_motion_checkpoint(unet.motion_modules, tmp_path / "mm.ckpt")
-    assert report.loaded == len(unet.motion_modules.state_dict())
+    assert len(report.tensors) == len(unet.motion_modules.state_dict())
     key = "up_blocks.1.motion_modules.1.temporal_transformer.transformer_blocks.0.attention_blocks.1.to_v.weight"
     assert torch.equal(unet.motion_modules.up_blocks[1][1].transformer_blocks[0].attn2.to_v.weight, ckpt[key])
     assert torch.equal(unet.motion_modules.mid_block[0][0].transformer_blocks[0].norm3.weight,
