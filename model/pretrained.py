@@ -36,6 +36,8 @@ import torch
 from diffusers import UNet2DConditionModel
 from transformers import Wav2Vec2Config
 
+from foundation import hub
+from foundation.storage import is_url
 from foundation.syncnet import weights_in
 from model.behaviour import HALLO, ModelBehaviour
 from model.hallo_checkpoint import HalloCheckpointError, hallo_preset, map_hallo_state_dict, read_hallo_net
@@ -120,17 +122,32 @@ def init_from_base(base: Path, preset: Preset) -> tuple[HalloModules, Preset]:
     return modules, preset
 
 
-def weights_index(preset: Preset, base: Path, behaviour: ModelBehaviour | None = None) -> WeightsIndex:
-    """The index of a weights folder made from `base` at the preset's generation sizes."""
-    paths = base_paths(base)
+def base_refs(base: str | Path) -> dict[str, str]:
+    """`base_paths` of a base named by a local folder, an object URL or a hub id, named the same way: what a
+    weights.yaml records, so that the folder finds its bases wherever the base can be reached."""
+    text = str(base)
+    parts = {name: path.as_posix() for name, path in base_paths(Path("")).items()}
+    if is_url(text):
+        return {name: f"{text.rstrip('/')}/{part}" for name, part in parts.items()}
+    if not Path(text).exists() and hub.is_hub_id(text):
+        match = hub.HUB_ID.match(text)
+        revision = f"@{match['revision']}" if match["revision"] else ""
+        return {name: f"{match['repo']}{match['sub']}/{part}{revision}" for name, part in parts.items()}
+    return {name: str(path) for name, path in base_paths(Path(text)).items()}
+
+
+def weights_index(preset: Preset, base: str | Path, behaviour: ModelBehaviour | None = None) -> WeightsIndex:
+    """The index of a weights folder made from `base` (a local folder, object URL or hub id) at the preset's
+    generation sizes."""
+    refs = base_refs(base)
     return WeightsIndex(
         preset=preset.name,
         resolution=preset.resolution,
         clip_frames=preset.infer_frames,
         motion_frames=preset.infer_motion_frames,
-        vae=str(paths["vae"]),
-        wav2vec2=str(paths["wav2vec2"]),
-        insightface=str(paths["insightface"]),
+        vae=refs["vae"],
+        wav2vec2=refs["wav2vec2"],
+        insightface=refs["insightface"],
         behaviour=behaviour if behaviour is not None else ModelBehaviour(),
     )
 

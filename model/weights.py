@@ -10,10 +10,11 @@
 
 `python -m model.pretrained init` writes one from pretrained bases; training exports into the same
 layout with `save_weights`. A base entry in weights.yaml is an absolute path (what `save_weights`
-writes for a base outside the folder, so the folder works wherever it is copied on machines that see
-the bases at the same path), a hub id resolved through the Hugging Face cache
-(`stabilityai/sd-vae-ft-mse`), or a path relative to the folder (what it writes for a base inside
-it). `python -m model.weights bundle WEIGHTS` copies the bases into WEIGHTS/bases/ and points
+writes for a local base outside the folder, so the folder works wherever it is copied on machines
+that see the bases at the same path), an object URL (`s3://bucket/pretrained/vae`, mirrored into
+the local cache) or a hub id resolved through the Hugging Face cache (`stabilityai/sd-vae-ft-mse`),
+both recorded as the base was named, or a path relative to the folder (what it writes for a base
+inside it). `python -m model.weights bundle WEIGHTS` copies the bases into WEIGHTS/bases/ and points
 the entries there, which makes the folder self-contained: it generates on any machine.
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ from diffusers import AutoencoderKL
 from foundation import hub
 from foundation.audio_features import WAV2VEC2_FILES
 from foundation.config import ConfigError, describe_markdown, load_config, opt, section
+from foundation.storage import is_url
 from model.behaviour import ModelBehaviour
 from model.net import COMPONENT_CLASSES, COMPONENTS, HalloModules, HalloNet
 
@@ -74,9 +76,11 @@ def read_index(folder: str | Path) -> WeightsIndex:
 
 def resolve(folder: str | Path, entry: str, key: str) -> Path:
     """A base entry of the index (config key `key`) as a local folder: relative to the weights folder,
-    absolute, or a hub id."""
+    absolute, an object URL (its local mirror) or a hub id."""
     if not entry:
         raise ConfigError(f"config key '{key}' is empty")
+    if is_url(entry):
+        return hub.resolve(entry, key)
     local = Path(folder) / entry  # an absolute entry stays itself
     if local.exists():
         return local.resolve()
@@ -106,9 +110,10 @@ def check_weights_folder(ref: str, key: str, bases: bool = True) -> Path:
 
 
 def _entry(value: str, folder: Path) -> str:
-    """How save_weights records a base: relative inside the folder, else absolute; a hub id as it is."""
+    """How save_weights records a base: relative inside the folder, else absolute; an object URL or a hub id
+    as it is."""
     path = Path(value)
-    if not path.exists() and hub.is_hub_id(value):
+    if is_url(value) or (not path.exists() and hub.is_hub_id(value)):
         return value
     path = path.resolve()
     return os.path.relpath(path, folder.resolve()) if path.is_relative_to(folder.resolve()) else str(path)

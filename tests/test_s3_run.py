@@ -4,6 +4,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from foundation.storage import expand_shards
+from model.weights import check_weights_folder, read_index, resolve
 from training.data import shard_samples
 from s3server import SECRET
 from stagerun import losses, run_stage, stage_overrides
@@ -126,3 +128,9 @@ def test_training_from_s3_shards_and_model_folders_resumes_exactly(s3_bucket, cu
     exported = sorted(p.rsplit("/", 1)[-1] for p in fs.find(f"{s3_bucket}/runs/stage1/export"))
     local = sorted(p.name for p in (tmp_path / "resumed" / "export").rglob("*") if p.is_file())
     assert "weights.yaml" in exported and exported == local
+    # The export names its bases in the bucket, not by this machine's mirror, and they resolve from there.
+    index = read_index(tmp_path / "resumed" / "export")
+    assert (index.vae, index.insightface) == (f"{s3_bucket}/pretrained/vae", f"{s3_bucket}/pretrained/insightface/models")
+    shutil.rmtree(tmp_path / "cache")
+    check_weights_folder(str(tmp_path / "resumed" / "export"), "weights")
+    assert (resolve(tmp_path / "resumed" / "export", index.vae, "vae") / "config.json").is_file()

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Optional
 
+from foundation import hub
 from foundation.config import opt, section
 from model.behaviour import ModelBehaviour, with_overrides
 
@@ -39,6 +41,10 @@ class ModelConfig:
                                     "{motion_in_plain_blocks: true}; the others come from init_from's weights.yaml "
                                     "(else the defaults). See model/behaviour.py")
     gradient_checkpointing: bool = opt(True, "recompute activations in the backward pass (every block, motion modules included)", results=False)
+
+    def pretrained_folder(self) -> Path:
+        """pretrained_dir as a local folder: itself, an object URL's mirror or a hub id's cached snapshot."""
+        return hub.resolve(self.pretrained_dir, "model.pretrained_dir")
 
 
 @dataclass

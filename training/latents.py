@@ -98,7 +98,7 @@ def cached_vae(cfg: TrainConfig) -> Optional[str]:
         return None
     from model.pretrained import base_paths
 
-    vae = base_paths(Path(cfg.model.pretrained_dir))["vae"]
+    vae = base_paths(cfg.model.pretrained_folder())["vae"]
     if not (vae / "config.json").is_file():
         raise ConfigError(f"model.pretrained_dir: {vae} is not a VAE folder, and data.latents needs it to check the cache")
     return vae_identity(str(vae))

@@ -150,7 +150,8 @@ def prepare_output(cfg: TrainConfig, rank: int) -> None:
 
 
 def preflight(stage: str, cfg: TrainConfig, rank: int | None = None) -> TrainConfig:
-    """Every start-up check (ConfigError in one line); returns the config with hub ids resolved to folders."""
+    """Every start-up check (ConfigError in one line); returns the config with a local model.pretrained_dir made
+    absolute and model.init_from resolved to a folder."""
     rank = int(os.environ.get("RANK", "0")) if rank is None else rank
     check_shards("data.shards", cfg.data.shards, required=True)
     check_shards("data.validation_shards", cfg.data.validation_shards, required=False)
@@ -163,7 +164,10 @@ def preflight(stage: str, cfg: TrainConfig, rank: int | None = None) -> TrainCon
                           "(run.output_dir of stage 1 + /export)")
     if init_from:
         init_from = str(check_weights_folder(init_from, "model.init_from", bases=False))
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained_dir=str(base), init_from=init_from))
+    # A local base is recorded by its absolute path; an object URL or a hub id stays as given, so that exports
+    # name their bases where any machine finds them (not by this machine's mirror or cache).
+    pretrained_dir = str(base) if Path(cfg.model.pretrained_dir).expanduser().exists() else cfg.model.pretrained_dir
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained_dir=pretrained_dir, init_from=init_from))
     check_cache(cfg)  # a missing or foreign latent cache: one line now, not a traceback from a worker
     prepare_output(cfg, rank)
     return cfg

@@ -34,7 +34,7 @@ class Stage1(HalloStage):
         if cfg.model.init_from:
             net, self.preset = load_init_from(cfg)
         else:
-            modules, self.preset = init_from_base(Path(cfg.model.pretrained_dir), get_preset(cfg.model.preset))
+            modules, self.preset = init_from_base(cfg.model.pretrained_folder(), get_preset(cfg.model.preset))
             net = HalloNet(modules)
         self.trainable = [net.reference_unet, net.denoising_unet.spatial, net.face_locator, net.image_proj]
         return net

@@ -75,7 +75,7 @@ class HalloStage(abc.ABC):
                 module.requires_grad_(False)
         if cfg.model.gradient_checkpointing:
             enable_checkpointing(net)
-        self.bases = base_paths(Path(cfg.model.pretrained_dir))
+        self.bases = base_paths(cfg.model.pretrained_folder())
         dtype = DTYPES[cfg.run.precision]
         vae = load_vae(self.bases["vae"], dtype).to(device)
         # Buffers too (e.g. the motion modules' positional tables), which DeepSpeed leaves in fp32.
@@ -93,7 +93,7 @@ class HalloStage(abc.ABC):
 
     def export(self, module: torch.nn.Module, out_dir: Path) -> None:
         """save_weights into a fresh folder, then swap it in, so `export/` is always complete."""
-        index = weights_index(self.preset, Path(self.cfg.model.pretrained_dir), self.behaviour)
+        index = weights_index(self.preset, self.cfg.model.pretrained_dir, self.behaviour)  # bases named as given
         tmp = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex}.tmp")
         save_weights(module.net, tmp, index)
         old = out_dir.with_name(f".{out_dir.name}.old")

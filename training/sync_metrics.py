@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def validation_scorer(cfg: TrainConfig) -> Optional[SyncNetScorer]:
     """SyncNet for the validation videos, or None (and a note in the log) without its weights."""
-    path = weights_in(cfg.model.pretrained_dir)
+    path = weights_in(cfg.model.pretrained_folder())
     if not path.is_file():
         log.info("no SyncNet weights at %s: validation logs no lip-sync metrics", path)
         return None

@@ -86,3 +86,29 @@ def test_a_weights_index_out_of_range_is_named(tiny_weights, tmp_path, capsys):
     assert weights_cli.main(["check", str(weights)]) == 2
     assert capsys.readouterr().err.strip() == (f"error: config key 'WEIGHTS': in {weights / 'weights.yaml'}, "
                                                "config key 'clip_frames' must be >= 1, got 0")
+
+
+def test_weights_made_from_a_base_named_by_hub_id_name_their_bases_by_hub_id(tiny_base, tiny_weights, portrait,
+                                                                             short_speech, offline_cache, tmp_path):
+    """What a training run from `model.pretrained_dir=owner/name` exports: no path of this machine's cache."""
+    import dataclasses
+
+    from model.pretrained import weights_index
+    from model.presets import get_preset
+    from model.weights import load_net, read_index, save_weights
+
+    add_to_cache(offline_cache, "someone/tiny-base", tiny_base)
+    index = dataclasses.replace(weights_index(get_preset("tiny"), "someone/tiny-base"), **{
+        k: getattr(read_index(tiny_weights), k) for k in ("resolution", "clip_frames", "motion_frames")})
+    save_weights(load_net(tiny_weights), tmp_path / "weights", index)
+    recorded = yaml.safe_load((tmp_path / "weights" / "weights.yaml").read_text())
+    assert [recorded[k] for k in ("vae", "wav2vec2", "insightface")] == [
+        "someone/tiny-base/vae", "someone/tiny-base/wav2vec2", "someone/tiny-base/insightface/models"]
+    assert _generate(str(tmp_path / "weights"), portrait, short_speech, tmp_path / "out.mp4") == 0
+
+
+def test_bases_named_by_object_url_or_pinned_hub_revision_keep_the_name():
+    from model.pretrained import base_refs
+
+    assert base_refs("s3://bucket/pretrained/")["insightface"] == "s3://bucket/pretrained/insightface/models"
+    assert base_refs("someone/base@v2")["vae"] == "someone/base/vae@v2"
