@@ -25,7 +25,8 @@ def read_audio(path: str | Path, sample_rate: int | None = None, mono: bool = Tr
 
 def read_video(path: str | Path, fps: int) -> np.ndarray:
     """Every frame of the first video stream as RGB uint8 (T, H, W, 3) at a constant `fps`: each tick
-    takes the source frame shown at that moment (frames are repeated or dropped as the rates need)."""
+    takes the source frame whose timestamp is nearest (ties: the later one), as curation resamples
+    (curation/media.py) and ffmpeg's fps filter does; frames are repeated or dropped as the rates need."""
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -42,7 +43,9 @@ def read_video(path: str | Path, fps: int) -> np.ndarray:
     if end is None or end <= times[-1]:
         end = times[-1] + (np.median(np.diff(times)) if len(times) > 1 else 1 / fps)
     ticks = np.arange(int(round(end * fps))) / fps
-    shown = np.clip(np.searchsorted(times, ticks + 1e-6, side="right") - 1, 0, len(decoded) - 1)
+    later = np.clip(np.searchsorted(times, ticks, side="left"), 0, len(decoded) - 1)
+    earlier = np.clip(later - 1, 0, len(decoded) - 1)
+    shown = np.where(ticks - times[earlier] < times[later] - ticks, earlier, later)
     return np.stack([decoded[i][1] for i in shown])
 
 

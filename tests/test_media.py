@@ -33,6 +33,14 @@ def test_frames_are_nearest_source_frames_at_25fps(clip30: Path) -> None:
     assert np.abs(got - expected).max() <= 2  # lossless source, only colour conversion rounding
 
 
+def test_generation_and_evaluation_read_video_as_curation_does(clip30: Path) -> None:
+    """foundation.media_io.read_video (model.evaluate, the learning check) picks the same source frames."""
+    from foundation.media_io import read_video
+
+    curated = np.stack([f for _, f in iter_frames(probe(clip30, MediaConfig(min_duration_s=1.0)))])
+    np.testing.assert_array_equal(read_video(clip30, 25), curated)
+
+
 def test_seeking_yields_the_same_frames_as_a_full_decode(clip30: Path) -> None:
     info = probe(clip30, MediaConfig(min_duration_s=1.0))
     full = {i: f for i, f in iter_frames(info)}
