@@ -77,6 +77,7 @@ class HalloPipeline:
         net, scheduler = self.net, make_scheduler(self.net.behaviour.sampling_beta_schedule)
         temporal = net.behaviour.temporal
         min_timestep = net.behaviour.guidance_min_timestep if settings.cfg_min_timestep is None else settings.cfg_min_timestep
+        guided = settings.cfg != 1.0 and min_timestep < scheduler.config.num_train_timesteps  # 999 is always a step
         generator = torch.Generator("cpu").manual_seed(settings.seed)
         window = int(net.audio_proj.config.window)
         image = ref.image[None].to(self.device, self.dtype)
@@ -94,7 +95,7 @@ class HalloPipeline:
             if m and temporal:  # the first clip's motion frames are the reference repeated: its latents, as encoded
                 motion = ref_latents[:, None].repeat(1, m, 1, 1, 1) if previous is None else self._encode(previous)[None]
             windows = audio_windows(features, clip * f, f, window)[None] if temporal else None
-            if settings.cfg != 1.0:
+            if guided:
                 uncond, cond = net.encode_guided(ref_latents, motion, audio_windows=windows,
                                                  frames=f, **inputs)
             else:

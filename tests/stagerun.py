@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from model.presets import get_preset
 from training.config import CacheEncodeConfig
 from training.latent_shards import ClipEncoder, build_cache_shard
 
@@ -41,9 +42,8 @@ def keys_by_rank(output: str) -> dict[int, set[str]]:
     return seen
 
 
-def build_cache(shards: list[str], vae_dir: Path, out: Path, resolution: int = 64) -> Path:
-    """What `python -m training.cache_latents` writes for `shards` (at the tiny preset's 64 px), built in this
-    process without Ray."""
+def build_cache(shards: list[str], vae_dir: Path, out: Path, resolution: int = get_preset("tiny").resolution) -> Path:
+    """What `python -m training.cache_latents` writes for `shards`, built in this process without Ray."""
     encoder = ClipEncoder(CacheEncodeConfig(vae_dir=str(vae_dir), resolution=resolution, batch_frames=32))
     for shard in shards:
         build_cache_shard(shard, out, encoder, encoder.identity, resolution)

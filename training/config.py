@@ -1,6 +1,7 @@
 """Every training setting for both stages, with its default and meaning (one source for the README)."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -44,7 +45,13 @@ class ModelConfig:
 
     def pretrained_folder(self) -> Path:
         """pretrained_dir as a local folder: itself, an object URL's mirror or a hub id's cached snapshot."""
-        return hub.resolve(self.pretrained_dir, "model.pretrained_dir")
+        return _base_folder(self.pretrained_dir)
+
+
+@functools.lru_cache(maxsize=None)
+def _base_folder(ref: str) -> Path:
+    """Once per process: an object URL costs a bucket listing, a hub id a request to the hub."""
+    return hub.resolve(ref, "model.pretrained_dir")
 
 
 @dataclass

@@ -66,7 +66,7 @@ def check_shards(key: str, patterns: list[str], required: bool) -> None:
 
 def check_bases(stage: str, cfg: TrainConfig) -> Path:
     """The pretrained base folder (resolved), with every part this stage needs."""
-    base = hub.resolve(cfg.model.pretrained_dir, "model.pretrained_dir")
+    base = cfg.model.pretrained_folder()
     paths = base_paths(base)
     hint = "(`python -m model.pretrained fetch --to DIR`, or `tiny --to DIR` for stand-ins)"
     for part in stage_bases(stage, cfg):
