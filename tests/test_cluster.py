@@ -177,6 +177,10 @@ def test_curation_spreads_over_two_nodes_and_survives_losing_one(two_nodes, s3_b
             driver.kill()
             driver.wait()
 
+    def worker_failure_recorded() -> bool:  # the GCS marks the dead node's running task failed on its own schedule
+        return any(t.node_id == worker_id and t.state == "FAILED" for t in source_tasks(address))
+
+    wait_until(worker_failure_recorded, 60, "the task interrupted on the killed node to be recorded as failed")
     tasks = source_tasks(address, detail=True)
     assert all(t.required_resources == {"CPU": 1.0, "curation": 1.0} for t in tasks)
     finished = {t.task_id: t.node_id for t in tasks if t.state == "FINISHED"}
