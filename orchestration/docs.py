@@ -1,5 +1,5 @@
-"""`python -m orchestration.docs`: regenerate the README's reason and config tables (curation, training, latent cache,
-generation) from the code."""
+"""`python -m orchestration.docs`: regenerate the reason and config tables in README.md and docs/*.md (curation,
+training, latent cache, generation) from the code."""
 from __future__ import annotations
 
 import re
@@ -11,6 +11,8 @@ from curation.reasons import FAILED, REASONS
 from foundation.config import describe_markdown
 from model.generate_config import GenerateConfig
 from training.config import LatentCacheConfig, TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def reasons_markdown() -> str:
@@ -24,13 +26,18 @@ def tables() -> dict[str, str]:
             "generate-config": describe_markdown(GenerateConfig)}
 
 
-def fill(readme: str) -> str:
+def doc_files(root: Path = ROOT) -> list[Path]:
+    """Every page the tables may live in."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def fill(text: str) -> str:
     for name, table in tables().items():
-        readme = re.sub(rf"<!-- {name}:begin -->.*?<!-- {name}:end -->",
-                        lambda _: f"<!-- {name}:begin -->\n{table}\n<!-- {name}:end -->", readme, flags=re.S)
-    return readme
+        text = re.sub(rf"<!-- {name}:begin -->.*?<!-- {name}:end -->",
+                      lambda _: f"<!-- {name}:begin -->\n{table}\n<!-- {name}:end -->", text, flags=re.S)
+    return text
 
 
 if __name__ == "__main__":
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
-    path.write_text(fill(path.read_text()))
+    for path in [Path(p) for p in sys.argv[1:]] or doc_files():
+        path.write_text(fill(path.read_text()))

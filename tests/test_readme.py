@@ -1,29 +1,33 @@
 from pathlib import Path
 
-from orchestration.docs import tables
+from orchestration.docs import doc_files, tables
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_readme_tables_match_the_code() -> None:
-    text = README.read_text()
+def _docs() -> str:
+    return "\n".join(path.read_text() for path in doc_files(ROOT))
+
+
+def test_doc_tables_match_the_code() -> None:
+    text = _docs()
     for name, table in tables().items():
-        assert table in text, f"README {name} table is stale: run `python -m orchestration.docs`"
+        assert table in text, f"the docs' {name} table is stale: run `python -m orchestration.docs`"
 
 
 def test_readme_shows_the_ci_test_command() -> None:
-    ci = (README.parent / ".ci" / "run").read_text()
-    assert "make test" in ci and "make test" in README.read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci and "make test" in (ROOT / "README.md").read_text()
 
 
-def test_readme_behaviours_table_matches_the_code() -> None:
+def test_behaviours_table_matches_the_code() -> None:
     """Every ModelBehaviour field, with Hallo's value and the default for new training."""
     import dataclasses
     import re
 
     from model.behaviour import HALLO, ModelBehaviour
 
-    table = README.read_text().split("<!-- behaviours:begin -->")[1].split("<!-- behaviours:end -->")[0]
+    table = _docs().split("<!-- behaviours:begin -->")[1].split("<!-- behaviours:end -->")[0]
     rows = {m[1]: (m[2], m[3]) for m in re.finditer(r"^\| `(\w+)` \| `([^`]*)` \| `([^`]*)` \|", table, re.M)}
 
     def shown(value: object) -> str:
