@@ -22,6 +22,10 @@ METRIC_COLUMNS = ("face_px", "sharpness", "brightness", "yaw_deg", "pitch_deg", 
                   "speech_ratio", "sync_confidence", "sync_min_dist")
 INT_COLUMNS = ("sync_offset",)
 BOOL_COLUMNS = ("sync_verified",)
+# source geometry (per source) and crop honesty + balance (per clip judged by the quality step)
+GEOMETRY_INT_COLUMNS = ("source_width", "source_height", "rotation_deg", "display_width", "display_height")
+BALANCE_COLUMNS = ("yaw_range_deg", "pitch_range_deg", "roll_range_deg", "mouth_open_range")
+GEOMETRY_FLOAT_COLUMNS = ("sample_aspect", "crop_outside_share", "roll_deg", *BALANCE_COLUMNS)
 
 
 @dataclass
@@ -53,15 +57,29 @@ class ManifestRow:
     sync_min_dist: Optional[float] = None
     sync_backend: Optional[str] = None  # scorer that judged the clip: syncnet, or the weight-free envelope
     sync_verified: Optional[bool] = None  # the scorer confirmed the sync; false on kept clips = unverified
+    # source geometry: the stored frames; boxes, face_px and crops are in display pixels (upright, square)
+    source_width: Optional[int] = None
+    source_height: Optional[int] = None
+    sample_aspect: Optional[float] = None  # SAR of the stored pixels (1 = square)
+    rotation_deg: Optional[int] = None  # counter-clockwise turn of the display matrix: 0, 90, 180, 270
+    display_width: Optional[int] = None
+    display_height: Optional[int] = None
+    # quality step: invented (edge-replicated) share of the crop, and the clip's range of pose and mouth
+    crop_outside_share: Optional[float] = None  # mean over frames of the crop area outside the frame
+    roll_deg: Optional[float] = None  # median head roll, like yaw_deg / pitch_deg
+    yaw_range_deg: Optional[float] = None  # p95 - p5 over the clip's frames
+    pitch_range_deg: Optional[float] = None
+    roll_range_deg: Optional[float] = None
+    mouth_open_range: Optional[float] = None  # inner-lip gap / eye-corner distance, p95 - p5
 
 
-_FLOAT_COLUMNS = {"start_s", "end_s", "source_duration_s", *METRIC_COLUMNS}
+_FLOAT_COLUMNS = {"start_s", "end_s", "source_duration_s", *METRIC_COLUMNS, *GEOMETRY_FLOAT_COLUMNS}
 
 
 def _column_type(name: str) -> pa.DataType:
     if name in _FLOAT_COLUMNS:
         return pa.float64()
-    return pa.int64() if name in INT_COLUMNS else pa.bool_() if name in BOOL_COLUMNS else pa.string()
+    return pa.int64() if name in (*INT_COLUMNS, *GEOMETRY_INT_COLUMNS) else pa.bool_() if name in BOOL_COLUMNS else pa.string()
 
 
 SCHEMA = pa.schema([pa.field(f.name, _column_type(f.name)) for f in fields(ManifestRow)])

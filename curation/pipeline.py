@@ -112,6 +112,7 @@ def process_source(source: Source, out: Location | Path | str, cfg: CurationConf
             base = _provenance_columns(downloaded.provenance)
             info = probe(downloaded.path, cfg.media)
             base["source_duration_s"] = info.duration_s
+            base.update(info.geometry_columns())
             with stage("decode_analysis"):
                 analysis = analyse(info, cfg)
                 audio = load_audio(info, cfg.media.sample_rate)

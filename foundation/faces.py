@@ -203,7 +203,7 @@ def _absolute_box(rel: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 
 def crop_boxes(boxes: np.ndarray, width: int, height: int, cfg: FacesConfig, fps: int) -> np.ndarray:
-    """Square crop per frame, (n, 3) float32 x0, y0, side in source pixels, for one ok span.
+    """Square crop per frame, (n, 3) float32 x0, y0, side in display pixels (full resolution, upright, square: curation.media), for one ok span.
 
     The side is crop_scale x the span's median face size (max of box width and height in pixels):
     one side per span means no zoom jitter. The centre, moved down by crop_shift_down x face size,
