@@ -18,6 +18,7 @@ class Candidate:
     reason: Optional[str]  # None = accepted
     metrics: dict[str, float] = field(default_factory=dict)
     span_offset: int = 0  # where the clip starts inside its face span (to slice per-frame arrays)
+    detail: Optional[str] = None  # the rejected metric's value and threshold
     sync_backend: Optional[str] = None  # lip-sync scorer that judged the clip (None: it never got there)
     sync_verified: Optional[bool] = None  # that scorer confirmed the sync (False: kept unverified, or rejected)
 

@@ -65,8 +65,10 @@ def analyse(info: MediaInfo, cfg: CurationConfig) -> Analysis:
     return Analysis(shot_detector.shots(), faces, metrics)
 
 
-def plan_span(span: FaceSpan, analysis: Analysis, info: MediaInfo, source_id: str, cfg: CurationConfig) -> list[Candidate]:
-    """Candidates for one face span: rejected whole if not a single face, else split and judged."""
+def plan_span(span: FaceSpan, analysis: Analysis, info: MediaInfo, source_id: str, cfg: CurationConfig,
+              crops_px: Optional[np.ndarray] = None) -> list[Candidate]:
+    """Candidates for one face span: rejected whole if not a single face, else split and judged
+    (`crops_px`: the span's crop squares, crop_boxes)."""
     if span.status != "ok":
         reason = reasons.NO_FACE if span.status == "no_face" else reasons.MULTIPLE_FACES
         return [Candidate(clip_id(source_id, span.start, span.end), span.start, span.end, reason)]
@@ -79,8 +81,10 @@ def plan_span(span: FaceSpan, analysis: Analysis, info: MediaInfo, source_id: st
         local = slice(start - span.start, end - span.start)
         per_frame = [m for m in analysis.frame_metrics[start:end] if m is not None]
         presence = float(np.mean(~np.isnan(span.landmarks[local, 0, 0])))
-        metrics = clip_metrics(per_frame, span.boxes[local], info.width, info.height, presence)
-        out.append(Candidate(cid, start, end, judge(metrics, cfg.quality), metrics, start - span.start))
+        metrics = clip_metrics(per_frame, span.boxes[local], info.width, info.height, presence,
+                               None if crops_px is None else crops_px[local])
+        verdict = judge(metrics, cfg.quality)
+        out.append(Candidate(cid, start, end, verdict.reason, metrics, start - span.start, verdict.detail))
     return out
 
 
@@ -155,7 +159,7 @@ def _export(
             cand, shard = finished.get(cand.clip_id, (cand, None))
             rows.append(ManifestRow(
                 source=source.raw, source_id=source.source_id, clip_id=cand.clip_id,
-                status=status_for(cand.reason), reason=cand.reason,
+                status=status_for(cand.reason), reason=cand.reason, detail=cand.detail,
                 start_s=cand.start / info.fps, end_s=cand.end / info.fps, shard=shard,
                 sync_backend=cand.sync_backend, sync_verified=cand.sync_verified,
                 **base, **{k: v for k, v in cand.metrics.items() if k in ManifestRow.__dataclass_fields__},
@@ -173,7 +177,7 @@ def _plan(analysis: Analysis, info: MediaInfo, source_id: str, cfg: CurationConf
     for shot_start, shot_end in analysis.shots:
         for span in segment_faces(analysis.faces[shot_start:shot_end], shot_start, cfg.faces, info.fps):
             boxes_px = crop_boxes(span.boxes, info.width, info.height, cfg.faces, info.fps) if span.status == "ok" else None
-            for cand in plan_span(span, analysis, info, source_id, cfg):
+            for cand in plan_span(span, analysis, info, source_id, cfg, boxes_px):
                 job = None
                 if cand.reason is None and boxes_px is not None:
                     local = slice(cand.span_offset, cand.span_offset + cand.end - cand.start)
