@@ -49,7 +49,7 @@ class QualityConfig:
     max_brightness: float = opt(235.0, "mean face luma above this is `overexposed`", low=0, high=255)
     max_yaw_deg: float = opt(35.0, "median |yaw| above this is `extreme_pose`", low=0, high=180)
     max_pitch_deg: float = opt(30.0, "median |pitch| above this is `extreme_pose`", low=0, high=180)
-    max_crop_outside_share: float = opt(0.05, "mean share of the square crop's area outside the frame (edge-replicated "
+    max_crop_outside_share: float = opt(0.1, "mean share of the square crop's area outside the frame (edge-replicated "
                                               "in the stored clip) above which a clip is `crop_off_frame`", low=0, high=1)
     min_landmark_presence: float = opt(0.9, "share of a clip's frames that must have face-mesh landmarks (`no_face` otherwise)", low=0, high=1)
 

@@ -165,7 +165,7 @@ def test_mouth_opening_and_its_range_over_a_clip():
 
 @pytest.mark.parametrize("change, detail", [
     ({"face_px": 57.5}, "face_px 57.5 < quality.min_face_px=96"),
-    ({"crop_outside_share": 0.3}, "crop_outside_share 0.3 > quality.max_crop_outside_share=0.05"),
+    ({"crop_outside_share": 0.3}, "crop_outside_share 0.3 > quality.max_crop_outside_share=0.1"),
     ({"yaw_deg": -50.0}, "|yaw_deg| 50 > quality.max_yaw_deg=35.0"),
     ({"brightness": 20.25}, "brightness 20.25 < quality.min_brightness=40.0"),
     ({}, None),
