@@ -43,7 +43,8 @@ class ScenesConfig:
 
 @dataclass
 class QualityConfig:
-    min_face_px: int = opt(96, "faces smaller than this (median side in display pixels: upright, square, full resolution) are `face_too_small`", low=0)
+    min_face_px: int = opt(96, "faces smaller than this (median side in display pixels: upright, square, full "
+                               "resolution) are `face_too_small`", low=0)
     min_sharpness: float = opt(20.0, "median Laplacian variance of the face at 128 px below this is `blurry`", low=0)
     min_brightness: float = opt(40.0, "mean face luma (0-255) below this is `too_dark`", low=0, high=255)
     max_brightness: float = opt(235.0, "mean face luma above this is `overexposed`", low=0, high=255)
