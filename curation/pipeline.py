@@ -12,7 +12,7 @@ import shutil
 import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from curation.finish import ClipJob, ClipModels, clip_models, finish_clips
 from curation.manifest import ManifestRow, source_row, status_for
 from curation.media import MediaInfo, check_gaps, iter_frames, load_audio, probe
 from curation.parts import PartInfo, write_part
+from curation.previews import PreviewRecorder
 from curation.quality import clip_metrics, frame_metrics, judge
 from curation.reasons import Rejected
 from curation.scenes import ShotDetector
@@ -46,13 +47,16 @@ class Analysis:
     frame_metrics: list[Optional[dict[str, float]]]
 
 
-def analyse(info: MediaInfo, cfg: CurationConfig) -> Analysis:
-    """Single low-resolution decode feeding the shot detector, the face tracker and frame quality."""
+def analyse(info: MediaInfo, cfg: CurationConfig, on_frame: Optional[Callable[[int, np.ndarray], None]] = None) -> Analysis:
+    """Single low-resolution decode feeding the shot detector, the face tracker and frame quality
+    (and `on_frame(index, frame)`: the review page's preview recorder)."""
     shot_detector = ShotDetector(cfg.scenes, info.fps)
     faces: list[FrameFaces] = []
     metrics: list[Optional[dict[str, float]]] = []
     with FaceAnalyzer(cfg.faces) as analyzer:
         for index, frame in iter_frames(info, short_side=cfg.media.analysis_short_side):
+            if on_frame is not None:
+                on_frame(index, frame)
             known_cuts = len(shot_detector.cuts)
             shot_detector.feed(index, frame)
             if len(shot_detector.cuts) > known_cuts:
@@ -117,14 +121,17 @@ def process_source(source: Source, out: Location | Path | str, cfg: CurationConf
             info = probe(downloaded.path, cfg.media)
             base["source_duration_s"] = info.duration_s
             base.update(info.geometry_columns())
+            previews = PreviewRecorder(info, cfg) if cfg.review.enabled else None
             with stage("decode_analysis"):
-                analysis = analyse(info, cfg)
+                analysis = analyse(info, cfg, previews.feed if previews else None)
                 audio = load_audio(info, cfg.media.sample_rate)
                 check_gaps(info, cfg.media)
             with stage("clips"):  # segmentation, judging, separation: what the steps inside do not time
                 rows = _export(source, downloaded, info, analysis, audio, location, cfg, models, base)
             if info.gaps.skipped:  # the clip decodes after analysis re-read the same packets: the note is complete
                 rows = [replace(row, detail=row.detail or info.gaps.note()) for row in rows]
+            if previews:  # before the part: a committed source's previews are all written
+                previews.write(location, source.source_id, rows, analysis.faces)
         except Rejected as rej:
             rows = [source_row(source.raw, source.source_id, rej.reason, rej.detail, **base)]
         finally:
