@@ -51,6 +51,7 @@ class Entry:
     index: int  # row number in manifest.parquet
     row: ManifestRow
     anchor: str
+    label: str  # the source's title, else its file name (the full source is the label's tooltip)
     preview: Optional[str]  # relative URL of its strip, None without one
     metrics: dict[str, str]  # column -> formatted value, measured columns only
 
@@ -79,7 +80,8 @@ def _entry(index: int, row: ManifestRow, previews: set[str]) -> Entry:
     has_preview = row.clip_id is not None and preview_name(row.clip_id) in previews
     preview = f"../{PREVIEW_DIR}/{preview_name(row.clip_id)}" if has_preview and row.clip_id else None
     metrics = {name: text for name in _SHOWN if (text := _format(getattr(row, name))) is not None}
-    return Entry(index, row, anchor, preview, metrics)
+    label = row.title or row.source.rstrip("/").rsplit("/", 1)[-1]
+    return Entry(index, row, anchor, label, preview, metrics)
 
 
 def _spread(entries: list[Entry], limit: int) -> list[Entry]:
