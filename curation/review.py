@@ -39,9 +39,9 @@ _DECIDING = {
     reasons.NO_FACE: ("landmark_presence",), reasons.FACE_TOO_SMALL: ("face_px",), reasons.BLURRY: ("sharpness",),
     reasons.TOO_DARK: ("brightness",), reasons.OVEREXPOSED: ("brightness",),
     reasons.EXTREME_POSE: ("yaw_deg", "pitch_deg"), reasons.NO_SPEECH: ("speech_ratio",),
-    reasons.OUT_OF_SYNC: ("sync_confidence", "sync_offset"),
+    reasons.OUT_OF_SYNC: ("sync_confidence", "sync_offset"), reasons.CROP_OFF_FRAME: ("crop_outside_share",),
 }
-_SHOWN = (*METRIC_COLUMNS, *INT_COLUMNS)
+_SHOWN = (*METRIC_COLUMNS, "crop_outside_share", *INT_COLUMNS)
 
 
 @dataclass
