@@ -16,6 +16,7 @@ writing around it is left out: the clip goes in and comes out as an array.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import platform
 import sys
@@ -56,7 +57,7 @@ def _import_separator() -> type:
     """
     try:
         import onnx2torch  # noqa: F401
-    except ImportError as err:
+    except (ImportError, RuntimeError) as err:  # absent, or a build that does not fit this torch
         placeholder = types.ModuleType("onnx2torch")
 
         def convert(*_args: object, **_kwargs: object) -> None:
@@ -105,13 +106,19 @@ class MdxVocals:
         return np.pad(down[:audio.size], (0, max(0, audio.size - down.size)))
 
 
+@functools.lru_cache(maxsize=2)
+def cached_separator(model: str) -> MdxVocals:
+    """One separator per model file and process (loading parses audio-separator's model lists and hashes the file)."""
+    return MdxVocals(model)
+
+
 def read_vocals(path: Union[str, Path], model: Union[str, Path], sample_rate: int) -> np.ndarray:
     """The vocals of an audio file as (1, samples) float32 at `sample_rate`: separated from the file decoded at
     the model's own rate, as Hallo separates before resampling to wav2vec2's."""
     from foundation.media_io import read_audio
 
     audio, _ = read_audio(path, MODEL_RATE, mono=True)
-    vocals = MdxVocals(model)(audio[0], MODEL_RATE)
+    vocals = cached_separator(str(Path(model).resolve()))(audio[0], MODEL_RATE)
     return resample_poly(vocals, sample_rate, MODEL_RATE).astype(np.float32)[None]
 
 
