@@ -58,10 +58,10 @@ def _import_separator() -> type:
     try:
         import onnx2torch  # noqa: F401
     except (ImportError, RuntimeError) as err:  # absent, or a build that does not fit this torch
-        placeholder = types.ModuleType("onnx2torch")
+        placeholder, why = types.ModuleType("onnx2torch"), str(err)  # `err` is unbound once the block ends
 
         def convert(*_args: object, **_kwargs: object) -> None:
-            raise RuntimeError(f"onnx2torch is unavailable ({err}): run MDX models with segment_size = dim_t")
+            raise RuntimeError(f"onnx2torch is unavailable ({why}): run MDX models with segment_size = dim_t")
 
         placeholder.convert = convert  # type: ignore[attr-defined]
         sys.modules["onnx2torch"] = placeholder
