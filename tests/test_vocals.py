@@ -44,3 +44,16 @@ def test_missing_separator_files_are_named(tmp_path) -> None:
                                                     ("download_checks.json", "mdx_model_data.json", "vr_model_data.json")]
     with pytest.raises(FileNotFoundError, match="model.pretrained fetch"):
         MdxVocals(tmp_path / MODEL_FILE)
+
+
+def test_the_summary_warns_when_accepted_clips_were_not_separated() -> None:
+    from curation.manifest import ManifestRow, summarize
+
+    def row(clip: str, separated: bool, status: str = "accepted") -> ManifestRow:
+        return ManifestRow(source="s", source_id="s", status=status, clip_id=clip, start_s=0.0, end_s=2.0,
+                           vocals_separated=separated, sync_backend="syncnet", sync_verified=True)
+
+    assert summarize([row("a", True), row("b", False, "rejected")], 1.0)["warnings"] == []
+    summary = summarize([row("a", True), row("b", False), row("c", False)], 1.0)
+    assert summary["accepted_unseparated"] == 2
+    assert summary["warnings"] == [summary["warnings"][0]] and "2 accepted clips" in summary["warnings"][0]
