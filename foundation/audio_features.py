@@ -4,6 +4,14 @@ As in the reference, the CNN features are linearly interpolated to ceil(n_sample
 frames before the transformer encoder, so the encoder itself runs at the video frame rate and a clip
 of N video frames has exactly N feature frames. No vocal separation is applied (the reference runs
 an MDX-Net separator first); curation keeps speech-dominated clips instead.
+
+Long audio: the CNN front end holds 512 channels at 3,200 steps a second (wav2vec2-base: about 16 MB
+a second of audio at its peak, 10 GB for ten minutes), so it runs on CNN_WINDOW_S of audio at a time.
+Each window is fed exactly the samples its output frames see, and wav2vec2-base's GroupNorm (over the
+whole time axis of the first layer) is given the whole audio's statistics from a first pass: the features
+are those of one pass over the whole audio, to float rounding. The transformer still attends over the
+whole audio at the video rate (PyTorch's SDPA keeps that memory near linear: a few KB a frame per
+layer; its compute grows with the square of the length).
 """
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
 SAMPLE_RATE = 16000
 FPS = 25
 MIN_SAMPLES = 400  # one receptive field of the wav2vec2 CNN front end
+CNN_WINDOW_S = 10.0  # seconds of audio per CNN front-end call (memory; see the module docstring)
 # What a loadable wav2vec2 folder holds (foundation.hub.model_folder groups): config, weights, feature extractor.
 WAV2VEC2_FILES = (("config.json",), ("model*.safetensors", "pytorch_model*.bin"), ("preprocessor_config.json",))
 
@@ -55,14 +64,79 @@ def wav2vec2_features(
         inputs = F.pad(inputs, (0, extra * (SAMPLE_RATE // fps)))
         frames += extra
     device = next(model.parameters()).device
+    window = max(MIN_SAMPLES, int(CNN_WINDOW_S * SAMPLE_RATE))
+    cnn = cnn_features(model, inputs.to(device, model.dtype), window)
+    video_rate = F.interpolate(cnn, size=frames, mode="linear", align_corners=True)  # (1, channels, video frames)
 
-    def to_video_rate(_module: torch.nn.Module, _inputs: tuple, cnn: torch.Tensor) -> torch.Tensor:
-        # (batch, channels, cnn_frames) -> (batch, channels, video frames)
-        return F.interpolate(cnn, size=frames, mode="linear", align_corners=True)
+    def precomputed(_module: torch.nn.Module, _inputs: tuple, _cnn: torch.Tensor) -> torch.Tensor:
+        return video_rate
 
-    hook = model.feature_extractor.register_forward_hook(to_video_rate)
+    # The model's own forward runs the rest (projection, encoder) on the CNN features computed above: its
+    # front end is handed a one-window stub and its output replaced.
+    hook = model.feature_extractor.register_forward_hook(precomputed)
     try:
-        out = model(inputs.to(device, model.dtype), output_hidden_states=True)
+        out = model(inputs[:, :MIN_SAMPLES].to(device, model.dtype), output_hidden_states=True)
     finally:
         hook.remove()
     return torch.stack(out.hidden_states[1:], dim=2)[0].float().cpu()
+
+
+def _receptive_field(model: Wav2Vec2Model) -> tuple[int, int]:
+    """(stride, receptive field) of the CNN front end in samples: 320 and 400 for wav2vec2."""
+    stride, field = 1, 1
+    for kernel, step in zip(model.config.conv_kernel, model.config.conv_stride):
+        field += (kernel - 1) * stride
+        stride *= step
+    return stride, field
+
+
+def _frames_out(samples: int, model: Wav2Vec2Model) -> int:
+    for kernel, step in zip(model.config.conv_kernel, model.config.conv_stride):
+        samples = (samples - kernel) // step + 1
+    return samples
+
+
+def cnn_features(model: Wav2Vec2Model, inputs: torch.Tensor, window: int) -> torch.Tensor:
+    """model.feature_extractor(inputs) for (1, samples) inputs, computed on at most about `window` samples at a time."""
+    extractor, samples = model.feature_extractor, inputs.shape[1]
+    if samples <= window:
+        return extractor(inputs)
+    stride, field = _receptive_field(model)
+    total = _frames_out(samples, model)
+    per_window = max(1, (window - field) // stride + 1)
+    first, rest = extractor.conv_layers[0], extractor.conv_layers[1:]
+    group_norm = model.config.feat_extract_norm == "group"
+    stats = _first_layer_stats(first.conv, inputs, window) if group_norm else None
+    parts = []
+    for start in range(0, total, per_window):
+        stop = min(total, start + per_window)
+        hidden = inputs[:, None, start * stride:(stop - 1) * stride + field]  # exactly what frames start..stop see
+        if group_norm:
+            mean, var = stats
+            norm = first.layer_norm
+            hidden = first.conv(hidden)
+            hidden = (hidden - mean) / torch.sqrt(var + norm.eps) * norm.weight[:, None] + norm.bias[:, None]
+            hidden = first.activation(hidden)
+        else:
+            hidden = first(hidden)
+        for layer in rest:
+            hidden = layer(hidden)
+        parts.append(hidden)
+    return torch.cat(parts, dim=2)
+
+
+def _first_layer_stats(conv: torch.nn.Conv1d, inputs: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and (biased) variance over time of the first conv's output on the whole input, in
+    windows: what wav2vec2-base's GroupNorm (one group per channel) normalises by in a single pass."""
+    kernel, step = conv.kernel_size[0], conv.stride[0]
+    total = (inputs.shape[1] - kernel) // step + 1
+    per_window = max(1, (window - kernel) // step + 1)
+    total_sum = total_squares = 0.0
+    for start in range(0, total, per_window):
+        stop = min(total, start + per_window)
+        out = conv(inputs[:, None, start * step:(stop - 1) * step + kernel]).double()
+        total_sum = total_sum + out.sum(dim=2)
+        total_squares = total_squares + out.pow(2).sum(dim=2)
+    mean = total_sum / total
+    var = (total_squares / total - mean.pow(2)).clamp(min=0)
+    return mean[..., None].to(inputs.dtype), var[..., None].to(inputs.dtype)

@@ -125,6 +125,67 @@ def read_video(path: str | Path, fps: int) -> np.ndarray:
     return np.stack([decoded[i][1] for i in shown])
 
 
+class VideoWriter:
+    """H.264 mp4 written as the frames come: memory stays flat however long the video.
+
+        with VideoWriter(path, fps, audio, sample_rate) as writer:
+            for frames in clips:
+                writer.write(frames)  # (T, H, W, 3) uint8 RGB
+
+    audio (channels, samples) float32 goes in as AAC alongside the frames written so far, and stops
+    where they stop (cut to the video). The file is complete once the writer closes.
+    """
+
+    def __init__(self, path: str | Path, fps: int, audio: np.ndarray | None = None, sample_rate: int = 16000) -> None:
+        self.path, self.fps, self.audio, self.sample_rate = Path(path), fps, audio, sample_rate
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.container = av.open(str(self.path), "w")
+        self.video = self.sound = None
+        self.frames = self.samples = 0  # written so far
+
+    def _open_streams(self, height: int, width: int) -> None:
+        self.video = self.container.add_stream("libx264", rate=self.fps)
+        self.video.width, self.video.height = width, height
+        self.video.pix_fmt = "yuv420p"
+        if self.audio is not None:
+            layout = "mono" if self.audio.shape[0] == 1 else "stereo"
+            self.sound = self.container.add_stream("aac", rate=self.sample_rate, layout=layout)
+
+    def write(self, frames: np.ndarray) -> None:
+        if self.video is None:
+            self._open_streams(frames.shape[1], frames.shape[2])
+        for frame in frames:
+            self.container.mux(self.video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        self.frames += len(frames)
+        self._write_audio(int(round(self.frames / self.fps * self.sample_rate)))
+
+    def _write_audio(self, until: int) -> None:
+        """The audio samples up to `until` not written yet (the audio interleaves with the video as it goes)."""
+        if self.sound is None or self.audio is None or until <= self.samples:
+            return
+        samples = np.ascontiguousarray(self.audio[:, self.samples:until], np.float32)
+        if samples.shape[1]:
+            chunk = av.AudioFrame.from_ndarray(samples, format="fltp", layout=self.sound.layout.name)
+            chunk.sample_rate = self.sample_rate
+            self.container.mux(self.sound.encode(chunk))
+        self.samples = until
+
+    def close(self) -> None:
+        try:
+            if self.video is not None:
+                self.container.mux(self.video.encode(None))
+            if self.sound is not None:
+                self.container.mux(self.sound.encode(None))
+        finally:
+            self.container.close()
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def write_video(
     path: str | Path,
     frames: np.ndarray,
@@ -133,21 +194,5 @@ def write_video(
     sample_rate: int = 16000,
 ) -> None:
     """frames (T, H, W, 3) uint8 RGB -> H.264 mp4; audio (channels, samples) float32 -> AAC, cut to the video."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=fps)
-        video.width, video.height = frames.shape[2], frames.shape[1]
-        video.pix_fmt = "yuv420p"
-        sound = None
-        if audio is not None:
-            sound = container.add_stream("aac", rate=sample_rate, layout="mono" if audio.shape[0] == 1 else "stereo")
-        for frame in frames:
-            container.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
-        container.mux(video.encode(None))
-        if sound is not None and audio is not None:
-            samples = np.ascontiguousarray(audio[:, : int(round(len(frames) / fps * sample_rate))], np.float32)
-            chunk = av.AudioFrame.from_ndarray(samples, format="fltp", layout=sound.layout.name)
-            chunk.sample_rate = sample_rate
-            container.mux(sound.encode(chunk))
-            container.mux(sound.encode(None))
+    with VideoWriter(path, fps, audio, sample_rate) as writer:
+        writer.write(frames)

@@ -24,7 +24,7 @@ from foundation.config import ConfigError, describe_markdown, load_config
 from foundation.cpu_threads import set_cpu_threads
 from foundation.identity import IdentityEncoder
 from foundation.masks import region_masks
-from foundation.media_io import read_audio, write_video
+from foundation.media_io import VideoWriter, read_audio
 from foundation.vocals import MODEL_FILE, read_vocals
 from model.generate_config import GenerateConfig
 from model.pipeline import HalloPipeline, Reference, SamplerSettings
@@ -88,9 +88,10 @@ def generate(cfg: GenerateConfig, inputs: GenerationInputs | None = None) -> Pat
     log.info("%d frames in clips of %d (+%d motion frames), %d steps, cfg %.2f on the steps at timestep >= %d",
              settings.frames, settings.clip_frames, settings.motion_frames, settings.steps, settings.cfg,
              settings.cfg_min_timestep)
-    frames = pipeline(reference, features, settings, progress=cfg.progress)
     audio, rate = read_audio(cfg.audio, mono=False)
-    write_video(cfg.out, frames, inputs.index.fps, audio, rate)
+    with VideoWriter(cfg.out, inputs.index.fps, audio, rate) as writer:  # each clip encoded as it comes: flat memory
+        for frames in pipeline.stream(reference, features, settings, progress=cfg.progress):
+            writer.write(frames)
     return Path(cfg.out)
 
 

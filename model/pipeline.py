@@ -15,18 +15,25 @@ For every clip of `clip_frames` frames:
   denoise        = `steps` DDIM steps (beta schedule: the weights' behaviour) from noise drawn from
                    one seeded CPU generator, so the same seed gives the same video on any device;
   decode         = VAE decode; the video is trimmed to the audio's frame count at the end.
+
+Long audio: `stream` yields the video clip by clip (model.generate hands each to the video encoder as
+it comes), so memory stays flat however long the audio; only the audio features are held whole (about
+40 KB a frame for wav2vec2-base), on the CPU, each clip's windows moved to the device. The last clip
+is generated whole, its audio windows clamped to the last feature row past the audio's end, and cut
+to the frames the audio covers: the video lasts as long as the audio, to the frame.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
 from diffusers import AutoencoderKL
-from tqdm.auto import tqdm
 
 from model.net import HalloNet
+from model.progress import clip_progress
 from model.projections import audio_windows
 from model.scheduler import make_scheduler
 
@@ -69,9 +76,14 @@ class HalloPipeline:
         frames = latents[0].transpose(0, 1) / self.scale
         return torch.cat([self.vae.decode(chunk).sample for chunk in frames.split(VAE_CHUNK)]).clamp(-1, 1)
 
-    @torch.no_grad()
     def __call__(self, ref: Reference, audio_features: torch.Tensor, settings: SamplerSettings, progress: bool = True) -> np.ndarray:
         """audio_features (T, layers, dim) at the video rate -> T frames, (T, H, W, 3) uint8 RGB."""
+        return np.concatenate(list(self.stream(ref, audio_features, settings, progress)))
+
+    @torch.no_grad()
+    def stream(self, ref: Reference, audio_features: torch.Tensor, settings: SamplerSettings,
+               progress: bool = True) -> Iterator[np.ndarray]:
+        """The frames of __call__, clip by clip: (n, H, W, 3) uint8 RGB, n = clip_frames but for the last."""
         total = settings.frames or audio_features.shape[0]
         f, m = settings.clip_frames, settings.motion_frames
         net, scheduler = self.net, make_scheduler(self.net.behaviour.sampling_beta_schedule)
@@ -88,13 +100,11 @@ class HalloPipeline:
             region_masks=ref.regions[None].to(self.device, self.dtype),
         )
         previous = None  # the last m decoded frames of the previous clip
-        features = audio_features.to(self.device, self.dtype)
-        frames: list[np.ndarray] = []
-        for clip in tqdm(range(math.ceil(total / f)), desc="clips", unit="clip", disable=not progress):
+        for clip in clip_progress(math.ceil(total / f), progress):
             motion = None
             if m and temporal:  # the first clip's motion frames are the reference repeated: its latents, as encoded
                 motion = ref_latents[:, None].repeat(1, m, 1, 1, 1) if previous is None else self._encode(previous)[None]
-            windows = audio_windows(features, clip * f, f, window)[None] if temporal else None
+            windows = audio_windows(audio_features, clip * f, f, window)[None].to(self.device, self.dtype) if temporal else None
             if guided:
                 uncond, cond = net.encode_guided(ref_latents, motion, audio_windows=windows,
                                                  frames=f, **inputs)
@@ -111,5 +121,4 @@ class HalloPipeline:
                 latents = scheduler.step(pred, t, latents).prev_sample
             pixels = self._decode(latents)
             previous = pixels[pixels.shape[0] - m :]
-            frames.append(((pixels.float().permute(0, 2, 3, 1) + 1) * 127.5).round().byte().cpu().numpy())
-        return np.concatenate(frames)[:total]
+            yield ((pixels[: total - clip * f].float().permute(0, 2, 3, 1) + 1) * 127.5).round().byte().cpu().numpy()

@@ -46,8 +46,9 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, cwd=ROOT, check=True)
 
 
-def train(stage: str, out: Path, base: Path, extra: list[str]) -> Path:
-    run_dir = out / "runs" / stage
+def train(stage: str, out: Path, base: Path, extra: list[str], run_name: str = "") -> Path:
+    """Train `stage` on out/curated's shards and out/latents into out/runs/RUN_NAME (default: the stage's name)."""
+    run_dir = out / "runs" / (run_name or stage)
     sets = {"data.shards": f"[{out / 'curated' / 'shards' / '*.tar'}]", "data.latents": str(out / "latents"),
             "model.pretrained_dir": str(base), "run.output_dir": str(run_dir)}
     args = [a for key, value in sets.items() for a in ("--set", f"{key}={value}")]

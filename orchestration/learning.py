@@ -59,6 +59,7 @@ class RealClip:
     audio: np.ndarray  # (samples,) float32
     sample_rate: int
     lip_box: tuple[int, int, int, int]  # x0, y0, x1, y1 in `frames` pixels
+    face_box: tuple[int, int, int, int]  # the same for the face, over the whole clip
 
     @classmethod
     def from_shards(cls, shards: list[str], size: int, key: str | None = None) -> "RealClip":
@@ -73,10 +74,9 @@ class RealClip:
             first = next(container.decode(video=0)).to_ndarray(format="rgb24")
         audio, rate = sf.read(io.BytesIO(raw[schema.KEY_AUDIO]), dtype="float32")
         landmarks = schema.decode_npy(raw[schema.KEY_LANDMARKS]).astype(np.float32) * (size / meta.size)
-        _, lip = region_boxes(landmarks, (size, size))
-        box = (int(np.floor(lip[0])), int(np.floor(lip[1])), int(np.ceil(lip[2])), int(np.ceil(lip[3])))
+        face, lip = region_boxes(landmarks, (size, size))
         pixels = frames.permute(0, 2, 3, 1).numpy()  # uint8 RGB
-        return cls(raw["__key__"], pixels, first, audio, rate, box)
+        return cls(raw["__key__"], pixels, first, audio, rate, _pixel_box(lip), _pixel_box(face))
 
     def write_inputs(self, folder: Path) -> tuple[Path, Path]:
         """The first frame (png) and the audio (wav): what generation gets."""
@@ -102,6 +102,11 @@ class RealClip:
         still = any(b.std() == 0 for b in brightness)
         return Match(psnr(video, self.frames), psnr(generated, real),
                      0.0 if still else float(np.corrcoef(*brightness)[0, 1]))
+
+
+def _pixel_box(box: np.ndarray) -> tuple[int, int, int, int]:
+    """A float x0, y0, x1, y1 box widened to whole pixels."""
+    return int(np.floor(box[0])), int(np.floor(box[1])), int(np.ceil(box[2])), int(np.ceil(box[3]))
 
 
 def generate(weights: Path, image: Path, audio: Path, out: Path, *args: str) -> np.ndarray:

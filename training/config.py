@@ -78,6 +78,12 @@ class DiffusionConfig:
                                   low=0, high=1)
     drop_audio: float = opt(0.05, "stage 2: probability of zero audio tokens", low=0, high=1)
     drop_motion: float = opt(0.05, "stage 2: probability of motion frames replaced by the reference image (as in the first generated clip)", low=0, high=1)
+    motion_noise_timesteps: int = opt(0, "stage 2, Hallo2's long-video augmentation: noise the motion frames' latents with "
+                                      "the training schedule at a timestep drawn per sample in [0, this) (Hallo2: 50); 0 = off",
+                                      low=0, high=1000)
+    motion_patch_drop: float = opt(0.0, "stage 2, Hallo2's long-video augmentation: share of the motion frames' latent pixels "
+                                   "(8x8-pixel patches) outside the face region zeroed, drawn per sample and frame "
+                                   "(Hallo2: 0.25); 0 = off", low=0, high=1)
 
 
 @dataclass

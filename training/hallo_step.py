@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from torch import nn
 
@@ -90,6 +91,30 @@ class HalloTrainStep(nn.Module):
             return unconditional(self.net.behaviour)
         return Drop(reference=reference, identity=identity, face_region=face_region, audio=audio)
 
+    @torch.no_grad()
+    def augment_motion(self, motion: torch.Tensor, face_mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Hallo2's long-video augmentations of the motion latents (b, m, c, h, w), each off at 0: noise at a
+        small timestep of the training schedule (diffusion.motion_noise_timesteps), and dropped latent pixels,
+        each one an 8x8-pixel patch, outside the face rectangle face_mask (b, 3, H, W) (diffusion.motion_patch_drop).
+
+        Generation's motion frames are its own decoded frames, not the real ones training feeds: slightly
+        wrong in colour and detail, and more so clip after clip. Both teach the motion modules to take
+        them as a hint of the motion rather than as pixels to copy. Both act on the latents so that the
+        pixel and the cached-latent paths augment alike; no augmentation, no draw.
+        """
+        cfg = self.cfg
+        b, m = motion.shape[:2]
+        if cfg.motion_noise_timesteps > 0:
+            noise = torch.randn(motion.shape, generator=generator, dtype=torch.float32).to(motion.device, motion.dtype)
+            t = torch.randint(0, cfg.motion_noise_timesteps, (b,), generator=generator)
+            noisy = self.scheduler.add_noise(motion.flatten(0, 1), noise.flatten(0, 1), t.repeat_interleave(m))
+            motion = noisy.unflatten(0, (b, m))
+        if cfg.motion_patch_drop > 0:
+            face = F.adaptive_max_pool2d(face_mask[:, :1].float(), motion.shape[-2:]).to(motion.device)  # (b, 1, h, w)
+            drop = torch.rand((b, m, 1, *motion.shape[-2:]), generator=generator).to(motion.device) < cfg.motion_patch_drop
+            motion = motion.masked_fill(drop & (face[:, None] < 0.5), 0)
+        return motion
+
     def forward(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
         device, dtype = next(self.net.parameters()).device, self.dtype
         cast = {k: _on_device(v, device, dtype) for k, v in batch.items()}
@@ -115,6 +140,7 @@ class HalloTrainStep(nn.Module):
                 motion = cast["reference_latents" if use_cache else "reference"][:, None].expand_as(motion)
             encode = self.cached if use_cache else self.encode
             motion_latents = encode(motion.flatten(0, 1)).unflatten(0, motion.shape[:2])
+            motion_latents = self.augment_motion(motion_latents, cast["face_mask"], generator)
         reference = self.cached(cast["reference_latents"]) if use_cache else self.encode(cast["reference"])
         prediction = self.net(
             noisy, timesteps, reference, motion_latents, cast["face_embedding"],
