@@ -37,6 +37,9 @@ class ModelBehaviour:
         600, "classifier-free guidance runs only on the sampling steps at or above this timestep (of 1000): the "
         "noisier steps, where the mouth's opening and the pose are decided; the rest take the conditional "
         "prediction alone. 0 = every step, as Hallo", low=0, high=1000)
+    sampling_preset: Literal["hallo", "balanced", "fast"] = opt(
+        "balanced", "generation's sampling preset when none is asked for (model/scheduler.py PRESETS): hallo = 40 "
+        "DDIM steps guided on every step, as Hallo samples; balanced and fast take fewer steps of DPM-Solver++")
     temporal: bool = opt(
         True, "the motion and audio modules are trained (stage-2 export, Hallo); false for a stage-1 export, "
         "which then generates without them")
@@ -56,6 +59,7 @@ HALLO = dataclasses.replace(
     reference_bank_dtype="float16",
     audio_pad_frames=16,
     guidance_min_timestep=0,
+    sampling_preset="hallo",
 )
 
 
