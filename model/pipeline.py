@@ -23,6 +23,7 @@ For every clip of `clip_frames` frames:
                    behaviour) from noise drawn from one seeded CPU generator, so the same seed gives the
                    same video on any device;
   decode         = VAE decode; the video is trimmed to the audio's frame count at the end.
+"""
 from __future__ import annotations
 
 import logging
