@@ -39,7 +39,8 @@ class ModelBehaviour:
         "prediction alone. 0 = every step, as Hallo", low=0, high=1000)
     sampling_preset: Literal["hallo", "balanced", "fast"] = opt(
         "balanced", "generation's sampling preset when none is asked for (model/scheduler.py PRESETS): hallo = 40 "
-        "DDIM steps guided on every step, as Hallo samples; balanced and fast take fewer steps of DPM-Solver++")
+        "DDIM steps guided on every step, as Hallo samples; balanced (20 DPM-Solver++ steps) and fast (8 DDIM steps) guide "
+        "the steps guidance_min_timestep says")
     temporal: bool = opt(
         True, "the motion and audio modules are trained (stage-2 export, Hallo); false for a stage-1 export, "
         "which then generates without them")

@@ -70,5 +70,5 @@ class SamplingPreset:
 PRESETS: dict[str, SamplingPreset] = {
     "hallo": SamplingPreset("ddim", 40, 0, "Hallo's sampler: 40 DDIM steps, guidance on every step"),
     "balanced": SamplingPreset("dpmpp", 20, None, "20 DPM-Solver++ steps, guidance on the weights' steps"),
-    "fast": SamplingPreset("dpmpp", 8, None, "8 DPM-Solver++ steps, guidance on the weights' steps"),
+    "fast": SamplingPreset("ddim", 8, None, "8 DDIM steps, guidance on the weights' steps"),
 }
