@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import platform
+import re
 import resource
 import time
 from collections import defaultdict
@@ -109,6 +110,18 @@ class StageClock:
                     stack.callback(setattr, owner, attr, original)
                     setattr(owner, attr, self.wrap(name, original))
             yield self
+
+
+def status_mb(field: str) -> float:
+    """A memory line of /proc/self/status (VmRSS: now, VmHWM: peak) in MiB."""
+    match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+def restart_peak_rss() -> float:
+    """Start a new peak-RSS window (Linux resets VmHWM on `5` into clear_refs); returns the RSS now."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return status_mb("VmRSS")
 
 
 def machine() -> dict[str, Any]:

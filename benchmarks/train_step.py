@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
-from benchmarks.common import DEFAULT_OUT, StageClock, annotation_overrides, measure, new_figure, print_table, write_results
+from benchmarks.common import (DEFAULT_OUT, StageClock, annotation_overrides, measure, new_figure, print_table,
+                               restart_peak_rss, status_mb, write_results)
 
 PAPER_BATCH = {"stage1": 8, "stage2": 4}  # per GPU (HALLO_REFERENCE.md)
 RESULT_PREFIX = "RESULT "
@@ -89,18 +89,6 @@ def _stage(name: str) -> Any:
     return Stage2()
 
 
-def _status_mb(field: str) -> float:
-    """A memory line of /proc/self/status (VmRSS: now, VmHWM: peak) in MiB."""
-    match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
-    return int(match.group(1)) / 1024
-
-
-def _restart_peak_rss() -> float:
-    """Start a new peak-RSS window (Linux resets VmHWM on `5` into clear_refs); returns the RSS now."""
-    Path("/proc/self/clear_refs").write_text("5")
-    return _status_mb("VmRSS")
-
-
 def run_config(spec: dict[str, Any]) -> dict[str, Any]:
     """One configuration in this process (the child): build once, then time `steps` steps of each input.
 
@@ -127,7 +115,7 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
     _, world, local_rank = init_distributed()
     device = device_for(cfg, local_rank)
     cuda = device.type == "cuda"
-    rss_before = _restart_peak_rss()  # libraries loaded, nothing built yet
+    rss_before = restart_peak_rss()  # libraries loaded, nothing built yet
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     engine = build_engine(stage.build(cfg, device), cfg, world)
@@ -145,7 +133,7 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
         engine.step()
 
     def peak_mb() -> float:
-        return torch.cuda.max_memory_allocated(device) / 2**20 if cuda else _status_mb("VmHWM")
+        return torch.cuda.max_memory_allocated(device) / 2**20 if cuda else status_mb("VmHWM")
 
     result = {
         **{k: spec[k] for k in ("stage", "preset", "device", "precision", "checkpointing", "batch")},

@@ -41,6 +41,10 @@ class ModelBehaviour:
         True, "generation separates the driving audio's vocals (audio-separator, MDX-Net Kim_Vocal_2; weights.yaml "
         "`vocal_separator`) before wav2vec2, as the training features were (Hallo; curation when its separator is "
         "found); the video keeps the original audio")
+    sampling_preset: Literal["hallo", "balanced", "fast"] = opt(
+        "balanced", "generation's sampling preset when none is asked for (model/scheduler.py PRESETS): hallo = 40 "
+        "DDIM steps guided on every step, as Hallo samples; balanced (20 DPM-Solver++ steps) and fast (8 DDIM steps) guide "
+        "the steps guidance_min_timestep says")
     temporal: bool = opt(
         True, "the motion and audio modules are trained (stage-2 export, Hallo); false for a stage-1 export, "
         "which then generates without them")
@@ -60,6 +64,7 @@ HALLO = dataclasses.replace(
     reference_bank_dtype="float16",
     audio_pad_frames=16,
     guidance_min_timestep=0,
+    sampling_preset="hallo",
 )
 
 

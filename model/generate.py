@@ -1,12 +1,14 @@
 """Generate a talking-head video from one portrait and one speech recording.
 
     python -m model.generate --weights WEIGHTS --image face.jpg --audio speech.wav --out out.mp4 \
-        [--pose-weight 1 --face-weight 1 --lip-weight 1 --cfg 3.5 --cfg-min-timestep -1 --steps 40 --seed 42
-         --device auto]
+        [--preset auto|hallo|balanced|fast --sampler ddim|dpmpp|unipc --steps N --cfg 3.5 --cfg-min-timestep -1
+         --pose-weight 1 --face-weight 1 --lip-weight 1 --seed 42 --device auto --dtype auto --compile]
 
 Settings come from GenerateConfig's defaults < `--config configs/generate.yaml` < `--set key=value`
 < the flags above, all range-checked. WEIGHTS is a folder written by `python -m model.pretrained init`
 or by training (or a hub id). Every input is checked before a model loads (model/preflight.py).
+Next to the video, OUT.json records what ran: the settings, the sampler, its steps, the guided steps,
+the denoiser passes and the seconds per frame.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import dataclasses
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -27,8 +30,10 @@ from foundation.masks import region_masks
 from foundation.media_io import VideoWriter, read_audio
 from foundation.vocals import MODEL_FILE, read_vocals
 from model.generate_config import GenerateConfig
+from model.behaviour import ModelBehaviour
 from model.pipeline import HalloPipeline, Reference, SamplerSettings
 from model.preflight import GenerationInputs, check_generation
+from model.scheduler import PRESETS
 from model.weights import load_net, load_vae, resolve
 
 log = logging.getLogger(__name__)
@@ -40,6 +45,15 @@ def onnx_providers(device: torch.device) -> list[str]:
     if device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
+
+
+def sampling(cfg: GenerateConfig, behaviour: ModelBehaviour) -> tuple[str, dict]:
+    """The sampling preset's name and the SamplerSettings fields it gives, with the settings' overrides applied."""
+    name = behaviour.sampling_preset if cfg.preset == "auto" else cfg.preset
+    preset = PRESETS[name]
+    floor = preset.guidance_min_timestep if preset.guidance_min_timestep is not None else behaviour.guidance_min_timestep
+    return name, {"sampler": preset.sampler if cfg.sampler == "auto" else cfg.sampler, "steps": cfg.steps or preset.steps,
+                  "cfg_min_timestep": floor if cfg.cfg_min_timestep < 0 else cfg.cfg_min_timestep}
 
 
 def prepare(cfg: GenerateConfig, inputs: GenerationInputs | None = None) -> tuple[HalloPipeline, Reference, torch.Tensor,
@@ -71,32 +85,52 @@ def prepare(cfg: GenerateConfig, inputs: GenerationInputs | None = None) -> tupl
     settings = SamplerSettings(
         clip_frames=cfg.clip_frames or index.clip_frames,
         motion_frames=index.motion_frames if cfg.motion_frames < 0 else cfg.motion_frames,
-        steps=cfg.steps,
         cfg=cfg.cfg,
-        cfg_min_timestep=index.behaviour.guidance_min_timestep if cfg.cfg_min_timestep < 0 else cfg.cfg_min_timestep,
+        batched_guidance=cfg.batched_guidance,
+        **sampling(cfg, index.behaviour)[1],
         audio_weights=(cfg.pose_weight, cfg.face_weight, cfg.lip_weight),
         seed=cfg.seed,
         frames=num_frames(waveform.shape[1], index.fps, SAMPLE_RATE),
     )
     pipeline = HalloPipeline(load_net(weights, dtype), load_vae(resolve(weights, index.vae, "vae"), dtype), device)
+    if cfg.compile:
+        pipeline.net.denoising_unet.compile()  # in place: the first pass of each batch size compiles
     return pipeline, reference, features, settings
 
 
 def generate(cfg: GenerateConfig, inputs: GenerationInputs | None = None) -> Path:
     inputs = inputs or check_generation(cfg)
     pipeline, reference, features, settings = prepare(cfg, inputs)
-    log.info("%d frames in clips of %d (+%d motion frames), %d steps, cfg %.2f on the steps at timestep >= %d",
-             settings.frames, settings.clip_frames, settings.motion_frames, settings.steps, settings.cfg,
-             settings.cfg_min_timestep)
+    plan = pipeline.plan(settings)
+    ran = {"preset": sampling(cfg, inputs.index.behaviour)[0],
+           **plan.describe(-(-settings.frames // settings.clip_frames), settings.frames)}
+    log.info("%d frames in clips of %d (+%d motion frames): preset %s, %s, %d steps, cfg %.2f on %d of them "
+             "(timestep >= %d), %d denoiser passes (%.2f per frame)", settings.frames, settings.clip_frames,
+             settings.motion_frames, ran["preset"], ran["sampler"], ran["steps"], settings.cfg, ran["guided_steps"],
+             settings.cfg_min_timestep, ran["passes"], ran["passes_per_frame"])
     audio, rate = read_audio(cfg.audio, mono=False)
+    start = time.perf_counter()
+    written = 0
     with VideoWriter(cfg.out, inputs.index.fps, audio, rate) as writer:  # each clip encoded as it comes: flat memory
         for frames in pipeline.stream(reference, features, settings, progress=cfg.progress):
             writer.write(frames)
+            written += len(frames)
+    seconds = time.perf_counter() - start
+    record = {**ran, "frames": written, "seconds": round(seconds, 3), "seconds_per_frame": round(seconds / written, 4),
+              "device": str(inputs.device), "dtype": str(inputs.dtype).removeprefix("torch."),
+              "batched_guidance": settings.batched_guidance and pipeline.batched_guidance, "settings": dataclasses.asdict(cfg)}
+    sidecar(cfg.out).write_text(json.dumps(record, indent=2) + "\n")
+    log.info("%.1f s for %d frames (%.3f s per frame)", seconds, written, seconds / written)
     return Path(cfg.out)
 
 
-FLAGS = ("weights", "image", "audio", "out", "pose_weight", "face_weight", "lip_weight", "cfg", "cfg_min_timestep", "steps",
-         "seed", "device", "allow_no_face")
+def sidecar(out: str | Path) -> Path:
+    """The JSON record written next to a generated video: OUT.json (out.mp4 -> out.mp4.json)."""
+    return Path(f"{out}.json")
+
+
+FLAGS = ("weights", "image", "audio", "out", "preset", "sampler", "steps", "cfg", "cfg_min_timestep", "pose_weight",
+         "face_weight", "lip_weight", "seed", "device", "dtype", "compile", "allow_no_face")
 
 
 def build_parser() -> argparse.ArgumentParser:

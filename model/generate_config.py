@@ -18,10 +18,19 @@ class GenerateConfig:
     face_weight: float = opt(1.0, "weight of the audio branch on the face (without the lips)", low=0)
     lip_weight: float = opt(1.0, "weight of the audio branch on the lips", low=0)
     cfg: float = opt(3.5, "classifier-free guidance scale (1 = no guidance, half the compute)", low=0)
+    preset: Literal["auto", "hallo", "balanced", "fast"] = opt(
+        "auto", "sampling preset (sampler, steps, guided steps; docs/generation.md, Presets): hallo = Hallo's 40 DDIM "
+        "steps guided on every step, balanced, fast; auto = the weights folder's (hallo for converted Hallo weights, "
+        "balanced otherwise)")
+    sampler: Literal["auto", "ddim", "dpmpp", "unipc"] = opt(
+        "auto", "sampler: ddim, dpmpp (DPM-Solver++ multistep), unipc; auto = the preset's")
+    steps: int = opt(0, "sampling steps per clip; 0 = the preset's", low=0, high=1000)
     cfg_min_timestep: int = opt(-1, "guide only the sampling steps at or above this timestep (of 1000); 0 = every "
-                                "step (Hallo's sampler), -1 = the weights folder's value (600; converted Hallo "
-                                "weights: 0)", low=-1, high=1000)
-    steps: int = opt(40, "DDIM steps per clip", low=1, high=1000)
+                                "step (Hallo's sampler), -1 = the preset's (hallo: 0; the others: the weights "
+                                "folder's, 600, or 0 for converted Hallo weights)", low=-1, high=1000)
+    batched_guidance: bool = opt(True, "run guidance's two branches as one batch of two (faster on a GPU; "
+                                 "falls back to two passes by itself after a CUDA out-of-memory error)")
+    compile: bool = opt(False, "torch.compile the denoising UNet (minutes of compiling first; pays on long videos)")
     seed: int = opt(42, "seed of the initial noise: the same seed gives the same video", low=0)
     device: str = opt("auto", "torch device: auto (cuda when available), cpu, cuda, cuda:1, ...")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = opt("auto", "auto = float16 on cuda, float32 on cpu")

@@ -98,6 +98,57 @@ class Conditions:
     face_features: torch.Tensor | None  # (b, c0, h, w)
     audio_tokens: torch.Tensor | None  # (b, f, n, d)
     region_masks: RegionMasks | None  # pose, face, lip masks (see model.unet3d.RegionMasks)
+    reference_rows: torch.Tensor | None = None  # (b,) bool: the rows that attend to `reference`; None = all
+
+
+def batch_conditions(uncond: Conditions, cond: Conditions) -> Conditions:
+    """Guidance's two branches as one batch [uncond | cond], so one denoiser pass predicts both.
+
+    A missing condition becomes its null value where that is exact: zero face-locator features (added
+    after conv_in, so zero adds nothing), zero audio tokens; a branch without reference attention gets
+    placeholder features that `reference_rows` masks out of its attention (the softmax gives them weight
+    0, the same output as not attending to them, to float rounding).
+    """
+    def pair(u: torch.Tensor | None, c: torch.Tensor | None) -> torch.Tensor | None:
+        if u is None and c is None:
+            return None
+        u = torch.zeros_like(c) if u is None else u
+        c = torch.zeros_like(u) if c is None else c
+        if u.ndim != c.ndim:  # one reference per clip beside one per frame (hallo_tiled): per frame for both
+            frames = (u if u.ndim == 4 else c).shape[1]
+            u, c = (x if x.ndim == 4 else x.unsqueeze(1).expand(-1, frames, -1, -1) for x in (u, c))
+        return torch.cat([u, c])
+
+    reference = None
+    if uncond.reference is not None or cond.reference is not None:
+        keys = (cond.reference or uncond.reference).keys()
+        reference = {k: pair((uncond.reference or {}).get(k), (cond.reference or {}).get(k)) for k in keys}
+    masks = None
+    if cond.region_masks is not None:
+        masks = (torch.cat([uncond.region_masks, cond.region_masks]) if isinstance(cond.region_masks, torch.Tensor)
+                 else [torch.cat(p) for p in zip(uncond.region_masks, cond.region_masks)])
+    rows = torch.tensor([uncond.reference is not None, cond.reference is not None], device=cond.face_tokens.device)
+    rows = rows.repeat_interleave(cond.face_tokens.shape[0])
+    return Conditions(
+        reference=reference,
+        motion={k: torch.cat([uncond.motion[k], v]) for k, v in cond.motion.items()},
+        face_tokens=torch.cat([uncond.face_tokens, cond.face_tokens]),
+        face_features=pair(uncond.face_features, cond.face_features),
+        audio_tokens=pair(uncond.audio_tokens, cond.audio_tokens),
+        region_masks=masks,
+        reference_rows=None if reference is None or bool(rows.all()) else rows,
+    )
+
+
+@dataclass
+class VideoConditions:
+    """What conditions every clip of one video alike: computed once (HalloNet.encode_video), read by
+    HalloNet.encode_clip for each clip."""
+
+    tokens: torch.Tensor  # (b, k, n, d): the face tokens of the branches, [null, cond] under guidance, [cond] without
+    reference: dict[str, torch.Tensor]  # block path -> (b, k, tokens, c): the reference image's features per token set
+    face_features: torch.Tensor  # (b, c0, h, w)
+    null: Drop | None  # guidance's unconditional branch; None: no guidance
 
 
 class HalloNet(nn.Module):
@@ -218,33 +269,74 @@ class HalloNet(nn.Module):
         """Classifier-free guidance's (unconditional, conditional) pair: `encode` with `null` and without
         (default: `unconditional(self.behaviour)`, the branch these weights were trained for).
 
-        One ReferenceNet pass covers both branches: the reference and motion frames twice, [null | cond].
+        The ReferenceNet runs the reference and motion frames once per branch, [null | cond].
         behaviour.reference_token_pairing `per_branch` gives each image its own branch's face tokens (the
         same numbers as two `encode` calls). `hallo_tiled` reproduces how Hallo's batch of two tiles:
         the token sets alternate over the 2(1+m) images ([ref.u, m1.c, m2.u | ref.c, m1.u, m2.c] for
         m = 2), and the two halves' reference features alternate over the 2 x `frames` denoised frames,
         so frame k of the conditional branch reads half (frames + k) mod 2 (Hallo computes one video).
         """
-        null = unconditional(self.behaviour) if null is None else null
-        cond_tokens = self._face_tokens(face_embedding, Drop())
-        null_tokens = self._face_tokens(face_embedding, null)
-        images = self._images(ref_latents, motion_latents)
-        s = images.shape[1]
-        tiled = self.behaviour.reference_token_pairing == "hallo_tiled"
-        rows = torch.arange(2 * s, device=images.device)
-        tokens = torch.stack([null_tokens, cond_tokens], dim=1)[:, rows % 2 if tiled else rows // s]
-        bank = self.reference_bank(torch.cat([images, images], dim=1), tokens)
-        null_bank, cond_bank = self.split_bank(bank, slice(0, s)), self.split_bank(bank, slice(s, 2 * s))
+        video = self.encode_video(ref_latents, face_embedding, face_mask, guided=True, null=null)
+        uncond, cond = self.encode_clip(video, motion_latents, audio_windows, region_masks, frames=frames)
+        assert uncond is not None
+        return uncond, cond
+
+    def encode_video(
+        self,
+        ref_latents: torch.Tensor,
+        face_embedding: torch.Tensor,
+        face_mask: torch.Tensor,
+        guided: bool = True,
+        null: Drop | None = None,
+    ) -> VideoConditions:
+        """The conditions every clip shares, once per video: the face tokens of each branch, the reference
+        image's ReferenceNet features with each token set, the face-locator features."""
+        null = (unconditional(self.behaviour) if null is None else null) if guided else None
+        tokens = torch.stack([self._face_tokens(face_embedding, d) for d in ([null] if null else []) + [Drop()]], dim=1)
+        images = ref_latents.unsqueeze(1).expand(-1, tokens.shape[1], -1, -1, -1)
+        return VideoConditions(tokens, self.reference_bank(images, tokens), self.face_locator(face_mask.to(tokens.dtype)),
+                               null)
+
+    def encode_clip(
+        self,
+        video: VideoConditions,
+        motion_latents: torch.Tensor | None,
+        audio_windows: torch.Tensor | None = None,
+        region_masks: RegionMasks | None = None,
+        *,
+        frames: int,
+    ) -> tuple[Conditions | None, Conditions]:
+        """One clip's (unconditional or None, conditional) conditions: `video`'s plus the ReferenceNet pass
+        over this clip's motion frames (once per branch) and its audio tokens. Image row r of the
+        [null | cond] halves (1 + m rows each, the reference first) reads token set r mod 2 under
+        hallo_tiled, its own half's otherwise: see encode_guided."""
+        halves = video.tokens.shape[1]
+        m = 0 if motion_latents is None else motion_latents.shape[1]
+        s = 1 + m
+        tiled = self.behaviour.reference_token_pairing == "hallo_tiled" and video.null is not None
+        token_of = [r % 2 if tiled else r // s for r in range(halves * s)]
+        motion_bank: dict[str, torch.Tensor] = {}
+        if m:
+            rows = [r for r in range(halves * s) if r % s]
+            images = motion_latents.to(video.tokens.dtype).repeat(1, halves, 1, 1, 1)
+            motion_bank = self.reference_bank(images, video.tokens[:, [token_of[r] for r in rows]])
+        branches = []
+        for h in range(halves):
+            spatial = {block: feats[:, token_of[h * s]] for block, feats in video.reference.items()}
+            motion = {block.rsplit(".transformer_blocks.", 1)[0]: feats[:, h * m:(h + 1) * m]
+                      for block, feats in motion_bank.items()}
+            branches.append((spatial, motion))
         if tiled:
-            half = (frames + torch.arange(frames, device=images.device)) % 2
-            cond_bank = ({k: torch.stack([null_bank[0][k], v], dim=1)[:, half] for k, v in cond_bank[0].items()},
-                         cond_bank[1])
-        face_features = self.face_locator(face_mask.to(cond_tokens.dtype))
+            (null_spatial, _), (cond_spatial, cond_motion) = branches
+            half = (frames + torch.arange(frames, device=video.tokens.device)) % 2
+            branches[1] = ({k: torch.stack([null_spatial[k], v], dim=1)[:, half] for k, v in cond_spatial.items()},
+                           cond_motion)
         audio_tokens = self.audio_proj(audio_windows) if audio_windows is not None else None
-        return (
-            self._conditions(null_bank, null_tokens, face_features, audio_tokens, region_masks, null),
-            self._conditions(cond_bank, cond_tokens, face_features, audio_tokens, region_masks, Drop()),
-        )
+        cond = self._conditions(branches[-1], video.tokens[:, -1], video.face_features, audio_tokens, region_masks, Drop())
+        if video.null is None:
+            return None, cond
+        return self._conditions(branches[0], video.tokens[:, 0], video.face_features, audio_tokens, region_masks,
+                                video.null), cond
 
     def denoise(
         self,
@@ -264,6 +356,7 @@ class HalloNet(nn.Module):
             face_features=cond.face_features,
             audio_tokens=cond.audio_tokens,
             region_masks=cond.region_masks,
+            reference_rows=cond.reference_rows,
             audio_weights=audio_weights,
             temporal=temporal,
             plain_block_motion=self.behaviour.motion_in_plain_blocks,

@@ -1,19 +1,27 @@
-"""Clip-by-clip sampling: DDIM with classifier-free guidance, the last generated frames carried on.
+"""Clip-by-clip sampling with classifier-free guidance, the last generated frames carried on.
 
+Once per video:
+  reference      = the reference image's VAE latent, its ReferenceNet features with each branch's face
+                   tokens, the face tokens and the face-locator features (HalloNet.encode_video);
+  plan           = the sampler's timesteps and which of them are guided, decided on the host before
+                   any denoising, so the step loop never waits for the device (no .item() per step).
 For every clip of `clip_frames` frames:
   motion frames  = the reference image repeated (first clip; training must use the same) or the
                    last `motion_frames` decoded frames of the previous clip, VAE-encoded again;
-  conditions     = HalloNet.encode(...) once per clip, or with CFG HalloNet.encode_guided(...): the pair
-                   of it and the `unconditional(behaviour)` branch (no reference attention, ImageProj(0),
-                   zero audio tokens, and no face-locator features unless the weights never trained
-                   without them), paired as the weights' behaviour says;
-  guidance       = on the steps at or above `cfg_min_timestep` only (default: the weights' behaviour,
-                   600 of 1000): the noisy steps decide the mouth's opening and the pose, while guiding
-                   the nearly clean ones only pushes detail past the conditional prediction;
+  conditions     = HalloNet.encode_clip(...): the ReferenceNet over the motion frames and the clip's audio
+                   tokens, with CFG for both branches: the conditional one and the `unconditional(behaviour)`
+                   one (no reference attention, ImageProj(0), zero audio tokens, and no face-locator
+                   features unless the weights never trained without them), paired as the weights' behaviour says;
+  guidance       = on the steps at or above `cfg_min_timestep` only (default: the sampling preset's, which
+                   is the weights' behaviour but for `hallo`: 600 of 1000): the noisy steps decide the
+                   mouth's opening and the pose, while guiding the nearly clean ones only pushes detail past
+                   the conditional prediction. Both branches run as one batch of two (`batched_guidance`;
+                   two passes after a CUDA out-of-memory error, or when switched off);
   temporal       = the motion and audio modules run only when the weights trained them
                    (behaviour.temporal; a stage-1 export generates frame by frame from the reference);
-  denoise        = `steps` DDIM steps (beta schedule: the weights' behaviour) from noise drawn from
-                   one seeded CPU generator, so the same seed gives the same video on any device;
+  denoise        = `steps` steps of `sampler` (model.scheduler.make_sampler; beta schedule: the weights'
+                   behaviour) from noise drawn from one seeded CPU generator, so the same seed gives the
+                   same video on any device;
   decode         = VAE decode; the video is trimmed to the audio's frame count at the end.
 
 Long audio: `stream` yields the video clip by clip (model.generate hands each to the video encoder as
@@ -24,6 +32,7 @@ to the frames the audio covers: the video lasts as long as the audio, to the fra
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Iterator
@@ -32,12 +41,14 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL
 
-from model.net import HalloNet
+from model.net import Conditions, HalloNet, batch_conditions
 from model.progress import clip_progress
 from model.projections import audio_windows
-from model.scheduler import make_scheduler
+from model.scheduler import Sampler, make_sampler
 
 VAE_CHUNK = 8  # frames per VAE decode call (memory)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,11 +64,36 @@ class SamplerSettings:
     clip_frames: int = 16
     motion_frames: int = 2
     steps: int = 40
+    sampler: Sampler = "ddim"
     cfg: float = 3.5
     cfg_min_timestep: int | None = None  # guide only the steps at or above this timestep; None = the weights' behaviour
+    batched_guidance: bool = True  # both guidance branches in one batch of two (two passes when False)
     audio_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # pose, face, lip
     seed: int = 42
     frames: int = 0  # video frames to produce; 0 = one per audio feature row (fewer when the features were padded)
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    """The denoising of every clip, decided before it runs: the sampler's timesteps and the guided ones."""
+
+    sampler: Sampler
+    timesteps: tuple[int, ...]
+    guided: tuple[bool, ...]
+    cfg: float
+
+    @property
+    def passes(self) -> int:
+        """Denoiser predictions per clip: one per step, two on a guided step (batched or not)."""
+        return len(self.timesteps) + sum(self.guided)
+
+    def describe(self, clips: int, frames: int) -> dict:
+        """What ran, for the log and the output's sidecar."""
+        guided = [t for t, g in zip(self.timesteps, self.guided) if g]
+        return {"sampler": self.sampler, "steps": len(self.timesteps), "cfg": self.cfg,
+                "guided_steps": len(guided), "guided_from_timestep": min(guided) if guided else None,
+                "passes_per_clip": self.passes, "clips": clips, "passes": self.passes * clips,
+                "passes_per_frame": self.passes * clips / max(frames, 1)}
 
 
 class HalloPipeline:
@@ -67,6 +103,16 @@ class HalloPipeline:
         self.vae = vae.to(device).eval()
         self.device, self.dtype = device, next(net.parameters()).dtype
         self.scale = float(vae.config.scaling_factor)
+        self.batched_guidance = True  # cleared for the rest of the run by a CUDA out-of-memory error
+
+    def plan(self, settings: SamplerSettings) -> SamplingPlan:
+        sampler = make_sampler(settings.sampler, self.net.behaviour.sampling_beta_schedule)
+        sampler.set_timesteps(settings.steps)
+        timesteps = tuple(int(t) for t in sampler.timesteps)
+        behaviour = self.net.behaviour
+        floor = behaviour.guidance_min_timestep if settings.cfg_min_timestep is None else settings.cfg_min_timestep
+        guided = tuple(settings.cfg != 1.0 and t >= floor for t in timesteps)
+        return SamplingPlan(settings.sampler, timesteps, guided, settings.cfg)
 
     def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.vae.encode(pixels.to(self.device, self.dtype)).latent_dist.mean * self.scale
@@ -86,39 +132,62 @@ class HalloPipeline:
         """The frames of __call__, clip by clip: (n, H, W, 3) uint8 RGB, n = clip_frames but for the last."""
         total = settings.frames or audio_features.shape[0]
         f, m = settings.clip_frames, settings.motion_frames
-        net, scheduler = self.net, make_scheduler(self.net.behaviour.sampling_beta_schedule)
+        net, plan = self.net, self.plan(settings)
         temporal = net.behaviour.temporal
-        min_timestep = net.behaviour.guidance_min_timestep if settings.cfg_min_timestep is None else settings.cfg_min_timestep
-        guided = settings.cfg != 1.0 and min_timestep < scheduler.config.num_train_timesteps  # 999 is always a step
         generator = torch.Generator("cpu").manual_seed(settings.seed)
         window = int(net.audio_proj.config.window)
         image = ref.image[None].to(self.device, self.dtype)
         ref_latents = self._encode(image)
-        inputs = dict(
-            face_embedding=ref.embedding[None].to(self.device, self.dtype),
-            face_mask=ref.face_region[None, None].expand(1, 3, -1, -1).to(self.device, self.dtype),
-            region_masks=ref.regions[None].to(self.device, self.dtype),
-        )
+        face_mask = ref.face_region[None, None].expand(1, 3, -1, -1).to(self.device, self.dtype)
+        video = net.encode_video(ref_latents, ref.embedding[None].to(self.device, self.dtype), face_mask,
+                                 guided=any(plan.guided))
+        region_masks = ref.regions[None].to(self.device, self.dtype)
         previous = None  # the last m decoded frames of the previous clip
         for clip in clip_progress(math.ceil(total / f), progress):
             motion = None
             if m and temporal:  # the first clip's motion frames are the reference repeated: its latents, as encoded
                 motion = ref_latents[:, None].repeat(1, m, 1, 1, 1) if previous is None else self._encode(previous)[None]
             windows = audio_windows(audio_features, clip * f, f, window)[None].to(self.device, self.dtype) if temporal else None
-            if guided:
-                uncond, cond = net.encode_guided(ref_latents, motion, audio_windows=windows,
-                                                 frames=f, **inputs)
-            else:
-                uncond, cond = None, net.encode(ref_latents, motion, audio_windows=windows, **inputs)
+            uncond, cond = net.encode_clip(video, motion, windows, region_masks, frames=f)
             shape = (1, ref_latents.shape[1], f, *ref_latents.shape[2:])
-            latents = torch.randn(shape, generator=generator).to(self.device, self.dtype) * scheduler.init_noise_sigma
-            scheduler.set_timesteps(settings.steps, device=self.device)
-            for t in scheduler.timesteps:
-                pred = net.denoise(latents, t, cond, settings.audio_weights, temporal)
-                if uncond is not None and int(t) >= min_timestep:
-                    null = net.denoise(latents, t, uncond, settings.audio_weights, temporal)
-                    pred = null + settings.cfg * (pred - null)
-                latents = scheduler.step(pred, t, latents).prev_sample
+            latents = self._denoise(plan, torch.randn(shape, generator=generator), uncond, cond, settings)
             pixels = self._decode(latents)
             previous = pixels[pixels.shape[0] - m :]
             yield ((pixels[: total - clip * f].float().permute(0, 2, 3, 1) + 1) * 127.5).round().byte().cpu().numpy()
+
+    def _denoise(self, plan: SamplingPlan, noise: torch.Tensor, uncond: Conditions | None, cond: Conditions,
+                 settings: SamplerSettings) -> torch.Tensor:
+        """One clip's latents from its noise: `plan`'s steps, guided where it says.
+
+        The sampler's arithmetic runs on its CPU timesteps and the denoiser reads them from one tensor
+        moved to the device before the loop: nothing in the loop waits for the device.
+        """
+        sampler = make_sampler(plan.sampler, self.net.behaviour.sampling_beta_schedule)
+        sampler.set_timesteps(len(plan.timesteps))
+        if hasattr(sampler, "set_begin_index"):  # multistep solvers: no search for the first step's index
+            sampler.set_begin_index(0)
+        on_device = sampler.timesteps.to(self.device)
+        latents = noise.to(self.device, self.dtype) * sampler.init_noise_sigma
+        both = batch_conditions(uncond, cond) if uncond is not None else None
+        for i, t in enumerate(sampler.timesteps):
+            if plan.guided[i]:
+                null, pred = self._guided(latents, on_device[i], uncond, cond, both, settings)
+                pred = null + plan.cfg * (pred - null)
+            else:
+                pred = self.net.denoise(latents, on_device[i], cond, settings.audio_weights, self.net.behaviour.temporal)
+            latents = sampler.step(pred, t, latents).prev_sample
+        return latents
+
+    def _guided(self, latents: torch.Tensor, t: torch.Tensor, uncond: Conditions, cond: Conditions, both: Conditions,
+                settings: SamplerSettings) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (unconditional, conditional) predictions: one pass over both branches, or two."""
+        net, temporal = self.net, self.net.behaviour.temporal
+        if settings.batched_guidance and self.batched_guidance:
+            try:
+                return net.denoise(torch.cat([latents, latents]), t, both, settings.audio_weights, temporal).chunk(2)
+            except torch.cuda.OutOfMemoryError:
+                log.warning("out of GPU memory with both guidance branches in one batch: two passes from now on")
+                self.batched_guidance = False
+                torch.cuda.empty_cache()
+        return (net.denoise(latents, t, uncond, settings.audio_weights, temporal),
+                net.denoise(latents, t, cond, settings.audio_weights, temporal))

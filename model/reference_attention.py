@@ -5,6 +5,8 @@ Implemented as a diffusers attention processor on every `attn1` of a `BasicTrans
 processor sees exactly `norm1(h)`, which is what the reference stores and reads. The features travel
 as `cross_attention_kwargs={"reference": {...}}`: a writer fills the dict, a reader takes from it,
 so nothing is hidden in module state and the same model can be called with or without a reference.
+`reference_rows` (a bool per sample) lets one batch mix samples with and without reference attention
+(guidance's two branches in one pass): the others' reference keys are masked out.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ class ReferenceAttnProcessor(AttnProcessor2_0):
         attention_mask: torch.Tensor | None = None,
         temb: torch.Tensor | None = None,
         reference: dict[str, torch.Tensor] | None = None,
+        reference_rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if reference is not None and self.role == "write":
             reference[self.block_name] = hidden_states
@@ -49,6 +52,11 @@ class ReferenceAttnProcessor(AttnProcessor2_0):
             else:  # (batch, tokens, c) -> one copy per frame of the (batch * frames) hidden states
                 ref = ref.repeat_interleave(hidden_states.shape[0] // ref.shape[0], dim=0)
             encoder_hidden_states = torch.cat([hidden_states, ref.to(hidden_states.dtype)], dim=1)
+            if reference_rows is not None:  # samples without reference attention: its keys masked out
+                rows = reference_rows.repeat_interleave(hidden_states.shape[0] // reference_rows.shape[0])
+                attention_mask = torch.ones(hidden_states.shape[0], 1, encoder_hidden_states.shape[1], dtype=torch.bool,
+                                            device=hidden_states.device)
+                attention_mask[:, :, hidden_states.shape[1]:] = rows[:, None, None]
         return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
 
 

@@ -83,6 +83,7 @@ class DenoisingUNet3D(ModelMixin, ConfigMixin):
         face_features: torch.Tensor | None = None,
         audio_tokens: torch.Tensor | None = None,
         region_masks: RegionMasks | None = None,
+        reference_rows: torch.Tensor | None = None,
         audio_weights: Sequence[float] = (1.0, 1.0, 1.0),
         temporal: bool = True,
         plain_block_motion: bool = True,
@@ -90,7 +91,8 @@ class DenoisingUNet3D(ModelMixin, ConfigMixin):
         """Predict (b, c, f, h, w) from noisy latents `sample` (b, c, f, h, w).
 
         encoder_hidden_states: (b, n, d) face tokens. reference: transformer-block path -> (b, tokens, c)
-        (None = no reference attention). motion_frames: attention path -> (b, m, tokens, c).
+        (None = no reference attention); reference_rows: (b,) bool, the samples that attend to it (None = all).
+        motion_frames: attention path -> (b, m, tokens, c).
         face_features: (b, c0, h, w) or (b, c0, f, h, w), added after conv_in. audio_tokens: (b, f, n, d)
         (None skips the audio modules). region_masks: see RegionMasks. temporal=False skips the motion
         modules (image-level training); plain_block_motion=False skips those of the blocks without
@@ -122,7 +124,7 @@ class DenoisingUNet3D(ModelMixin, ConfigMixin):
             emb=emb,
             context=context,
             frames=frames,
-            reference=reference,
+            reference={"reference": reference, "reference_rows": reference_rows},
             motion_frames=motion_frames if temporal else None,
             audio=audio,
             masks=masks,
@@ -167,7 +169,7 @@ class DenoisingUNet3D(ModelMixin, ConfigMixin):
         emb: torch.Tensor,
         context: torch.Tensor,
         frames: int,
-        reference: dict[str, torch.Tensor] | None,
+        reference: dict[str, Any],
         motion_frames: dict[str, torch.Tensor] | None,
         audio: torch.Tensor | None,
         masks: "_MaskPyramid | None",
@@ -181,7 +183,7 @@ class DenoisingUNet3D(ModelMixin, ConfigMixin):
         if attentions is not None:
             # Transformer2DModel checkpoints its own transformer blocks when checkpointing is on.
             x = attentions[j](
-                x, encoder_hidden_states=context, cross_attention_kwargs={"reference": reference}, return_dict=False
+                x, encoder_hidden_states=context, cross_attention_kwargs=reference, return_dict=False
             )[0]
         audio_module = self.audio_modules.get(level, j)
         if audio_module is not None and audio is not None and masks is not None:

@@ -91,3 +91,42 @@ def test_train_step_benchmark(tmp_path) -> None:
         assert c["pixels_over_cache"] == pytest.approx(pixels["step_s"] / cache["step_s"])
     # stage 2 trains only the audio and motion parts: fewer parameters than stage 1
     assert configs[1]["trainable_params_m"] < configs[0]["trainable_params_m"]
+
+
+@pytest.mark.slow  # about 100 tiny-model passes and the model set-up; minutes on a loaded 2-core machine
+def test_generate_benchmark_compares_the_schedules_on_the_same_weights(tmp_path) -> None:
+    """Random tiny weights, one clip: the passes it reports are the schedules' own, Hallo's 80 per clip."""
+    doc = run_benchmark("generate", tmp_path, "--random-weights", "--preset", "tiny", "--frames", "8",
+                        "--schedules", "hallo,fast,unipc:3", "--cpu-threads", "1", "--work", str(tmp_path / "work"))
+    rows = {r["schedule"]: r for r in doc["schedules"]}
+    assert list(rows) == ["hallo", "fast", "unipc:3"]
+    assert (rows["hallo"]["sampler"], rows["hallo"]["steps"], rows["hallo"]["passes_per_clip"]) == ("ddim", 40, 80)
+    assert rows["fast"]["passes_per_clip"] == 8 + 4  # guided at timestep >= 600: 999, 874, 749, 624
+    assert rows["unipc:3"]["passes_per_clip"] == 3 + 2  # 999 and 666 guided, 333 not
+    for r in rows.values():
+        assert r["clips"] == 1 and r["frames"] == 8 and r["passes_per_frame"] == r["passes_per_clip"] / 8
+        assert r["s_per_frame"] > 0 and r["peak_mb"] > 0 and "psnr" not in r  # random weights: no quality
+        ratio = doc["ratios"][r["schedule"]]
+        assert ratio["fewer_passes_than_hallo"] == pytest.approx(80 / r["passes_per_clip"])
+        assert ratio["faster_than_hallo"] == pytest.approx(rows["hallo"]["s_per_frame"] / r["s_per_frame"])
+
+
+def test_generate_benchmark_refuses_an_unknown_schedule(tmp_path) -> None:
+    done = subprocess.run([sys.executable, "-m", "benchmarks.generate", "--schedules", "hallo,euler:5", "--out",
+                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "schedule 'euler:5'" in done.stderr
+
+
+@pytest.mark.slow  # curates a fixture clip, generates per schedule and runs two training processes: about 2 minutes
+def test_gpu_check_runs_on_cpu_with_the_tiny_preset(tmp_path) -> None:
+    """`python -m benchmarks.gpu` on a GPU runs nothing this does not run."""
+    doc = run_benchmark("gpu", tmp_path, "--device", "cpu", "--preset", "tiny", "--frames", "8", "--steps", "1",
+                        "--work", str(tmp_path / "work"))
+    assert doc["preset"] == "tiny" and doc["precision"] == "fp32" and doc["latent_cache_s"] > 0
+    assert [g["schedule"] for g in doc["generation"]] == ["hallo", "balanced", "fast"]
+    assert all(g["s_per_frame"] > 0 and g["peak_mb"] > 0 for g in doc["generation"])
+    assert [t["stage"] for t in doc["training"]] == ["stage1", "stage2"]
+    for t in doc["training"]:
+        assert t["checkpointing"] is True and set(t["inputs"]) == {"pixels", "cache"}
+        assert all(m["step_s"] > 0 for m in t["inputs"].values())
+    assert doc["hallo_paper"] == {"s_per_frame": 1.63, "gpu": "A100", "resolution": 512, "memory_gb": 9.8}

@@ -29,7 +29,7 @@ from stagerun import build_cache, losses, run_stage
 log = logging.getLogger(__name__)
 
 CLIP_S = 3.0  # a short clip overfits sooner; it still opens and shuts the mouth many times
-GENERATE = ("--steps", "10", "--seed", "1", "--set", "cpu_threads=1")  # 10 DDIM steps do as well as 20 here
+GENERATE = ("--sampler", "ddim", "--steps", "10", "--seed", "1", "--set", "cpu_threads=1")  # 10 DDIM steps do as well as 20 here
 
 
 @pytest.fixture(scope="module")
