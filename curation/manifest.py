@@ -18,8 +18,10 @@ import pyarrow.parquet as pq
 from curation import reasons
 from foundation.storage import Location
 
+MOTION_COLUMNS = ("picture_change", "face_motion", "mouth_motion")  # curation.motion
+
 METRIC_COLUMNS = ("face_px", "sharpness", "brightness", "yaw_deg", "pitch_deg", "det_score", "landmark_presence",
-                  "speech_ratio", "sync_confidence", "sync_min_dist")
+                  "speech_ratio", "sync_confidence", "sync_min_dist", *MOTION_COLUMNS)
 INT_COLUMNS = ("sync_offset",)
 BOOL_COLUMNS = ("sync_verified",)
 
@@ -46,6 +48,11 @@ class ManifestRow:
     pitch_deg: Optional[float] = None
     det_score: Optional[float] = None
     landmark_presence: Optional[float] = None
+    # motion (curation.motion): set for every clip that reached the quality step; picture_change also
+    # for frozen stretches cut out as static_picture
+    picture_change: Optional[float] = None  # mean grey-level change from frame to frame (64 px wide)
+    face_motion: Optional[float] = None  # mean per-frame landmark movement, in outer eye-corner distances
+    mouth_motion: Optional[float] = None  # spread of the mouth opening while speech is heard (same unit)
     # speech and lip-sync: set for every clip that passed the quality step (sync only if it had speech)
     speech_ratio: Optional[float] = None
     sync_offset: Optional[int] = None  # frames the audio lagged the video; accepted clips are stored corrected

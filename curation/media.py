@@ -138,8 +138,10 @@ def iter_frames(
     start_frame: int = 0,
     end_frame: int | None = None,
     short_side: int | None = None,
+    step: int = 1,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (index, RGB uint8 frame) at the constant rate `info.fps`, for [start_frame, end_frame)."""
+    """Yield (index, RGB uint8 frame) at the constant rate `info.fps`, for [start_frame, end_frame);
+    with `step` > 1 only every step-th of them (the others are decoded, never converted: cheap)."""
     end_frame = info.num_frames if end_frame is None else min(end_frame, info.num_frames)
     width, height = scaled_size(info.width, info.height, short_side)
     # Shrinking: swscale's area filter, made for it and about a quarter cheaper than its default.
@@ -162,8 +164,9 @@ def iter_frames(
                     # Every tick closer to `prev` than to this frame gets `prev`.
                     midpoint = (prev[0] + t) / 2
                     while nxt < end_frame and nxt / info.fps < midpoint:
-                        yield nxt, prev[1].to_ndarray(width=width, height=height, format="rgb24",
-                                                      interpolation=interpolation)
+                        if (nxt - start_frame) % step == 0:
+                            yield nxt, prev[1].to_ndarray(width=width, height=height, format="rgb24",
+                                                          interpolation=interpolation)
                         nxt += 1
                 if nxt >= end_frame:
                     return
@@ -174,7 +177,8 @@ def iter_frames(
             raise Rejected(reasons.CORRUPT_MEDIA, "no decodable video frame")
         last = prev[1].to_ndarray(width=width, height=height, format="rgb24", interpolation=interpolation)
         while nxt < end_frame:  # the last frame holds until the stream's end
-            yield nxt, last
+            if (nxt - start_frame) % step == 0:
+                yield nxt, last
             nxt += 1
 
 
