@@ -6,6 +6,7 @@ here animates a mouth by the motion rules under test.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import av
 import numpy as np
@@ -19,10 +20,15 @@ def decoded_frames(path: Path) -> list[np.ndarray]:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
-def _write(path: Path, frames: list[np.ndarray]) -> Path:
+def _write(path: Path, frames: list[np.ndarray], audio: Optional[np.ndarray] = None) -> Path:
     size = (frames[0].shape[1], frames[0].shape[0])
-    fixtures.write_mp4(path, frames, size, fixtures.speech_track(len(frames) / fixtures.FPS))
+    fixtures.write_mp4(path, frames, size, fixtures.speech_track(len(frames) / fixtures.FPS) if audio is None else audio)
     return path
+
+
+def with_audio(talking: Path, out: Path, audio: np.ndarray) -> Path:
+    """The talking clip's picture with another track."""
+    return _write(out, decoded_frames(talking), audio)
 
 
 def still(talking: Path, out: Path) -> Path:
