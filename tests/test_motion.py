@@ -105,9 +105,12 @@ def test_only_stretches_near_speech_are_analysed(cfg) -> None:
     voiced = voiced_frames(audio, 35 * FPS, FPS, rate, cfg)
     assert 0.6 < voiced[:5 * FPS].mean() and not voiced[6 * FPS:29 * FPS].any()
     (a0, b0), (a1, b1) = speech_stretches(voiced, FPS, cfg)
-    reach = (cfg.clips.max_s - cfg.clips.min_s) * FPS
+    reach, window = (cfg.clips.max_s - cfg.clips.min_s) * FPS, cfg.clips.min_s * FPS
+    last_heard, next_heard = np.flatnonzero(voiced[:15 * FPS]).max() + 1, np.flatnonzero(voiced[15 * FPS:]).min() + 15 * FPS
     assert a0 == 0 and b1 == 35 * FPS
-    assert 5 * FPS + reach - FPS <= b0 <= 5 * FPS + reach + FPS and 30 * FPS - reach - FPS <= a1 <= 30 * FPS - reach + FPS
+    # a window reaches a quarter voiced (screen.min_speech_ratio) up to 3/4 of its length past the speech
+    assert last_heard + reach <= b0 <= last_heard + reach + window
+    assert next_heard - reach - window <= a1 <= next_heard - reach
     assert speech_stretches(np.zeros(35 * FPS, bool), FPS, cfg) == []
 
 
