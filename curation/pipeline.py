@@ -55,9 +55,13 @@ class Analysis:
     stretches: list[tuple[int, int]]  # the analysed [start, end) ranges; the rest could not yield a clip
 
 
-def analyse(info: MediaInfo, cfg: CurationConfig, stretches: list[tuple[int, int]], voiced: np.ndarray) -> Analysis:
-    """One low-resolution decode of each stretch feeding the shot detector, the face tracker, frame
-    quality and picture change. Each stretch starts as a new shot."""
+def analyse(info: MediaInfo, cfg: CurationConfig, stretches: Optional[list[tuple[int, int]]] = None,
+            voiced: Optional[np.ndarray] = None) -> Analysis:
+    """One low-resolution decode of each stretch (default: the whole source) feeding the shot detector,
+    the face tracker, frame quality and picture change. Each stretch starts as a new shot. Without
+    `voiced` no frame counts as speech (so no clip is judged on its mouth motion)."""
+    stretches = [(0, info.num_frames)] if stretches is None else stretches
+    voiced = np.zeros(info.num_frames, bool) if voiced is None else voiced
     faces: list[Optional[FrameFaces]] = [None] * info.num_frames
     metrics: list[Optional[dict[str, float]]] = [None] * info.num_frames
     changes = np.full(info.num_frames, np.nan, np.float32)
