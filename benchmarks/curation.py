@@ -156,7 +156,7 @@ def report_checks(results: list[dict[str, Any]]) -> None:
                 ["clip", "outcome", "ours wall", "new checks", "new checks / rest", "share of accepted"],
                 [[r["clip"], ",".join(sorted(set(r["outcomes"]))), r["wall_per_s"], r["new_checks_per_s"],
                   r["new_checks/rest"], r["share_of_accepted"]] for r in rows])
-    added = max((r["new checks/rest"] for r in rows if "accepted" in r["outcomes"]), default=None)
+    added = max((r["new_checks/rest"] for r in rows if "accepted" in r["outcomes"]), default=None)
     if added is not None:
         print(f"target new checks <= {TARGET_NEW_CHECKS:.0%} of the rest on an accepted source: "
               f"{'met' if added <= TARGET_NEW_CHECKS else 'NOT met'} (most {added:.1%})")

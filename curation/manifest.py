@@ -139,7 +139,8 @@ def funnel_stages(rows: list[ManifestRow]) -> list[tuple[str, float]]:
         ("sources", sum(source_s.values())),
         ("decoded, with shots", sum(source_s[s] for s in decoded)),
         ("face segments", seconds(lambda r: True)),
-        ("passed face quality", seconds(lambda r: r.speech_ratio is not None)),
+        # a stretch left out by the speech screen has a speech_ratio but was never measured for motion
+        ("passed face quality", seconds(lambda r: r.speech_ratio is not None and r.picture_change is not None)),
         ("accepted clips", seconds(lambda r: r.status == "accepted")),
     ]
 

@@ -8,9 +8,10 @@ before the full-rate face analysis:
   The window ratio is set below speech.min_ratio on purpose: the clip's check runs on the separated
   vocals, which may hold speech the mixture's music hides. A frame further than clips.max_s -
   clips.min_s from every such window is outside every clip that could pass, so it is not analysed;
-- faces, from a sparse probe (one analysis frame every `screen.face_probe_every_s`, over the
-  stretches the speech check keeps): a source in which none shows a face is `no_face`. The probe
-  stops at its first face, so on a source with faces it costs one frame.
+- faces, from a sparse probe (face detection on one analysis frame every
+  `screen.face_probe_every_s`, over the stretches the speech check keeps; the frames between are
+  decoded, never converted): a source in which none shows a face is `no_face`. The probe stops at
+  its first face, so on a source with faces it costs about one frame.
 """
 from __future__ import annotations
 
@@ -63,15 +64,15 @@ def speech_stretches(voiced: np.ndarray, fps: int, cfg: CurationConfig) -> list[
 
 
 def probe_faces(info: MediaInfo, stretches: list[tuple[int, int]], cfg: CurationConfig) -> tuple[bool, int]:
-    """(a face was found, frames looked at): one analysis frame every screen.face_probe_every_s,
-    stopping at the first face. Each probe frame is judged on its own (no tracking across seconds)."""
+    """(a face was found, frames looked at): face detection on one analysis frame every
+    screen.face_probe_every_s, stopping at the first face. The full analysis finds a face only where
+    its detector does, so a source the detector never finds one in cannot yield a clip."""
     step = max(1, int(round(cfg.screen.face_probe_every_s * info.fps)))
     looked = 0
     with FaceAnalyzer(cfg.faces) as analyzer:
         for start, end in stretches:
             for _, frame in iter_frames(info, start, end, short_side=cfg.media.analysis_short_side, step=step):
-                analyzer.reset()
                 looked += 1
-                if len(analyzer.analyze(frame).boxes):
+                if len(analyzer.detect(frame)):
                     return True, looked
     return False, looked
