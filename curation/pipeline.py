@@ -169,6 +169,8 @@ def screen(info: MediaInfo, audio: np.ndarray, cfg: CurationConfig) -> tuple[np.
                        f"screen.min_speech_ratio={cfg.screen.min_speech_ratio:g} voiced (silero-vad)",
                        {"speech_ratio": float(voiced.mean()) if voiced.size else 0.0})
     found, looked = probe_faces(info, stretches, cfg)
+    log.debug("%s: analysing %s of %d frames; face probe %s after %d frame(s)", info.path, stretches,
+              info.num_frames, "found a face" if found else "found none", looked)
     if not found:
         raise Rejected(reasons.NO_FACE, f"no face in any of {looked} probe frame(s), one every "
                        f"screen.face_probe_every_s={cfg.screen.face_probe_every_s:g} s")

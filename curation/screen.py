@@ -15,16 +15,12 @@ before the full-rate face analysis:
 """
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
 from curation.config import CurationConfig
 from curation.media import MediaInfo, iter_frames
 from curation.speech import speech_segments
 from foundation.faces import FaceAnalyzer
-
-log = logging.getLogger(__name__)
 
 
 def voiced_frames(audio: np.ndarray, num_frames: int, fps: int, sample_rate: int, cfg: CurationConfig) -> np.ndarray:

@@ -8,8 +8,10 @@ import pytest
 import curation.pipeline
 import curation.screen
 import motion_media
+from clipmaker import make_clip
 from curation import fixtures, reasons
 from curation.config import CurationConfig
+from curation.media import iter_frames, probe
 from curation.pipeline import process_source
 from curation.screen import speech_stretches, voiced_frames
 from curation.sources import parse_source
@@ -125,3 +127,11 @@ def test_a_silent_tail_far_from_speech_is_recorded_not_analysed(talking, tmp_pat
     assert 5.5 <= skipped.start_s <= 7.0 and skipped.end_s == 8.0
     assert any(r.status == "accepted" for r in rows)
     assert [r.start_s for r in rows[1:]] == [r.end_s for r in rows[:-1]] and rows[0].start_s == 0.0
+
+
+def test_the_probe_s_sparse_decode_yields_the_frames_of_the_full_one(tmp_path) -> None:
+    info = probe(make_clip(tmp_path / "ramp.mp4", fps=10, seconds=3.0), CurationConfig().media)
+    full = dict(iter_frames(info, 7, 70))
+    sparse = list(iter_frames(info, 7, 70, step=25))
+    assert [i for i, _ in sparse] == [7, 32, 57]
+    assert all(np.array_equal(frame, full[i]) for i, frame in sparse)
