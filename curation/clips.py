@@ -18,9 +18,9 @@ class Candidate:
     reason: Optional[str]  # None = accepted
     metrics: dict[str, float] = field(default_factory=dict)
     span_offset: int = 0  # where the clip starts inside its face span (to slice per-frame arrays)
+    detail: Optional[str] = None  # the rejected metric's value and threshold
     sync_backend: Optional[str] = None  # lip-sync scorer that judged the clip (None: it never got there)
     sync_verified: Optional[bool] = None  # that scorer confirmed the sync (False: kept unverified, or rejected)
-    detail: Optional[str] = None  # what a reject measured against which threshold (the manifest's detail)
 
 
 def clip_id(source_id: str, start: int, end: int) -> str:

@@ -43,12 +43,15 @@ class ScenesConfig:
 
 @dataclass
 class QualityConfig:
-    min_face_px: int = opt(96, "faces smaller than this (median side in source pixels) are `face_too_small`", low=0)
+    min_face_px: int = opt(96, "faces smaller than this (median side in display pixels: upright, square, full "
+                               "resolution) are `face_too_small`", low=0)
     min_sharpness: float = opt(20.0, "median Laplacian variance of the face at 128 px below this is `blurry`", low=0)
     min_brightness: float = opt(40.0, "mean face luma (0-255) below this is `too_dark`", low=0, high=255)
     max_brightness: float = opt(235.0, "mean face luma above this is `overexposed`", low=0, high=255)
     max_yaw_deg: float = opt(35.0, "median |yaw| above this is `extreme_pose`", low=0, high=180)
     max_pitch_deg: float = opt(30.0, "median |pitch| above this is `extreme_pose`", low=0, high=180)
+    max_crop_outside_share: float = opt(0.1, "mean share of the square crop's area outside the frame (edge-replicated "
+                                              "in the stored clip) above which a clip is `crop_off_frame`", low=0, high=1)
     min_landmark_presence: float = opt(0.9, "share of a clip's frames that must have face-mesh landmarks (`no_face` otherwise)", low=0, high=1)
 
 

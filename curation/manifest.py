@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Optional
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -24,6 +25,14 @@ METRIC_COLUMNS = ("face_px", "sharpness", "brightness", "yaw_deg", "pitch_deg", 
                   "speech_ratio", "sync_confidence", "sync_min_dist", *MOTION_COLUMNS)
 INT_COLUMNS = ("sync_offset",)
 BOOL_COLUMNS = ("sync_verified",)
+# source geometry (per source) and crop honesty + balance (per clip judged by the quality step)
+GEOMETRY_INT_COLUMNS = ("source_width", "source_height", "rotation_deg", "display_width", "display_height")
+BALANCE_COLUMNS = ("yaw_range_deg", "pitch_range_deg", "roll_range_deg", "mouth_open_range")
+GEOMETRY_FLOAT_COLUMNS = ("sample_aspect", "crop_outside_share", "roll_deg", *BALANCE_COLUMNS)
+# fixed histogram bins of the balance columns (so runs compare); values past the last edge count in the last bin
+BALANCE_BINS = {"yaw_range_deg": (0.0, 60.0, 12), "pitch_range_deg": (0.0, 60.0, 12),
+                "roll_range_deg": (0.0, 60.0, 12), "mouth_open_range": (0.0, 0.6, 12)}
+BALANCE_PERCENTILES = (5, 25, 50, 75, 95)
 
 
 @dataclass
@@ -60,15 +69,29 @@ class ManifestRow:
     sync_min_dist: Optional[float] = None
     sync_backend: Optional[str] = None  # scorer that judged the clip: syncnet, or the weight-free envelope
     sync_verified: Optional[bool] = None  # the scorer confirmed the sync; false on kept clips = unverified
+    # source geometry: the stored frames; boxes, face_px and crops are in display pixels (upright, square)
+    source_width: Optional[int] = None
+    source_height: Optional[int] = None
+    sample_aspect: Optional[float] = None  # SAR of the stored pixels (1 = square)
+    rotation_deg: Optional[int] = None  # counter-clockwise turn of the display matrix: 0, 90, 180, 270
+    display_width: Optional[int] = None
+    display_height: Optional[int] = None
+    # quality step: invented (edge-replicated) share of the crop, and the clip's range of pose and mouth
+    crop_outside_share: Optional[float] = None  # mean over frames of the crop area outside the frame
+    roll_deg: Optional[float] = None  # median head roll, like yaw_deg / pitch_deg
+    yaw_range_deg: Optional[float] = None  # p95 - p5 over the clip's frames
+    pitch_range_deg: Optional[float] = None
+    roll_range_deg: Optional[float] = None
+    mouth_open_range: Optional[float] = None  # inner-lip gap / eye-corner distance, p95 - p5
 
 
-_FLOAT_COLUMNS = {"start_s", "end_s", "source_duration_s", *METRIC_COLUMNS}
+_FLOAT_COLUMNS = {"start_s", "end_s", "source_duration_s", *METRIC_COLUMNS, *GEOMETRY_FLOAT_COLUMNS}
 
 
 def _column_type(name: str) -> pa.DataType:
     if name in _FLOAT_COLUMNS:
         return pa.float64()
-    return pa.int64() if name in INT_COLUMNS else pa.bool_() if name in BOOL_COLUMNS else pa.string()
+    return pa.int64() if name in (*INT_COLUMNS, *GEOMETRY_INT_COLUMNS) else pa.bool_() if name in BOOL_COLUMNS else pa.string()
 
 
 SCHEMA = pa.schema([pa.field(f.name, _column_type(f.name)) for f in fields(ManifestRow)])
@@ -122,7 +145,28 @@ def summarize(rows: list[ManifestRow], wall_s: float) -> dict[str, Any]:
         "hours_out": sum((r.end_s or 0) - (r.start_s or 0) for r in accepted) / 3600,
         "wall_time_s": round(wall_s, 2),
         "warnings": [warning] if warning else [],
+        "balance": balance(accepted),
     }
+
+
+def _balance_values(clips: list[ManifestRow], column: str) -> np.ndarray:
+    values = np.array([getattr(r, column) for r in clips if getattr(r, column) is not None], np.float64)
+    return values[np.isfinite(values)]
+
+
+def balance(accepted: list[ManifestRow]) -> dict[str, dict[str, Any]]:
+    """Per balance column, the accepted clips' distribution: percentiles and a fixed-bin histogram."""
+    out: dict[str, dict[str, Any]] = {}
+    for column, (low, high, bins) in BALANCE_BINS.items():
+        values = _balance_values(accepted, column)
+        counts, edges = np.histogram(np.clip(values, low, high), bins=bins, range=(low, high))
+        out[column] = {
+            "clips": int(values.size),
+            **{f"p{q}": (round(float(np.percentile(values, q)), 4) if values.size else None)
+               for q in BALANCE_PERCENTILES},
+            "histogram": {"edges": [round(float(e), 4) for e in edges], "counts": counts.tolist()},
+        }
+    return out
 
 
 def funnel_stages(rows: list[ManifestRow]) -> list[tuple[str, float]]:
@@ -153,7 +197,9 @@ def plot_funnel(rows: list[ManifestRow]) -> bytes:
 
     stages = funnel_stages(rows)
     reason_counts = Counter(r.reason for r in rows if r.reason)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = plt.figure(figsize=(11, 7))
+    grid = fig.add_gridspec(2, len(BALANCE_BINS), height_ratios=(4, 2.6))
+    ax1, ax2 = fig.add_subplot(grid[0, :2]), fig.add_subplot(grid[0, 2:])
     ax1.barh([s for s, _ in stages][::-1], [v / 60 for _, v in stages][::-1], color="#3b7dd8")
     ax1.set_xlabel("minutes of video")
     ax1.set_title("Curation funnel")
@@ -162,6 +208,12 @@ def plot_funnel(rows: list[ManifestRow]) -> bytes:
         ax2.barh(names[::-1], counts[::-1], color="#d8613b")
     ax2.set_xlabel("rows")
     ax2.set_title("Why rows were dropped")
+    accepted = [r for r in rows if r.status == "accepted" and r.clip_id is not None]
+    for i, (column, (low, high, bins)) in enumerate(BALANCE_BINS.items()):
+        ax = fig.add_subplot(grid[1, i])
+        ax.hist(np.clip(_balance_values(accepted, column), low, high), bins=bins, range=(low, high), color="#5a9e4b")
+        ax.set_title(f"{column} (p5..p95)", fontsize=9)
+        ax.set_ylabel("accepted clips" if i == 0 else "")
     warning = sync_warning(rows)
     fig.tight_layout(rect=(0, 0.07, 1, 1) if warning else (0, 0, 1, 1))
     if warning:

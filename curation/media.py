@@ -8,6 +8,10 @@ A packet the decoder refuses is skipped, as ffmpeg-based tools do: its audio bec
 the packet's duration, a video packet leaves the previous frame in place. The skipped packets are
 counted per stream (`MediaInfo.gaps`); `check_gaps` rejects the source as `corrupt_media` only
 past `media.max_corrupt_share` of its duration, and `DecodeGaps.note` says what was filled.
+
+Frames come out as a player shows them (foundation.media_io.Geometry: square pixels, upright), and
+`MediaInfo.width`/`height` are that display size, so every box downstream is in display pixels.
+Analysis frames are scaled to their short side in display geometry by swscale, then turned.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import numpy as np
 from curation import reasons
 from curation.config import MediaConfig
 from curation.reasons import Rejected
+from foundation.media_io import Geometry, display_frame, stream_geometry
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +56,20 @@ class DecodeGaps:
 class MediaInfo:
     path: Path
     duration_s: float
-    width: int
+    width: int  # display size: square pixels, upright (what iter_frames yields at full resolution)
     height: int
     source_fps: float
     num_frames: int  # at the normalised rate
     fps: int
     video_start_s: float  # the video stream's first timestamp; frame 0 and audio sample 0 sit here
+    geometry: Geometry  # the stored frames: size, sample aspect ratio, display rotation
     gaps: DecodeGaps = field(default_factory=DecodeGaps)  # filled in as the streams are decoded
+
+    def geometry_columns(self) -> dict[str, float | int]:
+        """The source geometry for the manifest (the stored crops are upright with square pixels)."""
+        return {"source_width": self.geometry.width, "source_height": self.geometry.height,
+                "sample_aspect": self.geometry.sample_aspect, "rotation_deg": self.geometry.rotation_deg,
+                "display_width": self.width, "display_height": self.height}
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -116,13 +128,24 @@ def probe(path: Path, cfg: MediaConfig) -> MediaInfo:
         video = container.streams.video[0]
         duration = _stream_duration(container, video)
         source_fps = float(video.average_rate or video.guessed_rate or 0)
-        width, height = video.codec_context.width, video.codec_context.height
         start = float(video.start_time * video.time_base) if video.start_time is not None else 0.0
-    if width <= 0 or height <= 0:
+        geometry = stream_geometry(video, _first_frame(container, video))
+    if geometry.width <= 0 or geometry.height <= 0:
         raise Rejected(reasons.CORRUPT_MEDIA, "video stream has no frame size")
     if duration < cfg.min_duration_s:
         raise Rejected(reasons.TOO_SHORT, f"{duration:.2f} s < media.min_duration_s={cfg.min_duration_s}")
-    return MediaInfo(path, duration, width, height, source_fps, int(round(duration * cfg.fps)), cfg.fps, start)
+    width, height = geometry.display_size
+    return MediaInfo(path, duration, width, height, source_fps, int(round(duration * cfg.fps)), cfg.fps, start,
+                     geometry)
+
+
+def _first_frame(container: av.container.InputContainer, stream: av.stream.Stream) -> Optional[av.VideoFrame]:
+    """The first decodable frame (it carries the display matrix), None if there is none: iter_frames
+    then rejects the source with the reason."""
+    try:
+        return next((f for f in _decoded(container, stream, DecodeGaps()) if not isinstance(f, tuple)), None)
+    except av.error.FFmpegError:
+        return None
 
 
 def scaled_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
@@ -140,12 +163,10 @@ def iter_frames(
     short_side: int | None = None,
     step: int = 1,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (index, RGB uint8 frame) at the constant rate `info.fps`, for [start_frame, end_frame);
+    """Yield (index, RGB uint8 display frame) at the constant rate `info.fps`, for [start_frame, end_frame);
     with `step` > 1 only every step-th of them (the others are decoded, never converted: cheap)."""
     end_frame = info.num_frames if end_frame is None else min(end_frame, info.num_frames)
-    width, height = scaled_size(info.width, info.height, short_side)
-    # Shrinking: swscale's area filter, made for it and about a quarter cheaper than its default.
-    interpolation = "AREA" if (width, height) != (info.width, info.height) else None
+    size = scaled_size(info.width, info.height, short_side)
     with _open(info.path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -165,8 +186,7 @@ def iter_frames(
                     midpoint = (prev[0] + t) / 2
                     while nxt < end_frame and nxt / info.fps < midpoint:
                         if (nxt - start_frame) % step == 0:
-                            yield nxt, prev[1].to_ndarray(width=width, height=height, format="rgb24",
-                                                          interpolation=interpolation)
+                            yield nxt, display_frame(prev[1], info.geometry, size)
                         nxt += 1
                 if nxt >= end_frame:
                     return
@@ -175,7 +195,7 @@ def iter_frames(
             raise Rejected(reasons.CORRUPT_MEDIA, f"decode error at frame {nxt}: {err}".splitlines()[0]) from err
         if prev is None:
             raise Rejected(reasons.CORRUPT_MEDIA, "no decodable video frame")
-        last = prev[1].to_ndarray(width=width, height=height, format="rgb24", interpolation=interpolation)
+        last = display_frame(prev[1], info.geometry, size)
         while nxt < end_frame:  # the last frame holds until the stream's end
             if (nxt - start_frame) % step == 0:
                 yield nxt, last

@@ -7,13 +7,13 @@ the analysis decode already has:
   and the one before, both shrunk to CHANGE_WIDTH px wide grey. A repeated or frozen frame reads
   about 0 (its decode is the same picture); a still photo held on screen reads 0 throughout. A run
   of unchanged frames longer than `motion.max_static_s` is cut out like a shot (`static_picture`).
-- face motion: from the face-mesh landmarks of a clip, the mouth opening (inner-lip gap over the
-  outer eye-corner distance) and how much the face moves (mean per-frame landmark displacement over
+- face motion: from the face-mesh landmarks of a clip, the mouth opening (curation.quality's
+  mouth_opening: inner-lip gap over the outer eye-corner distance) and how much the face moves (mean per-frame landmark displacement over
   the same distance). `mouth_motion` is the spread (standard deviation) of the opening's fast part
   (the opening less its one-second moving average: syllables, not the slow drift a nod or a turn
   puts into the projected lip gap) over the frames where speech is heard (silero-vad on the source
   audio); a face that does not open and close its mouth while speech plays is `static_face`.
-  On the fixtures (real photos): a talking mouth reads 0.020-0.025, the same photo with its head
+  On the fixtures (real photos): a talking mouth reads 0.020-0.028, the same photo with its head
   swaying and its mouth at rest 0.0065 (the face mesh's jitter).
 """
 from __future__ import annotations
@@ -26,10 +26,9 @@ from scipy.ndimage import uniform_filter1d
 
 from curation import reasons
 from curation.config import MotionConfig
+from curation.quality import EYE_CORNERS, Verdict, mouth_opening
 
 CHANGE_WIDTH = 64
-UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
-EYE_CORNERS = (33, 263)  # outer corners: the face's scale, independent of the mouth
 
 
 def small_grey(frame_rgb: np.ndarray) -> np.ndarray:
@@ -83,39 +82,29 @@ def picture_change(changes: np.ndarray) -> float:
     return float(inner.mean()) if inner.size else float("nan")
 
 
-def _points(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
-    return landmarks[..., :2] * np.array([width, height], np.float32)
-
-
 def face_motion(landmarks: np.ndarray, voiced: np.ndarray, width: int, height: int, fps: int) -> dict[str, float]:
     """`mouth_motion` (spread of the mouth opening's fast part over voiced frames; NaN with under half
     a second of them) and `face_motion` (mean per-frame landmark displacement), both in eye-corner
     distances. Frames without landmarks are left out."""
-    points = _points(landmarks, width, height)
-    eyes = np.linalg.norm(points[:, EYE_CORNERS[0]] - points[:, EYE_CORNERS[1]], axis=-1)
-    opening = np.linalg.norm(points[:, UPPER_INNER_LIP] - points[:, LOWER_INNER_LIP], axis=-1) / eyes
-    seen = np.isfinite(opening)
+    seen = np.isfinite(landmarks).all(axis=(1, 2))
+    opening = np.array([mouth_opening(points, width, height) if ok else np.nan for points, ok in zip(landmarks, seen)])
+    seen &= np.isfinite(opening)
     fast = opening[seen] - uniform_filter1d(opening[seen], size=fps, mode="nearest") if seen.any() else opening[seen]
     heard = voiced[seen]
     mouth = float(np.std(fast[heard])) if heard.sum() >= fps / 2 else float("nan")
+    points = landmarks[..., :2] * np.array([width, height], np.float32)
+    eyes = np.linalg.norm(points[:, EYE_CORNERS[0]] - points[:, EYE_CORNERS[1]], axis=-1)
     steps = np.linalg.norm(np.diff(points, axis=0), axis=-1).mean(axis=1) / eyes[1:]
     steps = steps[np.isfinite(steps)]
     return {"mouth_motion": mouth, "face_motion": float(steps.mean()) if steps.size else float("nan")}
 
 
-def judge_motion(metrics: dict[str, float], cfg: MotionConfig) -> Optional[str]:
-    """`static_picture` or `static_face` when the clip does not move, else None (NaN never fails)."""
-    if metrics["picture_change"] < cfg.min_picture_change:
-        return reasons.STATIC_PICTURE
-    if metrics["mouth_motion"] < cfg.min_mouth_motion:
-        return reasons.STATIC_FACE
-    return None
-
-
-def static_detail(metrics: dict[str, float], cfg: MotionConfig, reason: Optional[str]) -> Optional[str]:
-    """The value and threshold behind a motion reject, for the manifest's detail column."""
-    if reason == reasons.STATIC_PICTURE:
-        return f"picture_change={metrics['picture_change']:.3f} < motion.min_picture_change={cfg.min_picture_change}"
-    if reason == reasons.STATIC_FACE:
-        return f"mouth_motion={metrics['mouth_motion']:.4f} < motion.min_mouth_motion={cfg.min_mouth_motion}"
-    return None
+def judge_motion(metrics: dict[str, float], cfg: MotionConfig) -> Verdict:
+    """`static_picture` or `static_face`, with the value and threshold, when the clip does not move;
+    Verdict(None) otherwise (a metric that was not measured, NaN, never fails)."""
+    for code, key, name in ((reasons.STATIC_PICTURE, "picture_change", "min_picture_change"),
+                            (reasons.STATIC_FACE, "mouth_motion", "min_mouth_motion")):
+        value, limit = metrics[key], getattr(cfg, name)
+        if value < limit:
+            return Verdict(code, f"{key} {value:.4g} < motion.{name}={limit}")
+    return Verdict(None)

@@ -28,7 +28,7 @@ from curation.finish import ClipJob, ClipModels, clip_models, finish_clips
 from curation.manifest import ManifestRow, source_row, status_for
 from curation.media import MediaInfo, check_gaps, iter_frames, load_audio, probe
 from curation.motion import (face_motion, frame_change, judge_motion, picture_change, small_grey, split_static,
-                             static_detail, static_stretches)
+                             static_stretches)
 from curation.parts import PartInfo, write_part
 from curation.quality import clip_metrics, frame_metrics, judge
 from curation.reasons import Rejected
@@ -87,8 +87,10 @@ def analyse(info: MediaInfo, cfg: CurationConfig, stretches: Optional[list[tuple
     return Analysis(shots, faces, metrics, changes, voiced, stretches)
 
 
-def plan_span(span: FaceSpan, analysis: Analysis, info: MediaInfo, source_id: str, cfg: CurationConfig) -> list[Candidate]:
-    """Candidates for one face span: rejected whole if not a single face, else split and judged."""
+def plan_span(span: FaceSpan, analysis: Analysis, info: MediaInfo, source_id: str, cfg: CurationConfig,
+              crops_px: Optional[np.ndarray] = None) -> list[Candidate]:
+    """Candidates for one face span: rejected whole if not a single face, else split and judged
+    (`crops_px`: the span's crop squares, crop_boxes)."""
     if span.status != "ok":
         reason = reasons.NO_FACE if span.status == "no_face" else reasons.MULTIPLE_FACES
         return [Candidate(clip_id(source_id, span.start, span.end), span.start, span.end, reason)]
@@ -101,12 +103,13 @@ def plan_span(span: FaceSpan, analysis: Analysis, info: MediaInfo, source_id: st
         local = slice(start - span.start, end - span.start)
         per_frame = [m for m in analysis.frame_metrics[start:end] if m is not None]
         presence = float(np.mean(~np.isnan(span.landmarks[local, 0, 0])))
-        metrics = clip_metrics(per_frame, span.boxes[local], info.width, info.height, presence)
+        metrics = clip_metrics(per_frame, span.boxes[local], info.width, info.height, presence,
+                               None if crops_px is None else crops_px[local])
         metrics["picture_change"] = picture_change(analysis.changes[start:end])
         metrics.update(face_motion(span.landmarks[local], analysis.voiced[start:end], info.width, info.height, info.fps))
-        reason = judge(metrics, cfg.quality) or judge_motion(metrics, cfg.motion)
-        out.append(Candidate(cid, start, end, reason, metrics, start - span.start,
-                             detail=static_detail(metrics, cfg.motion, reason)))
+        verdict = judge(metrics, cfg.quality)
+        verdict = verdict if verdict.reason else judge_motion(metrics, cfg.motion)
+        out.append(Candidate(cid, start, end, verdict.reason, metrics, start - span.start, verdict.detail))
     return out
 
 
@@ -138,6 +141,7 @@ def process_source(source: Source, out: Location | Path | str, cfg: CurationConf
             base = _provenance_columns(downloaded.provenance)
             info = probe(downloaded.path, cfg.media)
             base["source_duration_s"] = info.duration_s
+            base.update(info.geometry_columns())
             with stage("screen"):  # before any video decode: audio, speech presence, then a sparse face probe
                 audio = load_audio(info, cfg.media.sample_rate)
                 check_gaps(info, cfg.media)
@@ -227,7 +231,7 @@ def _plan(analysis: Analysis, info: MediaInfo, source_id: str, cfg: CurationConf
                 continue
             for span in segment_faces(analysis.faces[start:end], start, cfg.faces, info.fps):
                 boxes_px = crop_boxes(span.boxes, info.width, info.height, cfg.faces, info.fps) if span.status == "ok" else None
-                for cand in plan_span(span, analysis, info, source_id, cfg):
+                for cand in plan_span(span, analysis, info, source_id, cfg, boxes_px):
                     job = None
                     if cand.reason is None and boxes_px is not None:
                         local = slice(cand.span_offset, cand.span_offset + cand.end - cand.start)

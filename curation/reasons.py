@@ -13,6 +13,7 @@ TOO_SHORT = "too_short"
 NO_FACE = "no_face"
 MULTIPLE_FACES = "multiple_faces"
 FACE_TOO_SMALL = "face_too_small"
+CROP_OFF_FRAME = "crop_off_frame"
 BLURRY = "blurry"
 TOO_DARK = "too_dark"
 OVEREXPOSED = "overexposed"
@@ -40,6 +41,8 @@ REASONS: dict[str, str] = {
     NO_FACE: "no face (or face-mesh landmarks too often missing) in the segment",
     MULTIPLE_FACES: "more than one prominent face in the frame",
     FACE_TOO_SMALL: "the face is smaller than quality.min_face_px",
+    CROP_OFF_FRAME: "more of the square crop than quality.max_crop_outside_share lies outside the frame (that part "
+                    "would be invented by edge replication: a face too close to the frame for faces.crop_scale)",
     BLURRY: "the face is not sharp enough (quality.min_sharpness)",
     TOO_DARK: "the face is too dark (quality.min_brightness)",
     OVEREXPOSED: "the face is too bright (quality.max_brightness)",

@@ -208,7 +208,8 @@ def _absolute_box(rel: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 
 def crop_boxes(boxes: np.ndarray, width: int, height: int, cfg: FacesConfig, fps: int) -> np.ndarray:
-    """Square crop per frame, (n, 3) float32 x0, y0, side in source pixels, for one ok span.
+    """Square crop per frame, (n, 3) float32 x0, y0, side in frame pixels, for one ok span (curation:
+    full-resolution display pixels, upright and square, see curation.media).
 
     The side is crop_scale x the span's median face size (max of box width and height in pixels):
     one side per span means no zoom jitter. The centre, moved down by crop_shift_down x face size,
@@ -229,6 +230,15 @@ def crop_boxes(boxes: np.ndarray, width: int, height: int, cfg: FacesConfig, fps
         lo, hi = sorted((0.0, extent - side))
         corner[:, axis] = np.clip(corner[:, axis], lo, hi)
     return np.column_stack([corner, np.full(len(corner), side)]).astype(np.float32)
+
+
+def outside_share(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Per square x0, y0, side (pixels), the share of its area outside the width x height frame:
+    what `crop_frame` invents by edge replication."""
+    x0, y0, side = np.asarray(boxes, np.float64).reshape(-1, 3).T
+    inside_x = np.clip(np.minimum(x0 + side, width) - np.maximum(x0, 0.0), 0.0, None)
+    inside_y = np.clip(np.minimum(y0 + side, height) - np.maximum(y0, 0.0), 0.0, None)
+    return 1.0 - inside_x * inside_y / np.maximum(side, 1e-9) ** 2
 
 
 def _smooth(values: np.ndarray, window: int) -> np.ndarray:

@@ -59,7 +59,7 @@ class ClipMeta:
     fps: int
     sample_rate: int
     size: int
-    crop_boxes: list[list[float]]  # per frame [x0, y0, side] in source pixels, after smoothing
+    crop_boxes: list[list[float]]  # per frame [x0, y0, side] in display pixels (upright, square), smoothed
     metrics: dict[str, float]
     provenance: dict[str, Any] = field(default_factory=dict)
     sync_backend: str = ""  # scorer that measured metrics sync_offset / sync_confidence

@@ -14,6 +14,7 @@ from PIL import Image
 from curation import reasons
 from curation.config import QualityConfig
 from foundation.faces import FaceAnalyzer, FacesConfig
+from curation.fixtures import load_photo, open_mouth
 from curation.quality import clip_metrics, frame_metrics, head_pose, judge
 
 
@@ -48,7 +49,7 @@ def test_frontal_and_turned_pose(faces, name):
     assert metrics["det_score"] == pytest.approx(score)
     height, width = img.shape[:2]
     for degrees in (50, -50):
-        yaw, _ = head_pose(_turn(landmarks, width, height, degrees), width, height)
+        yaw, _, _ = head_pose(_turn(landmarks, width, height, degrees), width, height)
         assert abs(yaw) > 35 and np.sign(yaw) == np.sign(degrees)
 
 
@@ -61,9 +62,9 @@ def test_blur_and_darkness_move_their_metrics(faces):
     assert sharp["brightness"] > 100 and dark["brightness"] == pytest.approx(0.2 * sharp["brightness"], abs=2)
     assert math.isnan(sharp["det_score"])  # not given
     cfg = QualityConfig()
-    assert judge(clip_metrics([sharp], box[None], 512, 512, 1.0), cfg) is None
-    assert judge(clip_metrics([blurred], box[None], 512, 512, 1.0), cfg) == reasons.BLURRY
-    assert judge(clip_metrics([dark], box[None], 512, 512, 1.0), cfg) == reasons.TOO_DARK
+    assert judge(clip_metrics([sharp], box[None], 512, 512, 1.0), cfg).reason is None
+    assert judge(clip_metrics([blurred], box[None], 512, 512, 1.0), cfg).reason == reasons.BLURRY
+    assert judge(clip_metrics([dark], box[None], 512, 512, 1.0), cfg).reason == reasons.TOO_DARK
 
 
 def test_missing_landmarks_and_empty_box(faces):
@@ -85,12 +86,13 @@ def test_clip_metrics_medians(faces):
     assert clip["landmark_presence"] == pytest.approx(2 / 3)
     assert clip["yaw_deg"] == pytest.approx(per_frame[0]["yaw_deg"], abs=5)  # median of the 2 with a mesh
     assert clip["sharpness"] == pytest.approx(np.median([m["sharpness"] for m in per_frame]))
-    assert set(clip) == {"sharpness", "brightness", "yaw_deg", "pitch_deg", "det_score", "face_px",
-                         "landmark_presence"}
+    assert set(clip) == {"sharpness", "brightness", "yaw_deg", "pitch_deg", "roll_deg", "det_score", "face_px",
+                         "landmark_presence", "yaw_range_deg", "pitch_range_deg", "roll_range_deg",
+                         "mouth_open_range"}
 
 
 GOOD = {"sharpness": 200.0, "brightness": 120.0, "yaw_deg": 5.0, "pitch_deg": -3.0, "det_score": 0.9,
-        "face_px": 300.0, "landmark_presence": 1.0}
+        "face_px": 300.0, "landmark_presence": 1.0, "crop_outside_share": 0.02}
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -103,10 +105,12 @@ GOOD = {"sharpness": 200.0, "brightness": 120.0, "yaw_deg": 5.0, "pitch_deg": -3
     ({"pitch_deg": 40.0}, reasons.EXTREME_POSE),
     ({"landmark_presence": 0.5, "face_px": 60.0, "sharpness": 5.0}, reasons.NO_FACE),  # first failing wins
     ({"face_px": 60.0, "brightness": 20.0}, reasons.FACE_TOO_SMALL),
+    ({"crop_outside_share": 0.2}, reasons.CROP_OFF_FRAME),
+    ({"crop_outside_share": 0.2, "face_px": 60.0}, reasons.FACE_TOO_SMALL),
     ({"yaw_deg": float("nan"), "pitch_deg": float("nan")}, None),  # unmeasured pose does not reject
 ])
 def test_judge_default_config(change, reason):
-    assert judge({**GOOD, **change}, QualityConfig()) == reason
+    assert judge({**GOOD, **change}, QualityConfig()).reason == reason
 
 
 @pytest.mark.parametrize("setting, reason", [
@@ -116,6 +120,55 @@ def test_judge_default_config(change, reason):
     ({"max_brightness": 100.0}, reasons.OVEREXPOSED),
     ({"min_sharpness": 500.0}, reasons.BLURRY),
     ({"max_yaw_deg": 2.0}, reasons.EXTREME_POSE),
+    ({"max_crop_outside_share": 0.01}, reasons.CROP_OFF_FRAME),
 ])
 def test_judge_follows_config(setting, reason):
-    assert judge(GOOD, dataclasses.replace(QualityConfig(), **setting)) == reason
+    assert judge(GOOD, dataclasses.replace(QualityConfig(), **setting)).reason == reason
+
+
+def test_roll_follows_an_in_plane_turn_of_a_real_photo(faces):
+    """cv2 turns the image counter-clockwise for a positive angle: the roll reads its negative."""
+    img, _, _, _ = faces["astronaut"]
+    rolls = {}
+    with FaceAnalyzer(FacesConfig()) as analyzer:
+        for degrees in (-20, 0, 20):
+            analyzer.reset()
+            turned = cv2.warpAffine(img, cv2.getRotationMatrix2D((256, 200), degrees, 1.0), (512, 512),
+                                    borderMode=cv2.BORDER_REPLICATE)
+            found = analyzer.analyze(turned)
+            rolls[degrees] = frame_metrics(turned, found.boxes[0], found.landmarks)["roll_deg"]
+    assert abs(rolls[0]) < 6
+    for degrees in (-20, 20):  # measured: 19.6 and -19.8 relative to the upright photo
+        assert rolls[degrees] - rolls[0] == pytest.approx(-degrees, abs=4)
+
+
+def test_mouth_opening_and_its_range_over_a_clip():
+    """The fixtures' real photo with its mouth warped open: the measure grows with the gap, and the
+    clip's range spans it."""
+    photo = load_photo("astronaut")
+    per_frame, boxes = [], []
+    with FaceAnalyzer(FacesConfig()) as analyzer:
+        for opening in np.linspace(0, 0.75, 16):
+            analyzer.reset()
+            frame = open_mouth(photo, float(opening))
+            found = analyzer.analyze(frame)
+            per_frame.append(frame_metrics(frame, found.boxes[0], found.landmarks))
+            boxes.append(found.boxes[0])
+    mouth = np.array([m["mouth_open"] for m in per_frame])
+    assert 0.05 < mouth[0] < 0.16 and mouth[-1] > 2 * mouth[0]  # measured: 0.12 closed, 0.27 open
+    assert np.corrcoef(mouth, np.arange(16))[0, 1] > 0.95
+    clip = clip_metrics(per_frame, np.array(boxes), 512, 512, 1.0)
+    assert clip["mouth_open_range"] == pytest.approx(np.percentile(mouth, 95) - np.percentile(mouth, 5))
+    assert clip["mouth_open_range"] > 0.1
+    assert clip["yaw_range_deg"] < 5 and clip["roll_range_deg"] < 5  # the head did not move
+
+
+@pytest.mark.parametrize("change, detail", [
+    ({"face_px": 57.5}, "face_px 57.5 < quality.min_face_px=96"),
+    ({"crop_outside_share": 0.3}, "crop_outside_share 0.3 > quality.max_crop_outside_share=0.1"),
+    ({"yaw_deg": -50.0}, "|yaw_deg| 50 > quality.max_yaw_deg=35.0"),
+    ({"brightness": 20.25}, "brightness 20.25 < quality.min_brightness=40.0"),
+    ({}, None),
+])
+def test_a_rejected_metric_names_its_value_and_threshold(change, detail):
+    assert judge({**GOOD, **change}, QualityConfig()).detail == detail
