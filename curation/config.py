@@ -131,6 +131,20 @@ class ShardsConfig:
 
 
 @dataclass
+class ReviewConfig:
+    enabled: bool = opt(True, "capture preview strips while analysing and write DIR/review/index.html after each run "
+                              "(see 'Review page')", results=False)
+    preview_every: int = opt(4, "a preview for the 1st, (N+1)th, (2N+1)th, ... candidate clip of each reason (and of "
+                                "the accepted ones) within a source; 1 = every clip", low=1, results=False)
+    preview_frames: int = opt(4, "frames side by side in one preview strip, spread over the clip", low=1, high=16,
+                              results=False)
+    preview_px: int = opt(144, "short side of each preview frame in pixels", low=32, high=720, results=False)
+    page_clips: int = opt(24, "previews shown per section of the page (spread over sources)", low=0, results=False)
+    page_rows: int = opt(200, "manifest rows listed per section of the page (the manifest holds all)", low=1,
+                         results=False)
+
+
+@dataclass
 class RunConfig:
     cpus_per_task: float = opt(1.0, "CPUs Ray reserves for one source task", low=0, results=False)
     max_in_flight: int = opt(0, "source tasks submitted at once; 0 = 2 x cluster CPUs", low=0, results=False)
@@ -160,6 +174,7 @@ class CurationConfig:
     sync: SyncConfig = section(SyncConfig, "lip-sync scoring and filtering")
     annotations: AnnotationsConfig = section(AnnotationsConfig, "training annotations per sample")
     shards: ShardsConfig = section(ShardsConfig, "WebDataset output")
+    review: ReviewConfig = section(ReviewConfig, "previews and the review page")
     run: RunConfig = section(RunConfig, "Ray scheduling")
 
     def validate(self) -> None:

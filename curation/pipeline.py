@@ -13,7 +13,7 @@ import shutil
 import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from curation.media import MediaInfo, check_gaps, iter_frames, load_audio, probe
 from curation.motion import (face_motion, frame_change, judge_motion, picture_change, small_grey, split_static,
                              static_stretches)
 from curation.parts import PartInfo, write_part
+from curation.previews import PreviewRecorder
 from curation.quality import clip_metrics, frame_metrics, judge
 from curation.reasons import Rejected
 from curation.scenes import ShotDetector
@@ -56,10 +57,12 @@ class Analysis:
 
 
 def analyse(info: MediaInfo, cfg: CurationConfig, stretches: Optional[list[tuple[int, int]]] = None,
-            voiced: Optional[np.ndarray] = None) -> Analysis:
+            voiced: Optional[np.ndarray] = None,
+            on_frame: Optional[Callable[[int, np.ndarray], None]] = None) -> Analysis:
     """One low-resolution decode of each stretch (default: the whole source) feeding the shot detector,
-    the face tracker, frame quality and picture change. Each stretch starts as a new shot. Without
-    `voiced` no frame counts as speech (so no clip is judged on its mouth motion)."""
+    the face tracker, frame quality and picture change (and `on_frame(index, frame)`: the review
+    page's preview recorder). Each stretch starts as a new shot. Without `voiced` no frame counts as
+    speech (so no clip is judged on its mouth motion)."""
     stretches = [(0, info.num_frames)] if stretches is None else stretches
     voiced = np.zeros(info.num_frames, bool) if voiced is None else voiced
     faces: list[Optional[FrameFaces]] = [None] * info.num_frames
@@ -72,6 +75,8 @@ def analyse(info: MediaInfo, cfg: CurationConfig, stretches: Optional[list[tuple
             shot_detector = ShotDetector(cfg.scenes, info.fps)
             previous = None
             for index, frame in iter_frames(info, start, end, short_side=cfg.media.analysis_short_side):
+                if on_frame is not None:
+                    on_frame(index, frame)
                 known_cuts = len(shot_detector.cuts)
                 shot_detector.feed(index - start, frame)
                 if len(shot_detector.cuts) > known_cuts:
@@ -146,13 +151,16 @@ def process_source(source: Source, out: Location | Path | str, cfg: CurationConf
                 audio = load_audio(info, cfg.media.sample_rate)
                 check_gaps(info, cfg.media)
                 voiced, stretches = screen(info, audio, cfg)
+            previews = PreviewRecorder(info, cfg) if cfg.review.enabled else None
             with stage("decode_analysis"):
-                analysis = analyse(info, cfg, stretches, voiced)
+                analysis = analyse(info, cfg, stretches, voiced, previews.feed if previews else None)
                 check_gaps(info, cfg.media)
             with stage("clips"):  # segmentation, judging, separation: what the steps inside do not time
                 rows = _export(source, downloaded, info, analysis, audio, location, cfg, models, base)
             if info.gaps.skipped:  # the clip decodes after analysis re-read the same packets: the note is complete
                 rows = [replace(row, detail=row.detail or info.gaps.note()) for row in rows]
+            if previews:  # before the part: a committed source's previews are all written
+                previews.write(location, source.source_id, rows, analysis.faces)
         except Rejected as rej:
             rows = [source_row(source.raw, source.source_id, rej.reason, rej.detail, **base, **rej.metrics)]
         finally:

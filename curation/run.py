@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # Heavy imports only after the argument checks; every start-up error is one line and exit 2.
     from curation.finish import preflight
+    from curation.review import REVIEW_PAGE
     from curation.settle import ConfigChanged, plan_run
     from curation.sources import SourceListError, parse_source_list
     from foundation.storage import Location, StorageError
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         shutdown_ray()  # main() may run inside a longer process (make demo): its idle workers would hold cores and memory
     print(json.dumps(summary, indent=2, sort_keys=True))
     log.info("manifest: %s, shards: %s", out.uri("manifest.parquet"), out.uri("shards"))
+    if cfg.review.enabled:
+        log.info("review page: %s (open it in a browser; it links ../previews and ../funnel.png)", out.uri(REVIEW_PAGE))
     return 0
 
 

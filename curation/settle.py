@@ -8,8 +8,8 @@ resolved config in `config.json`.
 After the last task, `settle` makes the output consistent, which a store without rename needs
 done explicitly: later copies of duplicate content are recorded as `duplicate`, parts superseded
 by a reprocessed one are deleted, shards no committed part lists (an interrupted attempt, the
-losing attempt of a retried source, a reprocessed source's old shards) are deleted, and the
-manifest, summary and funnel are written. Everything it does is idempotent, so a run killed
+losing attempt of a retried source, a reprocessed source's old shards) are deleted, so are
+previews no committed row names, and the manifest, summary, funnel and review page are written. Everything it does is idempotent, so a run killed
 while settling settles again when re-run.
 """
 from __future__ import annotations
@@ -25,6 +25,8 @@ from curation.config import CurationConfig
 from curation.duplicates import find_duplicates
 from curation.manifest import ManifestRow, finalize, source_row
 from curation.parts import PART_DIR, PartInfo, list_parts, read_parts, write_part
+from curation.previews import PREVIEW_DIR, preview_name, preview_source
+from curation.review import write_review
 from curation.shards import SHARD_DIR, shard_source
 from curation.sources import Source
 from foundation.config import changed_keys, to_dict
@@ -95,11 +97,23 @@ def _is_duplicate(rows: list[ManifestRow]) -> bool:
     return len(rows) == 1 and rows[0].reason == reasons.DUPLICATE
 
 
-def _staged_shard_source(name: str) -> Optional[str]:
-    """The source of a local staging file `.<shard name>.<uuid>.tmp` left by a killed task."""
+def _staged_name(name: str) -> Optional[str]:
+    """The file a local staging file `.<name>.<uuid>.tmp` left by a killed task was to become."""
     if name.startswith(".") and name.endswith(".tmp"):
-        return shard_source(name[1:].rsplit(".", 2)[0])
+        return name[1:].rsplit(".", 2)[0]
     return None
+
+
+def _staged_shard_source(name: str) -> Optional[str]:
+    staged = _staged_name(name)
+    return shard_source(staged) if staged else None
+
+
+def _orphan_previews(location: Location, rows: list[ManifestRow], ids: set[str]) -> list[str]:
+    """Previews of this run's sources that no committed row names (a superseded or uncommitted attempt)."""
+    named = {preview_name(r.clip_id) for r in rows if r.clip_id}
+    return [f"{PREVIEW_DIR}/{name}" for name in location.list(PREVIEW_DIR)
+            if name not in named and preview_source(_staged_name(name) or name) in ids]
 
 
 def settle(location: Location, sources: list[Source], cfg: CurationConfig, extra_rows: list[ManifestRow],
@@ -131,13 +145,18 @@ def settle(location: Location, sources: list[Source], cfg: CurationConfig, extra
     ids = set(raw)
     orphans = [f"{SHARD_DIR}/{name}" for name in location.list(SHARD_DIR) if name not in referenced
                and (shard_source(name) in ids or _staged_shard_source(name) in ids)]
-    if superseded or orphans:
-        log.info("deleting %d superseded part(s) and %d orphan shard(s)", len(superseded), len(orphans))
-        location.delete(superseded + orphans)
-
     rows = [row for rows, _ in by_source.values() for row in rows] + extra_rows
+    previews = _orphan_previews(location, rows, ids)
+    if superseded or orphans or previews:
+        log.info("deleting %d superseded part(s), %d orphan shard(s) and %d orphan preview(s)", len(superseded),
+                 len(orphans), len(previews))
+        location.delete(superseded + orphans + previews)
+
     stage_seconds: Counter[str] = Counter()
     for _, info in by_source.values():
         stage_seconds.update(info.stage_seconds)
     extra = {"config_fingerprint": fp, "stage_seconds": {k: round(v, 2) for k, v in sorted(stage_seconds.items())}}
-    return finalize(location, rows, wall_s, extra, metadata={"config_fingerprint": fp})
+    summary = finalize(location, rows, wall_s, extra, metadata={"config_fingerprint": fp})
+    if cfg.review.enabled:
+        write_review(location, cfg.review)
+    return summary
