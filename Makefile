@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml constraints-cpu.txt Makefile
 	# syncnet_python's own code, the oracle of tests/test_syncnet_parity.py. Without its dependencies:
 	# they would pin PySceneDetect < 0.7 and pull torchvision; the code it runs needs none of them.
 	$(PY) -m pip install -q --no-deps $(SYNCNET_PYTHON)
+	# audio-separator pulls torchvision (via onnx2torch); PyPI's torchvision is a CUDA build whose operators
+	# fail beside the CPU torch and then break `import diffusers`. The MDX path runs without it.
+	$(PY) -m pip uninstall -q -y torchvision
 	touch $(STAMP)
 
 demo: setup

@@ -21,6 +21,7 @@ class Candidate:
     detail: Optional[str] = None  # the rejected metric's value and threshold
     sync_backend: Optional[str] = None  # lip-sync scorer that judged the clip (None: it never got there)
     sync_verified: Optional[bool] = None  # that scorer confirmed the sync (False: kept unverified, or rejected)
+    vocals_separated: Optional[bool] = None  # the speech steps heard separated vocals (None: it never got there)
 
 
 def clip_id(source_id: str, start: int, end: int) -> str:

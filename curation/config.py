@@ -88,8 +88,20 @@ class MotionConfig:
 class SpeechConfig:
     min_ratio: float = opt(0.5, "clips whose share of voiced audio (silero-vad) is below this are `no_speech`", low=0, high=1)
     vad_threshold: float = opt(0.5, "silero-vad speech probability above which a 32 ms window counts as speech", low=0, high=1)
-    separator: Optional[str] = opt(None, "vocal separator as 'module:factory' (see README); null = use the audio as it is")
+    separation: Literal["auto", "on", "off"] = opt(
+        "auto", "vocal separation before speech detection, lip sync, DNSMOS and the audio features: 'on' (audio-separator "
+                "running MDX-Net Kim_Vocal_2, as Hallo; its files are required), 'off', or 'auto' (on when the model is "
+                "found, else off with a warning)")
+    separator_model: Optional[str] = opt(None, "MDX-Net model file audio-separator runs, its model-data JSON files beside "
+                                               "it; null = BASE/uvr/Kim_Vocal_2.onnx (pretrained_dir)")
+    separator: Optional[str] = opt(None, "another vocal separator as 'module:factory' (docs/curation.md), used instead of "
+                                         "the MDX model while separation is not off; null = the MDX model")
     separator_args: dict[str, Any] = opt({}, "keyword arguments for the separator factory, e.g. {model_dir: /models/uvr}")
+    separate_only_speech: bool = opt(True, "separate only clips whose mixture already holds speech.min_ratio of speech "
+                                           "(silero-vad), the others are `no_speech` unseparated (docs/curation.md: where "
+                                           "this changes a verdict)")
+    min_dnsmos: float = opt(2.0, "clips with speech whose DNSMOS overall score (of the vocals; 1 bad .. 5 excellent) is "
+                                 "below this are `poor_audio` (speech over noise or music); 0 = not scored", low=0, high=5)
 
 
 @dataclass

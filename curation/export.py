@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 from fractions import Fraction
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Optional
 
 import av
 import numpy as np
@@ -44,13 +44,16 @@ def build_sample(
     audio: np.ndarray,
     crf: int,
     annotations: Mapping[str, bytes],
+    vocals: Optional[np.ndarray] = None,
 ) -> dict[str, bytes | str]:
-    """One shard sample: the cropped frames as H.264, the audio as WAV, landmarks, metadata and annotations."""
+    """One shard sample: the cropped frames as H.264, the audio (and its separated vocals) as WAV, landmarks,
+    metadata and annotations."""
     return {
         "__key__": meta.clip_id,
         schema.KEY_VIDEO: encode_video(crops, meta.fps, crf),
         schema.KEY_AUDIO: encode_wav(audio, meta.sample_rate),
         schema.KEY_LANDMARKS: schema.encode_npy(landmarks_crop.astype(np.float16)),
         schema.KEY_META: meta.to_json(),
+        **({schema.KEY_VOCALS: encode_wav(vocals, meta.sample_rate)} if vocals is not None else {}),
         **annotations,
     }

@@ -1,11 +1,13 @@
-"""What happens to the clips that passed the quality step: speech, lip-sync, annotations, sample.
+"""What happens to the clips that passed the quality step: vocals, speech, audio quality, lip-sync,
+annotations, sample.
 
 Everything here works from what the face step already has (landmarks in crop pixels, the source
 audio decoded once); a clip's full-resolution crops are decoded lazily, at most once, when the
 SyncNet backend or the annotations and the shard sample need them. Clips come in groups (a
 source's clips, up to `sync.batch_frames` frames), so SyncNet runs its batches across clips. The
 heavy models are built once per worker process (`clip_models`); `preflight` checks their files
-at start-up.
+at start-up. The costlier audio steps see only the clips the cheaper ones kept: vocal separation
+those whose mixture has speech (`speech.separate_only_speech`), DNSMOS those whose vocals have it.
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from foundation.faces import crop_frame, landmarks_to_crop
 from curation.media import MediaInfo, iter_frames
 from curation.shards import SourceShardWriter
 from curation.sources import Source
-from curation.speech import VocalSeparator, load_separator, separate, separator_factory, speech_ratio
+from curation.speech import (SEPARATION_WARNING, VocalSeparator, dnsmos, make_separator, resolve_separation, separate,
+                             separator_factory, separator_model, speech_ratio)
 from curation.sync import (FALLBACK_WARNING, ClipSignals, SyncScorer, SyncVerdict, audio_window, judge_sync,
                            make_scorer, resolve_backend)
 from curation.timing import stage
@@ -53,6 +56,7 @@ class ClipModels:
     """The heavy per-clip helpers of one worker process."""
 
     separator: VocalSeparator
+    separator_name: Optional[str]  # what clips record as their vocal separator; None = no separation
     scorer: SyncScorer
     annotator: Optional[Annotator]  # None when annotations.enabled is false
 
@@ -65,8 +69,9 @@ def clip_models(cfg: CurationConfig) -> ClipModels:
     key = repr((cfg.pretrained_dir, cfg.speech, cfg.sync, cfg.annotations))
     if key not in _MODELS:
         _MODELS.clear()
+        separator, separator_name = make_separator(cfg.speech, cfg.pretrained_dir)
         _MODELS[key] = ClipModels(
-            separator=load_separator(cfg.speech.separator, cfg.speech.separator_args),
+            separator=separator, separator_name=separator_name,
             scorer=make_scorer(cfg.sync, cfg.pretrained_dir),
             annotator=Annotator(cfg.annotations, cfg.pretrained_dir) if cfg.annotations.enabled else None,
         )
@@ -79,8 +84,9 @@ def preflight(cfg: CurationConfig) -> CurationConfig:
     Entry points call it before scheduling work, so a missing model folder is one clear error
     instead of a failure in every source. Returns the config to run with: the annotation model
     folders filled in from pretrained_dir and pinned (`pin_model_dirs`), and the lip-sync
-    backend resolved (`auto` -> syncnet or envelope), so that every worker judges with the same one;
-    warns when it falls back to the weight-free scorer.
+    backend resolved (`auto` -> syncnet or envelope) and vocal separation (`auto` -> on or off), so that
+    every worker judges the same way; warns when it falls back to the weight-free scorer or to no
+    separation.
     """
     if cfg.annotations.enabled:
         check_model_dirs(cfg.annotations, cfg.pretrained_dir)
@@ -93,7 +99,10 @@ def preflight(cfg: CurationConfig) -> CurationConfig:
             separator_factory(cfg.speech.separator)
         except (ImportError, AttributeError, ValueError) as err:
             raise ConfigError(f"config key 'speech.separator': cannot import {cfg.speech.separator!r}: {err}") from err
-    return replace(cfg, sync=sync)
+    speech = resolve_separation(cfg.speech, cfg.pretrained_dir)
+    if speech.separation == "off" and cfg.speech.separation == "auto":
+        log.warning(SEPARATION_WARNING.format(path=separator_model(cfg.speech, cfg.pretrained_dir)))
+    return replace(cfg, sync=sync, speech=speech)
 
 
 def crop_loader(info: MediaInfo, cand: Candidate, boxes: np.ndarray, size: int) -> Callable[[], list[np.ndarray]]:
@@ -125,9 +134,10 @@ class _Clip:
     landmarks_crop: np.ndarray
     crops: Callable[[], list[np.ndarray]]
     mixture: np.ndarray  # the source audio under the clip, padded by sync.max_abs_offset frames each side
-    vocals: np.ndarray  # the same after vocal separation
     pad: int
     hop: int
+    vocals: Optional[np.ndarray] = None  # the same after vocal separation (`separate_vocals`)
+    separated: bool = False  # vocals came out of a separator (else they are the mixture)
 
     def shifted(self, signal: np.ndarray, offset: int) -> np.ndarray:
         """The clip's span of `signal`, taken `offset` frames later in the source."""
@@ -135,18 +145,47 @@ class _Clip:
         return signal[(self.pad + offset) * self.hop:(self.pad + offset + frames) * self.hop]
 
     def signals(self, info: MediaInfo, rate: int) -> ClipSignals:
-        return ClipSignals(self.landmarks_crop, self.shifted(self.vocals, 0), rate, info.fps, self.crops)
+        return ClipSignals(self.landmarks_crop, self.shifted(self.voice, 0), rate, info.fps, self.crops)
+
+    @property
+    def voice(self) -> np.ndarray:
+        """What the speech, quality, sync and feature steps hear: the vocals, or the mixture unseparated."""
+        return self.mixture if self.vocals is None else self.vocals
+
+    def separate_vocals(self, models: ClipModels, rate: int) -> None:
+        # One separation covers the clip and every shift a sync correction may apply.
+        if models.separator_name is not None and self.vocals is None:
+            with stage("separation"):
+                self.vocals = separate(models.separator, self.mixture, rate)
+            self.separated = True
 
 
 def _prepare(job: ClipJob, info: MediaInfo, audio: np.ndarray, cfg: CurationConfig, models: ClipModels) -> _Clip:
     cand, size, rate = job.cand, cfg.faces.output_size, cfg.media.sample_rate
     hop = rate // info.fps
     landmarks_crop = landmarks_to_crop(fill_missing_landmarks(job.landmarks), job.boxes, info.width, info.height, size)
-    # One separation covers the clip and every shift a sync correction may apply.
     pad = cfg.sync.max_abs_offset
     mixture = audio_window(audio, cand.start - pad, cand.end + pad, hop)
-    return _Clip(job, landmarks_crop, crop_loader(info, cand, job.boxes, size), mixture,
-                 separate(models.separator, mixture, rate), pad, hop)
+    return _Clip(job, landmarks_crop, crop_loader(info, cand, job.boxes, size), mixture, pad, hop)
+
+
+def _speech_ratio(clip: _Clip, cfg: CurationConfig, models: ClipModels) -> float:
+    """The clip's speech share in its vocals, separated first unless the mixture already falls short."""
+    rate = cfg.media.sample_rate
+    if models.separator_name is not None and cfg.speech.separate_only_speech:
+        ratio = speech_ratio(clip.shifted(clip.mixture, 0), rate, cfg.speech)
+        if ratio < cfg.speech.min_ratio:
+            return ratio
+    clip.separate_vocals(models, rate)
+    return speech_ratio(clip.shifted(clip.voice, 0), rate, cfg.speech)
+
+
+def _audio_quality(clip: _Clip, cfg: CurationConfig) -> dict[str, float]:
+    """DNSMOS of the clip's vocals (nothing when speech.min_dnsmos is 0)."""
+    if cfg.speech.min_dnsmos <= 0:
+        return {}
+    with stage("dnsmos"):
+        return dnsmos(clip.shifted(clip.voice, 0), cfg.media.sample_rate)
 
 
 def score_sync(scorer: SyncScorer, clips: list[ClipSignals], cfg: CurationConfig) -> list[SyncResult]:
@@ -164,8 +203,8 @@ def finish_clips(
     cfg: CurationConfig,
     models: ClipModels,
 ) -> list[tuple[Candidate, Optional[str]]]:
-    """Speech check of each clip, one lip-sync pass over those with speech, then the annotated
-    sample of each clip that passed both.
+    """Speech and audio-quality checks of each clip, one lip-sync pass over those that passed, then the
+    annotated sample of each clip that passed all.
 
     Returns, per job, the candidate with its verdict and new metrics, and the shard it went to
     (None if rejected).
@@ -173,20 +212,28 @@ def finish_clips(
     rate = cfg.media.sample_rate
     clips = [_prepare(job, info, audio, cfg, models) for job in jobs]
     with stage("speech_sync"):
-        ratios = [speech_ratio(clip.shifted(clip.vocals, 0), rate, cfg.speech) for clip in clips]
-        talking = [clip for clip, ratio in zip(clips, ratios) if ratio >= cfg.speech.min_ratio]
+        verdicts: dict[int, tuple[Optional[str], dict[str, float]]] = {}
+        for clip in clips:
+            ratio = _speech_ratio(clip, cfg, models)
+            quality = _audio_quality(clip, cfg) if ratio >= cfg.speech.min_ratio else {}
+            reason = (reasons.NO_SPEECH if ratio < cfg.speech.min_ratio else
+                      reasons.POOR_AUDIO if quality and quality["dnsmos_ovrl"] < cfg.speech.min_dnsmos else None)
+            verdicts[id(clip)] = reason, {"speech_ratio": ratio, **quality}
+        talking = [clip for clip in clips if verdicts[id(clip)][0] is None]
         signals = [c.signals(info, rate) for c in talking]
         results = dict(zip(map(id, talking), score_sync(models.scorer, signals, cfg)))
     out = []
-    for clip, ratio in zip(clips, ratios):
-        cand = clip.job.cand
-        if id(clip) not in results:
-            out.append((replace(cand, reason=reasons.NO_SPEECH, metrics={**cand.metrics, "speech_ratio": ratio}), None))
+    for clip in clips:
+        reason, audio_metrics = verdicts[id(clip)]
+        cand = replace(clip.job.cand, vocals_separated=clip.separated,
+                       metrics={**clip.job.cand.metrics, **audio_metrics})
+        if reason is not None:
+            out.append((replace(cand, reason=reason), None))
             continue
         result = results[id(clip)]
         verdict = judge_sync(result, cfg.sync, models.scorer)
         cand = replace(cand, reason=verdict.reason, sync_backend=models.scorer.name, sync_verified=verdict.verified,
-                       metrics={**cand.metrics, "speech_ratio": ratio, "sync_offset": result.offset,
+                       metrics={**cand.metrics, "sync_offset": result.offset,
                                 "sync_confidence": result.confidence, "sync_min_dist": result.min_dist})
         log.debug("%s: %s -> %s", cand.clip_id, cand.metrics, cand.reason or "accepted")
         out.append((cand, None if verdict.reason else _write_sample(writer, source, downloaded, info, clip, cand,
@@ -200,7 +247,7 @@ def _write_sample(writer: SourceShardWriter, source: Source, downloaded: Downloa
     """Annotate an accepted clip (its audio corrected by the verdict's shift) and write its sample."""
     with stage("annotations"):
         annotations, face_found = (models.annotator.annotate(clip.crops(), clip.landmarks_crop,
-                                                             clip.shifted(clip.vocals, verdict.shift), info.fps)
+                                                             clip.shifted(clip.voice, verdict.shift), info.fps)
                                    if models.annotator else ({}, False))
     frames = cand.end - cand.start
     meta = schema.ClipMeta(
@@ -209,9 +256,11 @@ def _write_sample(writer: SourceShardWriter, source: Source, downloaded: Downloa
         fps=info.fps, sample_rate=cfg.media.sample_rate, size=cfg.faces.output_size,
         crop_boxes=np.round(clip.job.boxes, 2).tolist(), metrics=cand.metrics, provenance=downloaded.provenance,
         sync_backend=models.scorer.name, sync_verified=verdict.verified, audio_shift_frames=verdict.shift,
-        vocal_separator=cfg.speech.separator, annotated=models.annotator is not None, face_found=face_found,
+        vocal_separator=models.separator_name if clip.separated else None, annotated=models.annotator is not None,
+        face_found=face_found,
     )
     with stage("encode"):
+        vocals = clip.shifted(clip.vocals, verdict.shift) if clip.vocals is not None else None
         sample = build_sample(meta, clip.crops(), clip.landmarks_crop, clip.shifted(clip.mixture, verdict.shift),
-                              cfg.shards.video_crf, annotations)
+                              cfg.shards.video_crf, annotations, vocals)
     return writer.write(sample)

@@ -151,6 +151,31 @@ def speech_loop(sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return np.concatenate(parts)
 
 
+# C, A minor, F, G major triads (Hz): the chord bed's progression, one chord a second
+CHORDS_HZ = ((261.6, 329.6, 392.0), (220.0, 261.6, 329.6), (174.6, 220.0, 261.6), (196.0, 246.9, 293.7))
+
+
+def chord_bed(n: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A music-like background: synthesized triads of five harmonics each (1/h amplitudes), a new chord every
+    second struck with a decaying envelope; unit RMS, float32."""
+    t = np.arange(n) / sample_rate
+    step = np.arange(n) // sample_rate
+    since = t - step
+    bed = np.zeros(n)
+    for chord in range(len(CHORDS_HZ)):
+        on = step % len(CHORDS_HZ) == chord
+        for f in CHORDS_HZ[chord]:
+            bed[on] += sum(np.sin(2 * np.pi * f * h * t[on]) / h for h in range(1, 6))
+    bed *= np.exp(-2.0 * since)
+    return (bed / np.sqrt(np.mean(bed ** 2))).astype(np.float32)
+
+
+def with_background(speech: np.ndarray, background: np.ndarray, snr_db: float) -> np.ndarray:
+    """`speech` plus `background` scaled to `snr_db` below the speech's RMS, clipped to [-1, 1]."""
+    gain = np.sqrt(np.mean(speech ** 2) / np.mean(background ** 2) / 10 ** (snr_db / 10))
+    return np.clip(speech + gain * background[:len(speech)], -1, 1).astype(np.float32)
+
+
 def loudness_envelope(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, fps: int = FPS) -> np.ndarray:
     """RMS of the audio under each video frame (frame i covers [i/fps, (i+1)/fps))."""
     hop = sample_rate // fps

@@ -22,9 +22,9 @@ from foundation.storage import Location
 MOTION_COLUMNS = ("picture_change", "face_motion", "mouth_motion")  # curation.motion
 
 METRIC_COLUMNS = ("face_px", "sharpness", "brightness", "yaw_deg", "pitch_deg", "det_score", "landmark_presence",
-                  "speech_ratio", "sync_confidence", "sync_min_dist", *MOTION_COLUMNS)
+                  "speech_ratio", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "sync_confidence", "sync_min_dist", *MOTION_COLUMNS)
 INT_COLUMNS = ("sync_offset",)
-BOOL_COLUMNS = ("sync_verified",)
+BOOL_COLUMNS = ("sync_verified", "vocals_separated")
 # source geometry (per source) and crop honesty + balance (per clip judged by the quality step)
 GEOMETRY_INT_COLUMNS = ("source_width", "source_height", "rotation_deg", "display_width", "display_height")
 BALANCE_COLUMNS = ("yaw_range_deg", "pitch_range_deg", "roll_range_deg", "mouth_open_range")
@@ -64,6 +64,12 @@ class ManifestRow:
     mouth_motion: Optional[float] = None  # spread of the mouth opening while speech is heard (same unit)
     # speech and lip-sync: set for every clip that passed the quality step (sync only if it had speech)
     speech_ratio: Optional[float] = None
+    # the speech, DNSMOS, lip-sync and audio-feature steps heard separated vocals (false: the mixture)
+    vocals_separated: Optional[bool] = None
+    # DNSMOS P.835 of the vocals, 1 bad .. 5 excellent (clips with speech): overall, speech signal, background
+    dnsmos_ovrl: Optional[float] = None
+    dnsmos_sig: Optional[float] = None
+    dnsmos_bak: Optional[float] = None
     sync_offset: Optional[int] = None  # frames the audio lagged the video; accepted clips are stored corrected
     sync_confidence: Optional[float] = None
     sync_min_dist: Optional[float] = None
@@ -127,24 +133,37 @@ def sync_warning(rows: list[ManifestRow]) -> Optional[str]:
             "unverified; see README 'Lip-sync scores'")
 
 
+def separation_warning(rows: list[ManifestRow]) -> Optional[str]:
+    """Said wherever results are shown when clips were judged without vocal separation."""
+    unseparated = sum(r.status == "accepted" and r.vocals_separated is False for r in rows)
+    if not unseparated:
+        return None
+    return (f"{unseparated} accepted clips were judged and annotated without vocal separation (the mixture); "
+            "see docs/curation.md 'Vocal separation'")
+
+
+def warnings(rows: list[ManifestRow]) -> list[str]:
+    return [w for w in (sync_warning(rows), separation_warning(rows)) if w]
+
+
 def summarize(rows: list[ManifestRow], wall_s: float) -> dict[str, Any]:
     clips = [r for r in rows if r.clip_id is not None]
     durations = {r.source_id: r.source_duration_s or 0.0 for r in rows}
     accepted = [r for r in clips if r.status == "accepted"]
-    warning = sync_warning(rows)
     return {
         "sources": len(durations),
         "sources_with_accepted_clips": len({r.source_id for r in accepted}),
         "candidate_clips": len(clips),
         "accepted_clips": len(accepted),
         "accepted_unverified_sync": sum(r.sync_verified is False for r in accepted),
+        "accepted_unseparated": sum(r.vocals_separated is False for r in accepted),
         "sync_backends": dict(Counter(r.sync_backend for r in clips if r.sync_backend)),
         "by_status": dict(Counter(r.status for r in rows)),
         "by_reason": dict(Counter(r.reason for r in rows if r.reason)),
         "hours_in": sum(durations.values()) / 3600,
         "hours_out": sum((r.end_s or 0) - (r.start_s or 0) for r in accepted) / 3600,
         "wall_time_s": round(wall_s, 2),
-        "warnings": [warning] if warning else [],
+        "warnings": warnings(rows),
         "balance": balance(accepted),
     }
 
@@ -214,10 +233,10 @@ def plot_funnel(rows: list[ManifestRow]) -> bytes:
         ax.hist(np.clip(_balance_values(accepted, column), low, high), bins=bins, range=(low, high), color="#5a9e4b")
         ax.set_title(f"{column} (p5..p95)", fontsize=9)
         ax.set_ylabel("accepted clips" if i == 0 else "")
-    warning = sync_warning(rows)
-    fig.tight_layout(rect=(0, 0.07, 1, 1) if warning else (0, 0, 1, 1))
-    if warning:
-        fig.text(0.01, 0.015, "WARNING: " + warning, color="#b00020", fontsize=9)
+    shown = warnings(rows)
+    fig.tight_layout(rect=(0, 0.035 + 0.035 * len(shown), 1, 1) if shown else (0, 0, 1, 1))
+    for i, warning in enumerate(shown):
+        fig.text(0.01, 0.015 + 0.04 * i, "WARNING: " + warning, color="#b00020", fontsize=9)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)

@@ -214,7 +214,7 @@ def _export(
                 source=source.raw, source_id=source.source_id, clip_id=cand.clip_id,
                 status=status_for(cand.reason), reason=cand.reason, detail=cand.detail,
                 start_s=cand.start / info.fps, end_s=cand.end / info.fps, shard=shard,
-                sync_backend=cand.sync_backend, sync_verified=cand.sync_verified,
+                sync_backend=cand.sync_backend, sync_verified=cand.sync_verified, vocals_separated=cand.vocals_separated,
                 **base, **{k: v for k, v in cand.metrics.items() if k in ManifestRow.__dataclass_fields__},
             ))
         writer.close()

@@ -21,6 +21,7 @@ EXTREME_POSE = "extreme_pose"
 STATIC_PICTURE = "static_picture"
 STATIC_FACE = "static_face"
 NO_SPEECH = "no_speech"
+POOR_AUDIO = "poor_audio"
 OUT_OF_SYNC = "out_of_sync"
 DUPLICATE = "duplicate"
 INTERNAL_ERROR = "internal_error"
@@ -51,6 +52,8 @@ REASONS: dict[str, str] = {
                     "motion.max_static_s)",
     STATIC_FACE: "the mouth does not move while speech is heard (motion.min_mouth_motion)",
     NO_SPEECH: "too little speech in the clip's audio (speech.min_ratio; silence, music only)",
+    POOR_AUDIO: "the speech is buried in noise or music: DNSMOS overall score of the (separated) vocals below "
+                "speech.min_dnsmos",
     OUT_OF_SYNC: "lips and speech do not match: SyncNet confidence below sync.min_confidence or its offset beyond "
                  "sync.max_abs_offset (without SyncNet weights: only a confident offset beyond sync.max_abs_offset)",
     DUPLICATE: "the same media bytes (or, for URLs, the same site's video id) as a source listed earlier; "

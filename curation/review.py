@@ -23,7 +23,7 @@ import jinja2
 
 from curation import reasons
 from curation.config import CurationConfig, ReviewConfig
-from curation.manifest import INT_COLUMNS, METRIC_COLUMNS, ManifestRow, sync_warning
+from curation.manifest import INT_COLUMNS, METRIC_COLUMNS, ManifestRow, warnings
 from curation.parts import decode_part
 from curation.previews import PREVIEW_DIR, preview_name
 from foundation.config import ConfigError, load_config
@@ -40,6 +40,7 @@ _DECIDING = {
     reasons.TOO_DARK: ("brightness",), reasons.OVEREXPOSED: ("brightness",),
     reasons.EXTREME_POSE: ("yaw_deg", "pitch_deg"), reasons.NO_SPEECH: ("speech_ratio",),
     reasons.OUT_OF_SYNC: ("sync_confidence", "sync_offset"), reasons.CROP_OFF_FRAME: ("crop_outside_share",),
+    reasons.POOR_AUDIO: ("dnsmos_ovrl",),
 }
 _SHOWN = (*METRIC_COLUMNS, "crop_outside_share", *INT_COLUMNS)
 
@@ -120,9 +121,8 @@ def render_page(rows: list[ManifestRow], summary: dict[str, Any], previews: set[
                 title: str) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     template = env.from_string(_TEMPLATE.read_text())
-    warning = sync_warning(rows)
     return template.render(title=title, summary=summary, sections=build_sections(rows, previews, cfg),
-                           warnings=summary.get("warnings") or ([warning] if warning else []), columns=_SHOWN)
+                           warnings=summary.get("warnings") or warnings(rows), columns=_SHOWN)
 
 
 def write_review(location: Location, cfg: ReviewConfig) -> str:

@@ -6,6 +6,9 @@ A sample is one clip. Keys inside the tar are `<clip_id>.<ext>`:
 |----------------------|----------------------------------------------------------------------------|
 | `mp4`                | H.264 video, `faces.output_size` square, 25 fps, no audio track            |
 | `wav`                | 16 kHz mono PCM-16 audio, same duration as the video, in sync (corrected)  |
+|                      | as the source has it (the mixture: speech with any music or noise)         |
+| `vocals.wav`         | the same span after vocal separation, what the audio features were         |
+|                      | computed from; present when `ClipMeta.vocal_separator` is set              |
 | `landmarks.npy`      | float16 (frames, 478, 2): face-mesh points in output-crop pixels          |
 | `json`               | `ClipMeta`: source, span, crop boxes, metrics, sync, provenance            |
 | `audio_features.npy` | float16 (frames, layers, dim): wav2vec2 hidden states of every transformer |
@@ -19,7 +22,7 @@ A sample is one clip. Keys inside the tar are `<clip_id>.<ext>`:
 The last four (`ANNOTATION_KEYS`) are present when `ClipMeta.annotated` (curation's default).
 `SCHEMA_VERSION` is bumped whenever a key is added or changes meaning; readers check it.
 Version 2 added the annotation keys and the speech/sync fields of `ClipMeta`; version 3 added
-`ClipMeta.sync_verified`.
+`ClipMeta.sync_verified`; version 4 added `vocals.wav`.
 """
 from __future__ import annotations
 
@@ -32,10 +35,11 @@ from typing import Any, Optional
 import cv2
 import numpy as np
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 KEY_VIDEO = "mp4"
 KEY_AUDIO = "wav"
+KEY_VOCALS = "vocals.wav"
 KEY_LANDMARKS = "landmarks.npy"
 KEY_META = "json"
 KEY_AUDIO_FEATURES = "audio_features.npy"
@@ -69,7 +73,8 @@ class ClipMeta:
     # the stored wav starts this many frames later in the source than the video (the detected
     # sync offset, corrected; negative: earlier), so audio and lips match
     audio_shift_frames: int = 0
-    vocal_separator: Optional[str] = None  # speech.separator that produced the audio features' input
+    # separator whose vocals (`vocals.wav`) the speech, sync and audio-feature steps used; None: the mixture
+    vocal_separator: Optional[str] = None
     annotated: bool = False  # the sample carries ANNOTATION_KEYS
     face_found: bool = False  # face_emb.npy is of a detected face (False: the zero embedding)
     schema_version: int = SCHEMA_VERSION
@@ -148,6 +153,8 @@ def check_sample(sample: dict[str, Any], require_annotations: bool = True) -> Cl
     frames = meta.num_frames
     landmarks = npy_view(sample[KEY_LANDMARKS]).shape  # shapes only: no copy of the arrays
     _expect(meta, "landmarks", landmarks == (frames, 478, 2), landmarks)
+    if meta.vocal_separator and KEY_VOCALS not in sample:
+        raise ValueError(f"sample {meta.clip_id} was separated by {meta.vocal_separator} but lacks {KEY_VOCALS}")
     if not (require_annotations or meta.annotated):
         return meta
     missing = [k for k in ANNOTATION_KEYS if k not in sample]

@@ -37,6 +37,10 @@ class ModelBehaviour:
         600, "classifier-free guidance runs only on the sampling steps at or above this timestep (of 1000): the "
         "noisier steps, where the mouth's opening and the pose are decided; the rest take the conditional "
         "prediction alone. 0 = every step, as Hallo", low=0, high=1000)
+    separate_vocals: bool = opt(
+        True, "generation separates the driving audio's vocals (audio-separator, MDX-Net Kim_Vocal_2; weights.yaml "
+        "`vocal_separator`) before wav2vec2, as the training features were (Hallo; curation when its separator is "
+        "found); the video keeps the original audio")
     temporal: bool = opt(
         True, "the motion and audio modules are trained (stage-2 export, Hallo); false for a stage-1 export, "
         "which then generates without them")

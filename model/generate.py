@@ -25,6 +25,7 @@ from foundation.cpu_threads import set_cpu_threads
 from foundation.identity import IdentityEncoder
 from foundation.masks import region_masks
 from foundation.media_io import read_audio, write_video
+from foundation.vocals import MODEL_FILE, read_vocals
 from model.generate_config import GenerateConfig
 from model.pipeline import HalloPipeline, Reference, SamplerSettings
 from model.preflight import GenerationInputs, check_generation
@@ -52,7 +53,11 @@ def prepare(cfg: GenerateConfig, inputs: GenerationInputs | None = None) -> tupl
     masks = region_masks(portrait.landmarks, (size, size), (size // 8, size // 8))
     identity = IdentityEncoder(resolve(weights, index.insightface, "insightface"), onnx_providers(device))
     embedding, _ = identity.embed(portrait.image)
-    waveform, _ = read_audio(cfg.audio, SAMPLE_RATE, mono=True)
+    if index.behaviour.separate_vocals:  # as the training features were; the video keeps the original audio
+        waveform = read_vocals(cfg.audio, resolve(weights, index.vocal_separator, "vocal_separator") / MODEL_FILE,
+                               SAMPLE_RATE)
+    else:
+        waveform, _ = read_audio(cfg.audio, SAMPLE_RATE, mono=True)
     wav2vec2, extractor = load_wav2vec2(resolve(weights, index.wav2vec2, "wav2vec2"), device)
     # Weights that expect it (Hallo's) get the waveform padded to whole clips before wav2vec2.
     features = wav2vec2_features(waveform[0], wav2vec2, extractor, index.fps, index.behaviour.audio_pad_frames)

@@ -9,6 +9,8 @@ Base folder layout (the same for real weights and stand-ins, so one loading path
     BASE/insightface/models/             antelopev2 detector (scrfd_10g_bnkps) + recogniser (glintr100)
     BASE/syncnet/syncnet_v2.model        SyncNet (syncnet_python's weights; LatentSync's HF repo auxiliary/)
     BASE/hallo/net.pth                   fudan-generative-ai/hallo: Hallo's released weights
+    BASE/uvr/Kim_Vocal_2.onnx            MDX-Net vocal separator + audio-separator's model data (foundation.vocals;
+                                         Hallo's HF repo audio_separator/, else UVR's model repository)
 
     python -m model.pretrained fetch --to BASE          (needs internet and the Hugging Face hub)
     python -m model.pretrained tiny --to BASE           (stand-ins, tiny preset by default, offline: random,
@@ -44,6 +46,7 @@ from model.hallo_checkpoint import HalloCheckpointError, hallo_preset, map_hallo
 from model.motion_checkpoint import load_motion_checkpoint
 from model.net import COMPONENTS, HalloModules, build_hallo_modules
 from model.presets import PRESETS, Preset, get_preset, with_base_configs
+from model.separator_weights import fetch_separator
 from model.syncnet_weights import fetch_syncnet
 from model.unet3d import unet_config_dict
 from model.weights import WeightsIndex, save_weights
@@ -68,6 +71,7 @@ def base_paths(base: Path) -> dict[str, Path]:
         "insightface": base / "insightface" / "models",
         "syncnet": weights_in(base),
         "hallo": base / HALLO_FILE,
+        "vocal_separator": base / "uvr",
     }
 
 
@@ -104,6 +108,7 @@ def fetch(to: Path) -> None:
             for name in INSIGHTFACE_FILES:
                 shutil.move(str(next(pack.rglob(name))), paths["insightface"] / name)
     fetch_syncnet(paths["syncnet"])
+    fetch_separator(paths["vocal_separator"])
     log.info("bases ready in %s", to)
 
 
@@ -148,6 +153,7 @@ def weights_index(preset: Preset, base: str | Path, behaviour: ModelBehaviour | 
         vae=refs["vae"],
         wav2vec2=refs["wav2vec2"],
         insightface=refs["insightface"],
+        vocal_separator=refs["vocal_separator"],
         behaviour=behaviour if behaviour is not None else ModelBehaviour(),
     )
 
@@ -231,7 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "fetch":
-        fetch(args.to)
+        try:
+            fetch(args.to)
+        except Exception as err:  # noqa: BLE001 - offline or refused: hub and HTTP errors come in many types
+            print(f"error: fetch failed: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}",
+                  file=sys.stderr)
+            return 2
     elif args.command == "tiny":
         from model.standins import write_standins  # torch.onnx export machinery, only here
 

@@ -9,9 +9,13 @@ They let tests and the demo run the exact loading code of real weights without a
 - insightface/models/: ONNX files insightface routes like the real ones (a 9-output SCRFD-style
   detector and a 112x112 -> 512 ArcFace-style recogniser). The detector's score head is constant
   and low, so it never finds a face and identity falls back to its documented no-face value.
+- uvr/: an MDX-Net vocal model in Kim_Vocal_2's contract (foundation.vocals) with the model data
+  audio-separator looks up by the file's MD5, so the real audio-separator loading and MDX inference
+  run on it. It is a fixed spectral band-pass (the voice band), not a separator.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -21,6 +25,7 @@ from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
 from foundation.audio_features import SAMPLE_RATE
 from foundation.identity import EMBED_DIM
+from foundation.vocals import MODEL_FILE, MODEL_RATE, model_hash
 from model.levels import unet_levels
 from model.motion_checkpoint import to_animatediff_state_dict
 from model.motion_module import build_motion_modules
@@ -87,6 +92,43 @@ def write_insightface(folder: Path) -> None:
                  {"input.1": {0: "batch"}, "embedding": {0: "batch"}})
 
 
+# Kim_Vocal_2's parameters in UVR's model data (mdx_model_data.json): spectrogram bins fed to the model,
+# log2 of its frames per chunk, FFT size, output gain.
+KIM_VOCAL_2 = {"compensate": 1.009, "mdx_dim_f_set": 3072, "mdx_dim_t_set": 8, "mdx_n_fft_scale_set": 7680,
+               "primary_stem": "Vocals"}
+VOICE_BAND_HZ = (100.0, 4000.0)
+
+
+class _BandPass(nn.Module):
+    """MDX-Net's contract: (batch, 4, dim_f, dim_t) spectrogram (real/imag of two channels) in and out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        hz = torch.arange(KIM_VOCAL_2["mdx_dim_f_set"]) * MODEL_RATE / KIM_VOCAL_2["mdx_n_fft_scale_set"]
+        band = ((hz >= VOICE_BAND_HZ[0]) & (hz <= VOICE_BAND_HZ[1])).float()
+        self.register_buffer("band", band.view(1, 1, -1, 1))
+
+    def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        return spectrogram * self.band
+
+
+def write_vocal_separator(folder: Path) -> None:
+    """The stand-in MDX model plus the three model-data files audio-separator reads from its folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model = folder / MODEL_FILE
+    shape = (1, 4, KIM_VOCAL_2["mdx_dim_f_set"], 2 ** KIM_VOCAL_2["mdx_dim_t_set"])
+    torch.onnx.export(_BandPass().eval(), (torch.zeros(shape),), str(model), input_names=["input"],
+                      output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                      opset_version=17, dynamo=False)
+    digest = model_hash(model)
+    lists = ("vr_download_list", "mdx_download_list", "mdx_download_vip_list", "demucs_download_list",
+             "mdx23c_download_list", "mdx23c_download_vip_list", "roformer_download_list")
+    checks = {name: {} for name in lists} | {"mdx_download_list": {"MDX-Net Model: Kim Vocal 2": MODEL_FILE}}
+    (folder / "download_checks.json").write_text(json.dumps(checks, indent=1))
+    (folder / "mdx_model_data.json").write_text(json.dumps({digest: KIM_VOCAL_2}, indent=1))
+    (folder / "vr_model_data.json").write_text("{}")
+
+
 def write_vae(preset: Preset, folder: Path) -> None:
     """The trained tiny VAE where the preset has its sizes (scaling factor aside), else random weights."""
     trained = AutoencoderKL.load_config(STANDIN_VAE)
@@ -115,3 +157,4 @@ def write_standins(preset: Preset, to: Path, seed: int = 0) -> None:
         feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0, do_normalize=True, return_attention_mask=False
     ).save_pretrained(to / "wav2vec2")
     write_insightface(to / "insightface" / "models")
+    write_vocal_separator(to / "uvr")

@@ -1,7 +1,8 @@
 """A generation-ready weights folder: the five trained modules plus an index of the frozen bases.
 
     WEIGHTS/
-      weights.yaml        WeightsIndex: sizes and where the VAE, wav2vec2 and insightface models are
+      weights.yaml        WeightsIndex: sizes and where the VAE, wav2vec2, insightface and vocal separator
+                          models are
       reference_unet/     diffusers save_pretrained of each trainable module
       denoising_unet/
       face_locator/
@@ -36,14 +37,16 @@ from foundation import hub
 from foundation.audio_features import WAV2VEC2_FILES
 from foundation.config import ConfigError, describe_markdown, load_config, opt, section
 from foundation.storage import is_url
+from foundation.vocals import MODEL_DATA_FILES, MODEL_FILE
 from model.behaviour import ModelBehaviour
 from model.net import COMPONENT_CLASSES, COMPONENTS, HalloModules, HalloNet
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "weights.yaml"
-BASES = ("vae", "wav2vec2", "insightface")
-BASE_NEEDS: dict[str, hub.Needs] = {"vae": hub.DIFFUSERS, "wav2vec2": WAV2VEC2_FILES, "insightface": hub.ONNX}
+BASES = ("vae", "wav2vec2", "insightface", "vocal_separator")
+BASE_NEEDS: dict[str, hub.Needs] = {"vae": hub.DIFFUSERS, "wav2vec2": WAV2VEC2_FILES, "insightface": hub.ONNX,
+                                    "vocal_separator": tuple((name,) for name in (MODEL_FILE, *MODEL_DATA_FILES))}
 BUNDLE_DIR = "bases"
 
 
@@ -58,6 +61,8 @@ class WeightsIndex:
     wav2vec2: str = opt("", "wav2vec2 folder (model + feature extractor): absolute path, hub id, or relative to this folder")
     insightface: str = opt("", "folder with the face detector and ArcFace .onnx files: absolute path, hub id, or "
                                "relative to this folder")
+    vocal_separator: str = opt("", "folder with Kim_Vocal_2.onnx and audio-separator's model data (BASE/uvr), read when "
+                                   "behaviour.separate_vocals: absolute path, hub id, or relative to this folder")
     behaviour: ModelBehaviour = section(ModelBehaviour, "how these weights compute (model/behaviour.py)")
 
     def validate(self) -> None:
@@ -91,6 +96,11 @@ def resolve(folder: str | Path, entry: str, key: str) -> Path:
     return hub.resolve(entry, key)
 
 
+def needed_bases(index: WeightsIndex) -> list[str]:
+    """The bases generation with these weights reads (the separator only when the behaviour separates)."""
+    return [name for name in BASES if name != "vocal_separator" or index.behaviour.separate_vocals]
+
+
 def check_weights_folder(ref: str, key: str, bases: bool = True) -> Path:
     """The weights folder `ref` (local or hub id) resolved, after checking its index, its five modules and,
     with `bases`, the base models it names; ConfigError naming `key` (or the index's key) otherwise."""
@@ -101,7 +111,7 @@ def check_weights_folder(ref: str, key: str, bases: bool = True) -> Path:
         raise ConfigError(f"config key '{key}': in {folder / INDEX_FILE}, {err}") from err
     for name in COMPONENTS:
         hub.model_folder(str(folder / name), key, hub.DIFFUSERS)
-    for name in BASES if bases else ():
+    for name in needed_bases(index) if bases else ():
         try:
             hub.model_folder(str(resolve(folder, getattr(index, name), name)), name, BASE_NEEDS[name])
         except ConfigError as err:
@@ -113,7 +123,7 @@ def _entry(value: str, folder: Path) -> str:
     """How save_weights records a base: relative inside the folder, else absolute; an object URL or a hub id
     as it is."""
     path = Path(value)
-    if is_url(value) or (not path.exists() and hub.is_hub_id(value)):
+    if not value or is_url(value) or (not path.exists() and hub.is_hub_id(value)):
         return value
     path = path.resolve()
     return os.path.relpath(path, folder.resolve()) if path.is_relative_to(folder.resolve()) else str(path)
@@ -144,7 +154,9 @@ def bundle(folder: str | Path) -> None:
     folder = check_weights_folder(str(folder), "WEIGHTS")
     index = read_index(folder)
     entries = dataclasses.asdict(index)
-    for name in BASES:
+    for name in needed_bases(index):
+        if not entries[name]:
+            continue
         source, target = resolve(folder, entries[name], name), folder / BUNDLE_DIR / name
         if source != target.resolve():
             shutil.rmtree(target, ignore_errors=True)

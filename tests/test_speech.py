@@ -1,4 +1,5 @@
-"""Speech presence with silero-vad on real speech, silence and music, and the vocal-separator hook."""
+"""Speech presence with silero-vad on real speech, silence and music, speech quality with DNSMOS, and
+choosing the vocal separator."""
 import sys
 import types
 
@@ -6,8 +7,9 @@ import numpy as np
 import pytest
 
 from curation.config import CurationConfig, SpeechConfig
-from curation.fixtures import SAMPLE_RATE, speech_track
-from curation.speech import load_separator, no_separation, separate, speech_ratio
+from curation.fixtures import SAMPLE_RATE, chord_bed, speech_track, with_background
+from curation.speech import (dnsmos, load_separator, make_separator, no_separation, resolve_separation, separate,
+                             speech_ratio)
 from foundation.config import ConfigError, load_config
 
 
@@ -62,3 +64,27 @@ def test_speech_config_is_checked_at_load() -> None:
     cfg = load_config(CurationConfig, None, ["speech.separator=my_separators:kim_vocal_2",
                                              "speech.separator_args={model_dir: /models/uvr}"])
     assert cfg.speech.separator_args == {"model_dir": "/models/uvr"}
+
+
+def test_dnsmos_orders_clean_over_noisy_over_music_bed_speech() -> None:
+    """Real speech, then the same with white noise at 5 dB SNR, then over a chord bed at 0 dB SNR."""
+    speech = speech_track(6.0) * 0.5
+    noise = np.random.default_rng(0).standard_normal(speech.size).astype(np.float32)
+    clean, noisy, music = (dnsmos(audio, SAMPLE_RATE) for audio in (
+        speech, with_background(speech, noise, 5.0), with_background(speech, chord_bed(speech.size), 0.0)))
+    assert clean["dnsmos_ovrl"] > noisy["dnsmos_ovrl"] > music["dnsmos_ovrl"]
+    assert clean["dnsmos_bak"] > noisy["dnsmos_bak"]  # the noise is heard as background
+    # the documented threshold keeps clean speech and rejects both others
+    assert clean["dnsmos_ovrl"] > SpeechConfig().min_dnsmos > noisy["dnsmos_ovrl"]
+
+
+def test_separation_auto_follows_the_model_files(tmp_path, tiny_pretrained) -> None:
+    assert resolve_separation(SpeechConfig(), str(tiny_pretrained)).separation == "on"
+    assert resolve_separation(SpeechConfig(), str(tmp_path)).separation == "off"
+    assert resolve_separation(SpeechConfig(separation="off"), str(tiny_pretrained)).separation == "off"
+    with pytest.raises(ConfigError, match="speech.separation"):
+        resolve_separation(SpeechConfig(separation="on"), str(tmp_path))
+    # a plug-in separator needs no model files
+    assert resolve_separation(SpeechConfig(separator="my_separators:make"), str(tmp_path)).separation == "on"
+    separator, name = make_separator(SpeechConfig(), str(tmp_path))
+    assert separator is no_separation and name is None

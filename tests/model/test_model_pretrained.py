@@ -39,3 +39,65 @@ def test_init_copies_the_bases_into_the_model(tiny_base, tiny_weights):
 def test_cli_requires_a_destination():
     with pytest.raises(SystemExit):
         main(["fetch"])
+
+
+def test_weights_name_the_vocal_separator_the_behaviour_needs(tiny_base, tiny_weights, tmp_path) -> None:
+    import shutil
+
+    import yaml
+
+    from foundation.config import ConfigError
+    from model.weights import INDEX_FILE, check_weights_folder
+
+    index = read_index(tiny_weights)
+    assert index.behaviour.separate_vocals
+    assert resolve(tiny_weights, index.vocal_separator, "vocal_separator") == base_paths(tiny_base)["vocal_separator"].resolve()
+    # without the separator's folder: refused while the behaviour separates, fine once it does not
+    copy = tmp_path / "weights"
+    shutil.copytree(tiny_weights, copy)
+    entries = yaml.safe_load((copy / INDEX_FILE).read_text())
+    entries["vocal_separator"] = ""
+    (copy / INDEX_FILE).write_text(yaml.safe_dump(entries))
+    with pytest.raises(ConfigError, match="vocal_separator"):
+        check_weights_folder(str(copy), "weights")
+    entries["behaviour"]["separate_vocals"] = False
+    (copy / INDEX_FILE).write_text(yaml.safe_dump(entries))
+    assert check_weights_folder(str(copy), "weights") == copy.resolve()
+
+
+def test_separator_fetch_installs_a_loadable_set_or_fails_in_one_line(tiny_base, tmp_path, monkeypatch, capsys) -> None:
+    """Hub offline: the UVR addresses (here a local server holding the stand-in's files) are used; the set is
+    installed only once its hash is in the model data."""
+    import functools
+    import http.server
+    import threading
+
+    from huggingface_hub import constants
+
+    from model import separator_weights
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    served = base_paths(tiny_base)["vocal_separator"]
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        monkeypatch.setattr(separator_weights, "UVR_URLS", {name: f"{url}/{name}" for name in separator_weights.UVR_URLS})
+        separator_weights.fetch_separator(tmp_path / "uvr")
+        assert sorted(p.name for p in (tmp_path / "uvr").iterdir()) == sorted(p.name for p in served.iterdir())
+        monkeypatch.setattr(separator_weights, "UVR_URLS", {name: f"{url}/no/{name}" for name in separator_weights.UVR_URLS})
+        with pytest.raises(RuntimeError, match="could not fetch the vocal separator"):
+            separator_weights.fetch_separator(tmp_path / "elsewhere")
+        assert not list((tmp_path / "elsewhere").glob("*.onnx"))
+    finally:
+        server.shutdown()
+
+
+def test_fetch_offline_fails_in_one_line(tmp_path, monkeypatch, capsys) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert main(["fetch", "--to", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: fetch failed") and err.count("\n") == 1, err
