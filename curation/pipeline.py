@@ -179,7 +179,7 @@ def screen(info: MediaInfo, audio: np.ndarray, cfg: CurationConfig) -> tuple[np.
     if not stretches:
         raise Rejected(reasons.NO_SPEECH, f"no {cfg.clips.min_s:g} s of the source audio is at least "
                        f"screen.min_speech_ratio={cfg.screen.min_speech_ratio:g} voiced (silero-vad)",
-                       {"speech_ratio": float(voiced.mean()) if voiced.size else 0.0})
+                       {"speech_ratio": float(voiced.mean()) if voiced.size else 0.0, "vocals_separated": False})
     found, looked = probe_faces(info, stretches, cfg)
     log.debug("%s: analysing %s of %d frames; face probe %s after %d frame(s)", info.path, stretches,
               info.num_frames, "found a face" if found else "found none", looked)
@@ -254,7 +254,7 @@ def _unanalysed(analysis: Analysis, info: MediaInfo, source_id: str, cfg: Curati
     detail = (f"not analysed: more than clips.max_s - clips.min_s from any {cfg.clips.min_s:g} s with "
               f"screen.min_speech_ratio={cfg.screen.min_speech_ratio:g} voiced audio")
     return [Candidate(clip_id(source_id, a, b), a, b, reasons.NO_SPEECH,
-                      {"speech_ratio": float(analysis.voiced[a:b].mean())}, detail=detail)
+                      {"speech_ratio": float(analysis.voiced[a:b].mean())}, detail=detail, vocals_separated=False)
             for a, b in zip(bounds[::2], bounds[1::2]) if b > a]
 
 

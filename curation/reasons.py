@@ -66,7 +66,7 @@ REASONS: dict[str, str] = {
 class Rejected(Exception):
     """A deterministic, recordable outcome: the input is unusable for a named reason."""
 
-    def __init__(self, reason: str, detail: str = "", metrics: Optional[dict[str, float]] = None) -> None:
+    def __init__(self, reason: str, detail: str = "", metrics: Optional[dict[str, float | bool]] = None) -> None:
         if reason not in REASONS:
             raise ValueError(f"unknown reason code {reason!r}")
         super().__init__(f"{reason}: {detail}" if detail else reason)
