@@ -49,13 +49,15 @@ def measure() -> Iterator[Measured]:
 class StageClock:
     """Exclusive wall seconds per named stage: time spent in a stage nested inside another is charged
     to the inner one only. `sync` (e.g. torch.cuda.synchronize) runs at every switch so that
-    asynchronous GPU work lands in the stage that queued it."""
+    asynchronous GPU work lands in the stage that queued it. A stage named in `whole` keeps the time
+    of the stages nested in it (a step that calls the same helpers as others, timed as one)."""
 
-    def __init__(self, sync: Optional[Callable[[], None]] = None) -> None:
+    def __init__(self, sync: Optional[Callable[[], None]] = None, whole: Sequence[str] = ()) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self._stack: list[str] = []
         self._since = 0.0
         self._sync = sync
+        self._whole = frozenset(whole)
 
     def _switch(self) -> None:
         if self._sync is not None:
@@ -67,6 +69,9 @@ class StageClock:
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        if self._stack and self._stack[-1] in self._whole:
+            yield
+            return
         self._switch()
         self._stack.append(name)
         try:

@@ -9,6 +9,12 @@ writes curation.json + curation.png into --out.
 
     python -m benchmarks.curation [--sizes 1280x720,1920x1080] [--duration 10] [--set faces.detect_every=5]
 
+The checks that came with motion and the cheap screens (`curation.screen`, `curation.motion`) are
+timed as their own stages; with reject variants of the same length in the same run, it also prints
+what a reject costs next to the accepted source and what those checks add to it:
+
+    python -m benchmarks.curation --sizes 640x480 --duration 40 --variants in_sync,silent,no_face --no-reference
+
 The issue asks for 30-60 s clips (`--duration 30`); the default 10 s keeps the run to a few minutes
 on 2 cores. The annotation models are random-weight stand-ins (wav2vec2 at base size by default, so
 the audio features cost what the real model costs; see `common.standin_models`).
@@ -30,6 +36,11 @@ from benchmarks.common import (DEFAULT_OUT, StageClock, annotation_overrides, me
 
 TARGET_FLOOR_RATIO = 3.0  # ours within 3x of the bare decode
 TARGET_SPEEDUP = 3.0  # ours at least 3x faster than the reference
+TARGET_NEW_CHECKS = 0.15  # the screens and motion signals add at most 15% to an accepted source
+TARGET_REJECT_SHARE = 0.10  # a source without speech or without a face costs at most 10% of an accepted one
+ACCEPTED_VARIANT = "in_sync"
+# the stages that came with the screens and the motion signals (each timed whole, helpers included)
+NEW_CHECKS = ("speech screen (VAD, whole source)", "face probe", "picture change", "motion per clip")
 WARM_UP_SIZE, WARM_UP_S = (320, 240), 2.5
 
 
@@ -42,12 +53,16 @@ def our_stages() -> dict[str, list[tuple[object, str]]]:
     from curation.shards import SourceShardWriter
 
     return {
+        "audio decode": [(pipeline, "load_audio")],
+        "speech screen (VAD, whole source)": [(pipeline, "voiced_frames")],
+        "face probe": [(pipeline, "probe_faces")],
         "decode (analysis size)": [(pipeline, "iter_frames")],
         "shot cuts": [(ShotDetector, "feed")],
         "face detection": [(FaceAnalyzer, "_detect")],
         "face mesh": [(FaceAnalyzer, "_mesh_landmarks")],
         "frame quality": [(pipeline, "frame_metrics")],
-        "audio decode": [(pipeline, "load_audio")],
+        "picture change": [(pipeline, "small_grey"), (pipeline, "frame_change")],
+        "motion per clip": [(pipeline, "face_motion"), (pipeline, "static_stretches")],
         "speech (VAD)": [(finish, "speech_ratio")],
         "lip-sync": [(finish, "score_sync")],
         "decode (clip, full size)": [(finish, "iter_frames")],
@@ -88,7 +103,7 @@ def bench_clip(variant: str, size: tuple[int, int], duration: float, work: Path,
     seconds = info.duration_s
     with measure() as floor:
         frames = decode_floor(video)
-    clock, stages = StageClock(), our_stages()
+    clock, stages = StageClock(whole=NEW_CHECKS), our_stages()
     with clock.patched(stages), measure() as ours:
         rows = curate(video, work / f"curated_{name}", cfg)
     result: dict[str, Any] = {
@@ -112,10 +127,43 @@ def bench_clip(variant: str, size: tuple[int, int], duration: float, work: Path,
 
 def ratios(result: dict[str, Any]) -> dict[str, float]:
     out = {f"ours/floor ({kind})": result["ours"][f"{kind}_s"] / result["floor"][f"{kind}_s"] for kind in ("wall", "cpu")}
+    new = sum(result["ours"]["stages_s"][name] for name in NEW_CHECKS)
+    out["new checks/rest (wall)"] = new / max(result["ours"]["wall_s"] - new, 1e-9)
     if "reference" in result:
         out.update({f"reference/ours ({kind})": result["reference"][f"{kind}_s"] / result["ours"][f"{kind}_s"]
                     for kind in ("wall", "cpu")})
     return out
+
+
+def reject_costs(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per clip of a size that also has the accepted variant: its cost as a share of that one's."""
+    accepted = {tuple(r["size"]): r for r in results if r["variant"] == ACCEPTED_VARIANT}
+    out = []
+    for r in results:
+        base = accepted.get(tuple(r["size"]))
+        if base is not None:
+            out.append({"clip": r["clip"], "outcomes": r["ours"]["outcomes"],
+                        "wall_per_s": r["ours"]["wall_s"] / r["duration_s"],
+                        "share_of_accepted": r["ours"]["wall_s"] / base["ours"]["wall_s"],
+                        "new_checks_per_s": sum(r["ours"]["stages_s"][n] for n in NEW_CHECKS) / r["duration_s"],
+                        "new_checks/rest": r["ratios"]["new checks/rest (wall)"]})
+    return out
+
+
+def report_checks(results: list[dict[str, Any]]) -> None:
+    rows = reject_costs(results)
+    print_table("The screens and motion signals: wall seconds per source second, and a reject's cost",
+                ["clip", "outcome", "ours wall", "new checks", "new checks / rest", "share of accepted"],
+                [[r["clip"], ",".join(sorted(set(r["outcomes"]))), r["wall_per_s"], r["new_checks_per_s"],
+                  r["new_checks/rest"], r["share_of_accepted"]] for r in rows])
+    added = max((r["new_checks/rest"] for r in rows if "accepted" in r["outcomes"]), default=None)
+    if added is not None:
+        print(f"target new checks <= {TARGET_NEW_CHECKS:.0%} of the rest on an accepted source: "
+              f"{'met' if added <= TARGET_NEW_CHECKS else 'NOT met'} (most {added:.1%})")
+    rejects = [r["share_of_accepted"] for r in rows if "accepted" not in r["outcomes"]]
+    if rejects:
+        print(f"target reject <= {TARGET_REJECT_SHARE:.0%} of an accepted source of the same length: "
+              f"{'met' if max(rejects) <= TARGET_REJECT_SHARE else 'NOT met'} (most {max(rejects):.1%})")
 
 
 def report(results: list[dict[str, Any]]) -> None:
@@ -136,6 +184,7 @@ def report(results: list[dict[str, Any]]) -> None:
         stages = list(results[0][part]["stages_s"])
         print_table(f"Per-stage wall seconds per source second, {label}", ["stage", *(r["clip"] for r in results)],
                     [[s, *(r[part]["stages_s"][s] / r["duration_s"] for r in results)] for s in stages])
+    report_checks(results)
     worst = max(r["ratios"]["ours/floor (wall)"] for r in results)
     print(f"\ntarget ours/floor <= {TARGET_FLOOR_RATIO:g}: {'met' if worst <= TARGET_FLOOR_RATIO else 'NOT met'} "
           f"(worst {worst:.1f}x)")
@@ -215,7 +264,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         results = [bench_clip(variant, _size(size), args.duration, work, cfg, args.reference)
                    for size in args.sizes.split(",") for variant in args.variants.split(",")]
     report(results)
-    payload = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "clips": results}
+    payload = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "clips": results,
+               "checks": reject_costs(results)}
     json_path, png_path = write_results(args.out, "curation", payload, figure(results))
     print(f"\nwrote {json_path} and {png_path}")
     return payload

@@ -62,6 +62,29 @@ class ClipsConfig:
 
 
 @dataclass
+class ScreenConfig:
+    min_speech_ratio: float = opt(0.25, "before any video decode, silero-vad runs on the whole source audio (the mixture): "
+                                        "only stretches within clips.max_s - clips.min_s of a clips.min_s window with at "
+                                        "least this share of voiced audio are analysed (the rest are `no_speech` rows); "
+                                        "a source with no such window is `no_speech`", low=0, high=1)
+    face_probe_every_s: float = opt(1.0, "before the full-rate analysis, one analysis frame this often is searched for a "
+                                         "face; a source where none has one is `no_face`", low=0.04)
+
+
+@dataclass
+class MotionConfig:
+    min_picture_change: float = opt(0.2, "a frame whose mean absolute grey difference (0-255, at 64 px wide) from the one "
+                                         "before is below this shows the same picture; a clip whose mean is below it is "
+                                         "`static_picture`", low=0)
+    max_static_s: float = opt(0.5, "a stretch of unchanged frames longer than this is cut out as `static_picture`, "
+                                   "splitting the clip as a shot cut does", low=0)
+    min_mouth_motion: float = opt(0.012, "a clip whose mouth opening (inner-lip gap / outer eye-corner distance, less its "
+                                         "1 s moving average) varies less than this (standard deviation over the frames "
+                                         "with speech) is `static_face`",
+                                  low=0)
+
+
+@dataclass
 class SpeechConfig:
     min_ratio: float = opt(0.5, "clips whose share of voiced audio (silero-vad) is below this are `no_speech`", low=0, high=1)
     vad_threshold: float = opt(0.5, "silero-vad speech probability above which a 32 ms window counts as speech", low=0, high=1)
@@ -157,6 +180,8 @@ class CurationConfig:
     faces: FacesConfig = section(FacesConfig, "face detection, tracking and cropping")
     quality: QualityConfig = section(QualityConfig, "quality filters")
     clips: ClipsConfig = section(ClipsConfig, "clip lengths")
+    screen: ScreenConfig = section(ScreenConfig, "cheap checks before the full analysis")
+    motion: MotionConfig = section(MotionConfig, "picture and face motion")
     speech: SpeechConfig = section(SpeechConfig, "speech presence and vocal separation")
     sync: SyncConfig = section(SyncConfig, "lip-sync scoring and filtering")
     annotations: AnnotationsConfig = section(AnnotationsConfig, "training annotations per sample")

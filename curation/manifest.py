@@ -19,8 +19,10 @@ import pyarrow.parquet as pq
 from curation import reasons
 from foundation.storage import Location
 
+MOTION_COLUMNS = ("picture_change", "face_motion", "mouth_motion")  # curation.motion
+
 METRIC_COLUMNS = ("face_px", "sharpness", "brightness", "yaw_deg", "pitch_deg", "det_score", "landmark_presence",
-                  "speech_ratio", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "sync_confidence", "sync_min_dist")
+                  "speech_ratio", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "sync_confidence", "sync_min_dist", *MOTION_COLUMNS)
 INT_COLUMNS = ("sync_offset",)
 BOOL_COLUMNS = ("sync_verified", "vocals_separated")
 # source geometry (per source) and crop honesty + balance (per clip judged by the quality step)
@@ -55,6 +57,11 @@ class ManifestRow:
     pitch_deg: Optional[float] = None
     det_score: Optional[float] = None
     landmark_presence: Optional[float] = None
+    # motion (curation.motion): set for every clip that reached the quality step; picture_change also
+    # for frozen stretches cut out as static_picture
+    picture_change: Optional[float] = None  # mean grey-level change from frame to frame (64 px wide)
+    face_motion: Optional[float] = None  # mean per-frame landmark movement, in outer eye-corner distances
+    mouth_motion: Optional[float] = None  # spread of the mouth opening while speech is heard (same unit)
     # speech and lip-sync: set for every clip that passed the quality step (sync only if it had speech)
     speech_ratio: Optional[float] = None
     # the speech, DNSMOS, lip-sync and audio-feature steps heard separated vocals (false: the mixture)
@@ -195,7 +202,8 @@ def funnel_stages(rows: list[ManifestRow]) -> list[tuple[str, float]]:
         ("sources", sum(source_s.values())),
         ("decoded, with shots", sum(source_s[s] for s in decoded)),
         ("face segments", seconds(lambda r: True)),
-        ("passed face quality", seconds(lambda r: r.speech_ratio is not None)),
+        # a stretch left out by the speech screen has a speech_ratio but was never measured for motion
+        ("passed face quality", seconds(lambda r: r.speech_ratio is not None and r.picture_change is not None)),
         ("accepted clips", seconds(lambda r: r.status == "accepted")),
     ]
 

@@ -161,8 +161,10 @@ def iter_frames(
     start_frame: int = 0,
     end_frame: int | None = None,
     short_side: int | None = None,
+    step: int = 1,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (index, RGB uint8 display frame) at the constant rate `info.fps`, for [start_frame, end_frame)."""
+    """Yield (index, RGB uint8 display frame) at the constant rate `info.fps`, for [start_frame, end_frame);
+    with `step` > 1 only every step-th of them (the others are decoded, never converted: cheap)."""
     end_frame = info.num_frames if end_frame is None else min(end_frame, info.num_frames)
     size = scaled_size(info.width, info.height, short_side)
     with _open(info.path) as container:
@@ -183,7 +185,8 @@ def iter_frames(
                     # Every tick closer to `prev` than to this frame gets `prev`.
                     midpoint = (prev[0] + t) / 2
                     while nxt < end_frame and nxt / info.fps < midpoint:
-                        yield nxt, display_frame(prev[1], info.geometry, size)
+                        if (nxt - start_frame) % step == 0:
+                            yield nxt, display_frame(prev[1], info.geometry, size)
                         nxt += 1
                 if nxt >= end_frame:
                     return
@@ -194,7 +197,8 @@ def iter_frames(
             raise Rejected(reasons.CORRUPT_MEDIA, "no decodable video frame")
         last = display_frame(prev[1], info.geometry, size)
         while nxt < end_frame:  # the last frame holds until the stream's end
-            yield nxt, last
+            if (nxt - start_frame) % step == 0:
+                yield nxt, last
             nxt += 1
 
 

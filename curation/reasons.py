@@ -1,6 +1,8 @@
 """Stable reject/failure codes recorded in the manifest, and the exception that carries them."""
 from __future__ import annotations
 
+from typing import Optional
+
 UNSUPPORTED_SOURCE = "unsupported_source"
 DOWNLOAD_FAILED = "download_failed"
 TOO_LONG = "too_long"
@@ -16,6 +18,8 @@ BLURRY = "blurry"
 TOO_DARK = "too_dark"
 OVEREXPOSED = "overexposed"
 EXTREME_POSE = "extreme_pose"
+STATIC_PICTURE = "static_picture"
+STATIC_FACE = "static_face"
 NO_SPEECH = "no_speech"
 POOR_AUDIO = "poor_audio"
 OUT_OF_SYNC = "out_of_sync"
@@ -44,6 +48,9 @@ REASONS: dict[str, str] = {
     TOO_DARK: "the face is too dark (quality.min_brightness)",
     OVEREXPOSED: "the face is too bright (quality.max_brightness)",
     EXTREME_POSE: "the head turns or tilts beyond quality.max_yaw_deg / max_pitch_deg",
+    STATIC_PICTURE: "the picture does not change (a still, a frozen stretch, a slideshow; motion.min_picture_change, "
+                    "motion.max_static_s)",
+    STATIC_FACE: "the mouth does not move while speech is heard (motion.min_mouth_motion)",
     NO_SPEECH: "too little speech in the clip's audio (speech.min_ratio; silence, music only)",
     POOR_AUDIO: "the speech is buried in noise or music: DNSMOS overall score of the (separated) vocals below "
                 "speech.min_dnsmos",
@@ -59,9 +66,10 @@ REASONS: dict[str, str] = {
 class Rejected(Exception):
     """A deterministic, recordable outcome: the input is unusable for a named reason."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(self, reason: str, detail: str = "", metrics: Optional[dict[str, float | bool]] = None) -> None:
         if reason not in REASONS:
             raise ValueError(f"unknown reason code {reason!r}")
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+        self.metrics = metrics or {}  # manifest columns measured before the reject (e.g. speech_ratio)

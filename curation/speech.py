@@ -91,15 +91,22 @@ def _vad_model() -> torch.nn.Module:
     return load_silero_vad()  # TorchScript model from the wheel: no download
 
 
-def speech_ratio(audio: np.ndarray, sample_rate: int, cfg: SpeechConfig) -> float:
-    """Share of the clip's samples inside silero-vad speech segments (0 silent .. 1 all speech)."""
+def speech_segments(audio: np.ndarray, sample_rate: int, cfg: SpeechConfig) -> list[tuple[int, int]]:
+    """silero-vad's speech segments of the audio as [start, end) sample ranges."""
     from silero_vad import get_speech_timestamps
 
     if audio.size == 0:
-        return 0.0
+        return []
     segments = get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(audio, np.float32)), _vad_model(),
                                      threshold=cfg.vad_threshold, sampling_rate=sample_rate)
-    voiced = sum(seg["end"] - seg["start"] for seg in segments)
+    return [(int(seg["start"]), int(seg["end"])) for seg in segments]
+
+
+def speech_ratio(audio: np.ndarray, sample_rate: int, cfg: SpeechConfig) -> float:
+    """Share of the clip's samples inside silero-vad speech segments (0 silent .. 1 all speech)."""
+    if audio.size == 0:
+        return 0.0
+    voiced = sum(end - start for start, end in speech_segments(audio, sample_rate, cfg))
     return float(min(1.0, voiced / audio.size))
 
 

@@ -128,6 +128,11 @@ class FaceAnalyzer:
         self._last = FrameFaces(boxes, scores, landmarks) if len(boxes) else _empty_faces()
         return self._last
 
+    def detect(self, frame: np.ndarray) -> np.ndarray:
+        """(n, 4) face boxes of one RGB frame on its own, largest first: detection only (no mesh, no
+        tracking state touched), for a quick look at a frame out of sequence."""
+        return self._detect(frame)[0]
+
     def _follow(self, frame: np.ndarray) -> FrameFaces | None:
         """The last frame's faces, the main box moved with the mesh (keeping its place relative to the
         mesh's rigid points); None when the mesh loses the face."""

@@ -34,7 +34,11 @@ def test_curation_benchmark(tmp_path) -> None:
     assert clip["ours"]["outcomes"] == ["accepted"]
     ours, reference = clip["ours"]["stages_s"], clip["reference"]["stages_s"]
     assert list(ours)[-1] == list(reference)[-1] == "other"
-    assert all(ours[s] > 0 for s in ("decode (analysis size)", "face mesh", "annotations", "encode + write sample"))
+    assert all(ours[s] > 0 for s in ("decode (analysis size)", "face mesh", "annotations", "encode + write sample",
+                                     "speech screen (VAD, whole source)", "face probe", "picture change",
+                                     "motion per clip"))
+    (checks,) = doc["checks"]  # the accepted clip, priced against itself
+    assert checks["share_of_accepted"] == 1 and 0 < checks["new_checks/rest"] == clip["ratios"]["new checks/rest (wall)"]
     assert all(reference[s] > 0 for s in ("ffmpeg: frames to PNG", "face mesh per PNG", "ffmpeg: audio to wav"))
     assert clip["reference"]["frames"] == clip["frames"] and clip["reference"]["frames_with_face"] > 0
     for part in ("floor", "ours", "reference"):
