@@ -20,6 +20,7 @@ class Candidate:
     span_offset: int = 0  # where the clip starts inside its face span (to slice per-frame arrays)
     sync_backend: Optional[str] = None  # lip-sync scorer that judged the clip (None: it never got there)
     sync_verified: Optional[bool] = None  # that scorer confirmed the sync (False: kept unverified, or rejected)
+    language: Optional[str] = None  # spoken language (curation.language), its probability in metrics language_prob
 
 
 def clip_id(source_id: str, start: int, end: int) -> str:

@@ -23,6 +23,7 @@ from curation.clips import Candidate
 from curation.config import CurationConfig
 from curation.download import Downloaded
 from curation.export import build_sample
+from curation.language import LanguageIdentifier, check_language_model, kept
 from foundation.faces import crop_frame, landmarks_to_crop
 from curation.media import MediaInfo, iter_frames
 from curation.shards import SourceShardWriter
@@ -55,6 +56,7 @@ class ClipModels:
     separator: VocalSeparator
     scorer: SyncScorer
     annotator: Optional[Annotator]  # None when annotations.enabled is false
+    language: Optional[LanguageIdentifier] = None  # None without a language model (no language recorded)
 
 
 _MODELS: dict[str, ClipModels] = {}
@@ -69,8 +71,14 @@ def clip_models(cfg: CurationConfig) -> ClipModels:
             separator=load_separator(cfg.speech.separator, cfg.speech.separator_args),
             scorer=make_scorer(cfg.sync, cfg.pretrained_dir),
             annotator=Annotator(cfg.annotations, cfg.pretrained_dir) if cfg.annotations.enabled else None,
+            language=_language_identifier(cfg),
         )
     return _MODELS[key]
+
+
+def _language_identifier(cfg: CurationConfig) -> Optional[LanguageIdentifier]:
+    folder = check_language_model(cfg.speech, cfg.pretrained_dir)
+    return LanguageIdentifier(folder) if folder else None
 
 
 def preflight(cfg: CurationConfig) -> CurationConfig:
@@ -85,6 +93,9 @@ def preflight(cfg: CurationConfig) -> CurationConfig:
     if cfg.annotations.enabled:
         check_model_dirs(cfg.annotations, cfg.pretrained_dir)
         cfg = replace(cfg, annotations=pin_model_dirs(cfg.annotations, cfg.pretrained_dir))
+    language_model = check_language_model(cfg.speech, cfg.pretrained_dir)
+    if language_model is not None and not cfg.speech.language_model:  # pinned: workers run elsewhere
+        cfg = replace(cfg, speech=replace(cfg.speech, language_model=str(language_model)))
     sync = resolve_backend(cfg.sync, cfg.pretrained_dir)
     if sync.backend == "envelope" and cfg.sync.backend == "auto":
         log.warning(FALLBACK_WARNING.format(path=weights_in(cfg.pretrained_dir)))
@@ -164,8 +175,8 @@ def finish_clips(
     cfg: CurationConfig,
     models: ClipModels,
 ) -> list[tuple[Candidate, Optional[str]]]:
-    """Speech check of each clip, one lip-sync pass over those with speech, then the annotated
-    sample of each clip that passed both.
+    """Speech check of each clip (and its spoken language, with a language model), one lip-sync pass over
+    those with speech in a kept language, then the annotated sample of each clip that passed both.
 
     Returns, per job, the candidate with its verdict and new metrics, and the shard it went to
     (None if rejected).
@@ -174,19 +185,26 @@ def finish_clips(
     clips = [_prepare(job, info, audio, cfg, models) for job in jobs]
     with stage("speech_sync"):
         ratios = [speech_ratio(clip.shifted(clip.vocals, 0), rate, cfg.speech) for clip in clips]
-        talking = [clip for clip, ratio in zip(clips, ratios) if ratio >= cfg.speech.min_ratio]
+        languages = {id(clip): models.language(clip.shifted(clip.vocals, 0), rate)
+                     for clip, ratio in zip(clips, ratios) if models.language and ratio >= cfg.speech.min_ratio}
+        talking = [clip for clip, ratio in zip(clips, ratios) if ratio >= cfg.speech.min_ratio
+                   and kept(languages.get(id(clip), (None,))[0], cfg.speech)]
         signals = [c.signals(info, rate) for c in talking]
         results = dict(zip(map(id, talking), score_sync(models.scorer, signals, cfg)))
     out = []
     for clip, ratio in zip(clips, ratios):
-        cand = clip.job.cand
+        cand = replace(clip.job.cand, metrics={**clip.job.cand.metrics, "speech_ratio": ratio})
+        if id(clip) in languages:
+            language, probability = languages[id(clip)]
+            cand = replace(cand, language=language, metrics={**cand.metrics, "language_prob": probability})
         if id(clip) not in results:
-            out.append((replace(cand, reason=reasons.NO_SPEECH, metrics={**cand.metrics, "speech_ratio": ratio}), None))
+            reason = reasons.NO_SPEECH if ratio < cfg.speech.min_ratio else reasons.OTHER_LANGUAGE
+            out.append((replace(cand, reason=reason), None))
             continue
         result = results[id(clip)]
         verdict = judge_sync(result, cfg.sync, models.scorer)
         cand = replace(cand, reason=verdict.reason, sync_backend=models.scorer.name, sync_verified=verdict.verified,
-                       metrics={**cand.metrics, "speech_ratio": ratio, "sync_offset": result.offset,
+                       metrics={**cand.metrics, "sync_offset": result.offset,
                                 "sync_confidence": result.confidence, "sync_min_dist": result.min_dist})
         log.debug("%s: %s -> %s", cand.clip_id, cand.metrics, cand.reason or "accepted")
         out.append((cand, None if verdict.reason else _write_sample(writer, source, downloaded, info, clip, cand,
@@ -210,6 +228,8 @@ def _write_sample(writer: SourceShardWriter, source: Source, downloaded: Downloa
         crop_boxes=np.round(clip.job.boxes, 2).tolist(), metrics=cand.metrics, provenance=downloaded.provenance,
         sync_backend=models.scorer.name, sync_verified=verdict.verified, audio_shift_frames=verdict.shift,
         vocal_separator=cfg.speech.separator, annotated=models.annotator is not None, face_found=face_found,
+        audio_encoder=models.annotator.encoder if models.annotator else None,
+        language=cand.language, language_prob=cand.metrics.get("language_prob"),
     )
     with stage("encode"):
         sample = build_sample(meta, clip.crops(), clip.landmarks_crop, clip.shifted(clip.mixture, verdict.shift),

@@ -19,7 +19,7 @@ from curation import reasons
 from foundation.storage import Location
 
 METRIC_COLUMNS = ("face_px", "sharpness", "brightness", "yaw_deg", "pitch_deg", "det_score", "landmark_presence",
-                  "speech_ratio", "sync_confidence", "sync_min_dist")
+                  "speech_ratio", "sync_confidence", "sync_min_dist", "language_prob")
 INT_COLUMNS = ("sync_offset",)
 BOOL_COLUMNS = ("sync_verified",)
 
@@ -53,6 +53,9 @@ class ManifestRow:
     sync_min_dist: Optional[float] = None
     sync_backend: Optional[str] = None  # scorer that judged the clip: syncnet, or the weight-free envelope
     sync_verified: Optional[bool] = None  # the scorer confirmed the sync; false on kept clips = unverified
+    # spoken language (Whisper code) and its probability: clips with speech, when a language model is there
+    language: Optional[str] = None
+    language_prob: Optional[float] = None
 
 
 _FLOAT_COLUMNS = {"start_s", "end_s", "source_duration_s", *METRIC_COLUMNS}
@@ -97,6 +100,20 @@ def sync_warning(rows: list[ManifestRow]) -> Optional[str]:
             "unverified; see README 'Lip-sync scores'")
 
 
+UNKNOWN_LANGUAGE = "unknown"  # clips judged without a language model
+
+
+def language_hours(rows: list[ManifestRow], accepted_only: bool) -> dict[str, float]:
+    """Hours of clip per spoken language: accepted clips, or every clip with speech (the languages found
+    before speech.languages filtered them)."""
+    hours: Counter[str] = Counter()
+    for r in rows:
+        with_speech = r.speech_ratio is not None and r.reason != reasons.NO_SPEECH
+        if r.clip_id is not None and (r.status == "accepted" if accepted_only else with_speech):
+            hours[r.language or UNKNOWN_LANGUAGE] += ((r.end_s or 0) - (r.start_s or 0)) / 3600
+    return dict(hours.most_common())
+
+
 def summarize(rows: list[ManifestRow], wall_s: float) -> dict[str, Any]:
     clips = [r for r in rows if r.clip_id is not None]
     durations = {r.source_id: r.source_duration_s or 0.0 for r in rows}
@@ -113,6 +130,8 @@ def summarize(rows: list[ManifestRow], wall_s: float) -> dict[str, Any]:
         "by_reason": dict(Counter(r.reason for r in rows if r.reason)),
         "hours_in": sum(durations.values()) / 3600,
         "hours_out": sum((r.end_s or 0) - (r.start_s or 0) for r in accepted) / 3600,
+        "hours_by_language": language_hours(rows, accepted_only=True),
+        "speech_hours_by_language": language_hours(rows, accepted_only=False),
         "wall_time_s": round(wall_s, 2),
         "warnings": [warning] if warning else [],
     }
@@ -145,7 +164,7 @@ def plot_funnel(rows: list[ManifestRow]) -> bytes:
 
     stages = funnel_stages(rows)
     reason_counts = Counter(r.reason for r in rows if r.reason)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4))
     ax1.barh([s for s, _ in stages][::-1], [v / 60 for _, v in stages][::-1], color="#3b7dd8")
     ax1.set_xlabel("minutes of video")
     ax1.set_title("Curation funnel")
@@ -154,6 +173,7 @@ def plot_funnel(rows: list[ManifestRow]) -> bytes:
         ax2.barh(names[::-1], counts[::-1], color="#d8613b")
     ax2.set_xlabel("rows")
     ax2.set_title("Why rows were dropped")
+    plot_languages(ax3, rows)
     warning = sync_warning(rows)
     fig.tight_layout(rect=(0, 0.07, 1, 1) if warning else (0, 0, 1, 1))
     if warning:
@@ -162,6 +182,18 @@ def plot_funnel(rows: list[ManifestRow]) -> bytes:
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
+
+
+def plot_languages(ax: Any, rows: list[ManifestRow]) -> None:
+    """Minutes of speech per spoken language: found (clips with speech) and accepted."""
+    found, accepted = language_hours(rows, accepted_only=False), language_hours(rows, accepted_only=True)
+    names = list(found)[::-1]
+    ax.barh(names, [found[n] * 60 for n in names], color="#b8c7e0", label="with speech")
+    ax.barh(names, [accepted.get(n, 0.0) * 60 for n in names], color="#3b7dd8", label="accepted")
+    ax.set_xlabel("minutes of clips")
+    ax.set_title("Spoken language")
+    if names:
+        ax.legend(loc="lower right", fontsize=8)
 
 
 def finalize(location: Location, rows: list[ManifestRow], wall_s: float, extra: Optional[dict[str, Any]] = None,

@@ -156,7 +156,7 @@ def _export(
                 source=source.raw, source_id=source.source_id, clip_id=cand.clip_id,
                 status=status_for(cand.reason), reason=cand.reason,
                 start_s=cand.start / info.fps, end_s=cand.end / info.fps, shard=shard,
-                sync_backend=cand.sync_backend, sync_verified=cand.sync_verified,
+                sync_backend=cand.sync_backend, sync_verified=cand.sync_verified, language=cand.language,
                 **base, **{k: v for k, v in cand.metrics.items() if k in ManifestRow.__dataclass_fields__},
             ))
         writer.close()

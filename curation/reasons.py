@@ -16,6 +16,7 @@ TOO_DARK = "too_dark"
 OVEREXPOSED = "overexposed"
 EXTREME_POSE = "extreme_pose"
 NO_SPEECH = "no_speech"
+OTHER_LANGUAGE = "other_language"
 OUT_OF_SYNC = "out_of_sync"
 DUPLICATE = "duplicate"
 INTERNAL_ERROR = "internal_error"
@@ -41,6 +42,7 @@ REASONS: dict[str, str] = {
     OVEREXPOSED: "the face is too bright (quality.max_brightness)",
     EXTREME_POSE: "the head turns or tilts beyond quality.max_yaw_deg / max_pitch_deg",
     NO_SPEECH: "too little speech in the clip's audio (speech.min_ratio; silence, music only)",
+    OTHER_LANGUAGE: "the clip's spoken language (column `language`) is not in speech.languages",
     OUT_OF_SYNC: "lips and speech do not match: SyncNet confidence below sync.min_confidence or its offset beyond "
                  "sync.max_abs_offset (without SyncNet weights: only a confident offset beyond sync.max_abs_offset)",
     DUPLICATE: "the same media bytes (or, for URLs, the same site's video id) as a source listed earlier; "

@@ -5,12 +5,17 @@ Base folder layout (the same for real weights and stand-ins, so one loading path
     BASE/unet/                           SD-1.5 UNet (stable-diffusion-v1-5, unet/ only)
     BASE/vae/                            stabilityai/sd-vae-ft-mse
     BASE/motion_module/mm_sd_v15_v2.ckpt guoyww/animatediff (AnimateDiff v2 motion modules)
-    BASE/wav2vec2/                       facebook/wav2vec2-base-960h
+    BASE/wav2vec2/                       facebook/wav2vec2-base-960h (English; the audio encoder by default)
+    BASE/audio_encoders/NAME/            other audio encoders, with `fetch --also NAME` (AUDIO_ENCODERS):
+                                         chinese-wav2vec2-base (TencentGameMate, Mandarin), ...
+    BASE/whisper/                        openai/whisper-base, with `fetch --also whisper`: curation's spoken-language
+                                         identification (curation/language.py)
     BASE/insightface/models/             antelopev2 detector (scrfd_10g_bnkps) + recogniser (glintr100)
     BASE/syncnet/syncnet_v2.model        SyncNet (syncnet_python's weights; LatentSync's HF repo auxiliary/)
     BASE/hallo/net.pth                   fudan-generative-ai/hallo: Hallo's released weights
 
-    python -m model.pretrained fetch --to BASE          (needs internet and the Hugging Face hub)
+    python -m model.pretrained fetch --to BASE [--also chinese-wav2vec2-base --also whisper]
+                                                        (needs internet and the Hugging Face hub)
     python -m model.pretrained tiny --to BASE           (stand-ins, tiny preset by default, offline: random,
                                                          except the tiny VAE, trained on the bundled media)
     python -m model.pretrained init --base BASE --preset sd15 --to WEIGHTS
@@ -34,9 +39,10 @@ from pathlib import Path
 
 import torch
 from diffusers import UNet2DConditionModel
-from transformers import Wav2Vec2Config
 
 from foundation import hub
+from foundation.audio_encoder import Record, encoder_record
+from foundation.audio_features import encoder_config
 from foundation.storage import is_url
 from foundation.syncnet import weights_in
 from model.behaviour import HALLO, ModelBehaviour
@@ -55,6 +61,11 @@ VAE_REPO = "stabilityai/sd-vae-ft-mse"
 MOTION_REPO, MOTION_FILE = "guoyww/animatediff", "mm_sd_v15_v2.ckpt"
 WAV2VEC2_REPO = "facebook/wav2vec2-base-960h"
 HALLO_REPO, HALLO_FILE = "fudan-generative-ai/hallo", "hallo/net.pth"
+# Audio encoders `fetch --also NAME` puts into BASE/audio_encoders/NAME (all 12 layers x 768, like wav2vec2-base-960h,
+# so Hallo's weights fine-tune on their features unchanged)
+AUDIO_ENCODERS = {"wav2vec2-base-960h": WAV2VEC2_REPO, "chinese-wav2vec2-base": "TencentGameMate/chinese-wav2vec2-base"}
+WHISPER_REPO = "openai/whisper-base"  # multilingual; only its language detection is used
+WHISPER_FILES = ("config.json", "generation_config.json", "preprocessor_config.json")
 INSIGHTFACE_PACK = "antelopev2"
 INSIGHTFACE_FILES = ("scrfd_10g_bnkps.onnx", "glintr100.onnx")  # detection + recognition only
 
@@ -71,10 +82,28 @@ def base_paths(base: Path) -> dict[str, Path]:
     }
 
 
-def fetch(to: Path) -> None:
-    """Download every base into `to` (skips parts that are already there)."""
-    from huggingface_hub import hf_hub_download, snapshot_download
+def audio_encoder_dir(base: Path, name: str) -> Path:
+    """Where `fetch --also NAME` puts a known audio encoder (wav2vec2-base-960h: BASE/wav2vec2)."""
+    return base / "wav2vec2" if name == "wav2vec2-base-960h" else base / "audio_encoders" / name
+
+
+def _fetch_transformers(repo: str, names: tuple[str, ...], folder: Path) -> None:
+    """A transformers model's config files and its weights (safetensors, else the .bin file)."""
+    from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
+
+    for name in names:
+        hf_hub_download(repo, name, local_dir=folder)
+    try:
+        hf_hub_download(repo, "model.safetensors", local_dir=folder)
+    except EntryNotFoundError:
+        hf_hub_download(repo, "pytorch_model.bin", local_dir=folder)
+
+
+def fetch(to: Path, also: tuple[str, ...] = ()) -> None:
+    """Download every base into `to` (skips parts that are already there); `also`: AUDIO_ENCODERS names and
+    "whisper"."""
+    from huggingface_hub import hf_hub_download, snapshot_download
 
     paths = base_paths(to)
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,13 +116,12 @@ def fetch(to: Path) -> None:
                               local_dir=paths["vae"])
         if not paths["motion"].is_file():
             hf_hub_download(MOTION_REPO, MOTION_FILE, local_dir=paths["motion"].parent)
-        if not paths["wav2vec2"].is_dir():
-            for name in ("config.json", "preprocessor_config.json"):
-                hf_hub_download(WAV2VEC2_REPO, name, local_dir=paths["wav2vec2"])
-            try:
-                hf_hub_download(WAV2VEC2_REPO, "model.safetensors", local_dir=paths["wav2vec2"])
-            except EntryNotFoundError:
-                hf_hub_download(WAV2VEC2_REPO, "pytorch_model.bin", local_dir=paths["wav2vec2"])
+        for name in ("wav2vec2-base-960h", *(n for n in also if n in AUDIO_ENCODERS)):
+            if not audio_encoder_dir(to, name).is_dir():
+                _fetch_transformers(AUDIO_ENCODERS[name], ("config.json", "preprocessor_config.json"),
+                                    audio_encoder_dir(to, name))
+        if "whisper" in also and not (to / "whisper").is_dir():
+            _fetch_transformers(WHISPER_REPO, WHISPER_FILES, to / "whisper")
         if not paths["hallo"].is_file():
             hf_hub_download(HALLO_REPO, HALLO_FILE, local_dir=to)  # lands at to/hallo/net.pth
         if not paths["insightface"].is_dir():
@@ -107,15 +135,15 @@ def fetch(to: Path) -> None:
     log.info("bases ready in %s", to)
 
 
-def init_from_base(base: Path, preset: Preset) -> tuple[HalloModules, Preset]:
+def init_from_base(base: Path, preset: Preset, audio_encoder: Path | None = None) -> tuple[HalloModules, Preset]:
     """Hallo modules initialised from the bases: SD UNet into both UNets, AnimateDiff motion modules.
 
-    Shapes of the UNet and of the audio features come from the base weights' own configs.
+    Shapes of the UNet and of the audio features come from the base weights' own configs (the audio encoder's:
+    `audio_encoder`, default BASE/wav2vec2).
     """
     paths = base_paths(base)
     unet = UNet2DConditionModel.from_pretrained(str(paths["unet"]))
-    wav2vec2 = Wav2Vec2Config.from_pretrained(str(paths["wav2vec2"])).to_dict()
-    preset = with_base_configs(preset, unet_config_dict(unet), wav2vec2)
+    preset = with_base_configs(preset, unet_config_dict(unet), encoder_config(audio_encoder or paths["wav2vec2"]))
     modules = build_hallo_modules(preset, unet)
     report = load_motion_checkpoint(modules.denoising_unet.motion_modules, paths["motion"])
     log.info("motion module: %s", report.summary())
@@ -136,17 +164,22 @@ def base_refs(base: str | Path) -> dict[str, str]:
     return {name: str(path) for name, path in base_paths(Path(text)).items()}
 
 
-def weights_index(preset: Preset, base: str | Path, behaviour: ModelBehaviour | None = None) -> WeightsIndex:
+def weights_index(preset: Preset, base: str | Path, behaviour: ModelBehaviour | None = None,
+                  audio_encoder: tuple[str, Record] | None = None) -> WeightsIndex:
     """The index of a weights folder made from `base` (a local folder, object URL or hub id) at the preset's
-    generation sizes."""
+    generation sizes, recording `audio_encoder` (its name and record) or, without it, the base's wav2vec2."""
     refs = base_refs(base)
+    if audio_encoder is None:
+        folder = hub.resolve(refs["wav2vec2"], "wav2vec2")
+        audio_encoder = refs["wav2vec2"], encoder_record(folder, refs["wav2vec2"])
     return WeightsIndex(
         preset=preset.name,
         resolution=preset.resolution,
         clip_frames=preset.infer_frames,
         motion_frames=preset.infer_motion_frames,
         vae=refs["vae"],
-        wav2vec2=refs["wav2vec2"],
+        wav2vec2=audio_encoder[0],
+        audio_encoder=audio_encoder[1],
         insightface=refs["insightface"],
         behaviour=behaviour if behaviour is not None else ModelBehaviour(),
     )
@@ -165,7 +198,7 @@ def base_configs(base: Path) -> tuple[dict, dict]:
     try:
         with torch.device("meta"):
             unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(str(paths["unet"])))
-        wav2vec2 = Wav2Vec2Config.from_pretrained(str(paths["wav2vec2"])).to_dict()
+        wav2vec2 = encoder_config(paths["wav2vec2"])
     except (OSError, ValueError) as err:
         raise HalloCheckpointError(f"base folder {base}: {str(err).strip().splitlines()[0]}") from None
     return unet_config_dict(unet), wav2vec2
@@ -213,11 +246,16 @@ def convert_hallo(base: Path, net: Path, preset: Preset, to: Path) -> WeightsInd
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Pretrained bases for the Hallo model (see module docstring).")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("fetch", help="download the real bases and Hallo's net.pth (needs internet)").add_argument(
-        "--to", type=Path, required=True)
+    fetch_parser = sub.add_parser("fetch", help="download the real bases and Hallo's net.pth (needs internet)")
+    fetch_parser.add_argument("--to", type=Path, required=True)
+    fetch_parser.add_argument("--also", action="append", default=[], choices=[*AUDIO_ENCODERS, "whisper"],
+                              help="also an audio encoder into BASE/audio_encoders/NAME, or whisper (language "
+                                   "identification) into BASE/whisper (repeatable)")
     tiny = sub.add_parser("tiny", help="write stand-ins in the same layout (offline; random but for the tiny VAE)")
     tiny.add_argument("--to", type=Path, required=True)
     tiny.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="sizes (sd15: full-size random weights)")
+    tiny.add_argument("--language", default="", help="also write BASE/whisper: a language-identification stand-in that "
+                                                     "always detects this language (en, zh, ...)")
     init = sub.add_parser("init", help="build a weights folder for generation/training from a base folder")
     init.add_argument("--base", type=Path, required=True)
     init.add_argument("--preset", choices=sorted(PRESETS), default="sd15")
@@ -231,11 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "fetch":
-        fetch(args.to)
+        fetch(args.to, tuple(args.also))
     elif args.command == "tiny":
         from model.standins import write_standins  # torch.onnx export machinery, only here
 
-        write_standins(get_preset(args.preset), args.to)
+        write_standins(get_preset(args.preset), args.to, language=args.language)
     elif args.command == "init":
         init_weights(args.base, get_preset(args.preset), args.to)
     else:

@@ -27,6 +27,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -55,7 +56,12 @@ class WeightsIndex:
     motion_frames: int = opt(2, "previous frames carried into the next clip", low=0)
     fps: int = opt(25, "video frame rate (the audio features are aligned to it)", low=1)
     vae: str = opt("", "AutoencoderKL folder (sd-vae-ft-mse): absolute path, hub id, or relative to this folder")
-    wav2vec2: str = opt("", "wav2vec2 folder (model + feature extractor): absolute path, hub id, or relative to this folder")
+    wav2vec2: str = opt("", "audio encoder folder (wav2vec2 family: model + feature extractor): absolute path, hub id, or "
+                            "relative to this folder")
+    audio_encoder: dict[str, Any] = opt({}, "record of the audio encoder the modules were built for "
+                                            "(foundation/audio_encoder.py: name, revision, sha256, layers, width); "
+                                            "generation refuses another encoder unless allow_other_audio_encoder; "
+                                            "{} = not recorded (older folders)")
     insightface: str = opt("", "folder with the face detector and ArcFace .onnx files: absolute path, hub id, or "
                                "relative to this folder")
     behaviour: ModelBehaviour = section(ModelBehaviour, "how these weights compute (model/behaviour.py)")
