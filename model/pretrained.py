@@ -43,6 +43,7 @@ from diffusers import UNet2DConditionModel
 from foundation import hub
 from foundation.audio_encoder import Record, encoder_record
 from foundation.audio_features import encoder_config
+from foundation.config import ConfigError
 from foundation.storage import is_url
 from foundation.syncnet import weights_in
 from model.behaviour import HALLO, ModelBehaviour
@@ -164,14 +165,23 @@ def base_refs(base: str | Path) -> dict[str, str]:
     return {name: str(path) for name, path in base_paths(Path(text)).items()}
 
 
+def base_encoder_record(ref: str) -> Record:
+    """The record of the base's wav2vec2; {} (not recorded, with a warning) when its weights are not here (a
+    conversion needs only its config)."""
+    try:
+        return encoder_record(hub.resolve(ref, "wav2vec2"), ref)
+    except (ConfigError, FileNotFoundError) as err:
+        log.warning("weights.yaml records no audio encoder (generation cannot check it): %s", err)
+        return {}
+
+
 def weights_index(preset: Preset, base: str | Path, behaviour: ModelBehaviour | None = None,
                   audio_encoder: tuple[str, Record] | None = None) -> WeightsIndex:
     """The index of a weights folder made from `base` (a local folder, object URL or hub id) at the preset's
     generation sizes, recording `audio_encoder` (its name and record) or, without it, the base's wav2vec2."""
     refs = base_refs(base)
     if audio_encoder is None:
-        folder = hub.resolve(refs["wav2vec2"], "wav2vec2")
-        audio_encoder = refs["wav2vec2"], encoder_record(folder, refs["wav2vec2"])
+        audio_encoder = refs["wav2vec2"], base_encoder_record(refs["wav2vec2"])
     return WeightsIndex(
         preset=preset.name,
         resolution=preset.resolution,
@@ -185,20 +195,25 @@ def weights_index(preset: Preset, base: str | Path, behaviour: ModelBehaviour | 
     )
 
 
-def init_weights(base: Path, preset: Preset, to: Path) -> WeightsIndex:
-    modules, preset = init_from_base(base, preset)
-    index = weights_index(preset, base)
+def named_encoder(audio_encoder: Path | None) -> tuple[str, Record] | None:
+    """(name, record) of an `--audio-encoder` folder for weights_index; None: the base's wav2vec2."""
+    return (str(audio_encoder.resolve()), encoder_record(audio_encoder)) if audio_encoder else None
+
+
+def init_weights(base: Path, preset: Preset, to: Path, audio_encoder: Path | None = None) -> WeightsIndex:
+    modules, preset = init_from_base(base, preset, audio_encoder)
+    index = weights_index(preset, base, audio_encoder=named_encoder(audio_encoder))
     save_weights(modules, to, index)
     return index
 
 
-def base_configs(base: Path) -> tuple[dict, dict]:
-    """The SD UNet's constructor arguments and the wav2vec2 config of a base folder (configs only)."""
+def base_configs(base: Path, audio_encoder: Path | None = None) -> tuple[dict, dict]:
+    """The SD UNet's constructor arguments and the audio encoder's config (default: the base's wav2vec2), configs only."""
     paths = base_paths(base)
     try:
         with torch.device("meta"):
             unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(str(paths["unet"])))
-        wav2vec2 = encoder_config(paths["wav2vec2"])
+        wav2vec2 = encoder_config(audio_encoder or paths["wav2vec2"])
     except (OSError, ValueError) as err:
         raise HalloCheckpointError(f"base folder {base}: {str(err).strip().splitlines()[0]}") from None
     return unet_config_dict(unet), wav2vec2
@@ -217,9 +232,10 @@ def load_hallo_modules(modules: HalloModules, state: dict[str, torch.Tensor]) ->
             raise HalloCheckpointError(f"the model's '{name}.{unfilled[0]}' has no tensor in net.pth")
 
 
-def hallo_modules(state: dict[str, torch.Tensor], base: Path, preset: Preset) -> tuple[HalloModules, Preset]:
+def hallo_modules(state: dict[str, torch.Tensor], base: Path, preset: Preset,
+                  audio_encoder: Path | None = None) -> tuple[HalloModules, Preset]:
     """Modules sized after the base's UNet config and net.pth itself, holding net.pth's weights."""
-    unet, wav2vec2 = base_configs(base)
+    unet, wav2vec2 = base_configs(base, audio_encoder)
     preset = hallo_preset(state, preset, unet, wav2vec2)
     with torch.device("meta"):  # no memory until net.pth's tensors are assigned
         modules = build_hallo_modules(preset)
@@ -227,12 +243,14 @@ def hallo_modules(state: dict[str, torch.Tensor], base: Path, preset: Preset) ->
     return modules, preset
 
 
-def convert_hallo(base: Path, net: Path, preset: Preset, to: Path) -> WeightsIndex:
-    """Hallo's net.pth -> a weights folder recording Hallo's behaviours; written whole or not at all."""
+def convert_hallo(base: Path, net: Path, preset: Preset, to: Path, audio_encoder: Path | None = None) -> WeightsIndex:
+    """Hallo's net.pth -> a weights folder recording Hallo's behaviours; written whole or not at all. With
+    `audio_encoder` (of Hallo's 12 x 768 shape), the folder records that encoder: a start for fine-tuning on its
+    features (Hallo was trained on wav2vec2-base-960h's)."""
     if to.exists() and any(to.iterdir()):
         raise HalloCheckpointError(f"{to} exists and is not empty: choose a new folder")
-    modules, preset = hallo_modules(read_hallo_net(net), base, preset)
-    index = weights_index(preset, base, dataclasses.replace(HALLO))
+    modules, preset = hallo_modules(read_hallo_net(net), base, preset, audio_encoder)
+    index = weights_index(preset, base, dataclasses.replace(HALLO), named_encoder(audio_encoder))
     tmp = to.with_name(f".{to.name}.converting")
     shutil.rmtree(tmp, ignore_errors=True)
     save_weights(modules, tmp, index)
@@ -260,10 +278,14 @@ def main(argv: list[str] | None = None) -> int:
     init.add_argument("--base", type=Path, required=True)
     init.add_argument("--preset", choices=sorted(PRESETS), default="sd15")
     init.add_argument("--to", type=Path, required=True)
+    init.add_argument("--audio-encoder", type=Path, help="audio encoder folder the model is built for and records "
+                                                         "(default: BASE/wav2vec2)")
     hallo = sub.add_parser("hallo", help="convert Hallo's released net.pth into a weights folder")
     hallo.add_argument("--base", type=Path, required=True, help="base folder: unet/config.json, wav2vec2/, vae/, insightface/")
     hallo.add_argument("--net", type=Path, help="Hallo's net.pth (default: BASE/hallo/net.pth)")
     hallo.add_argument("--to", type=Path, required=True, help="new weights folder")
+    hallo.add_argument("--audio-encoder", type=Path, help="record this audio encoder folder (12 x 768, e.g. "
+                                                          "chinese-wav2vec2-base) instead of BASE/wav2vec2")
     hallo.add_argument("--preset", choices=sorted(PRESETS), default="sd15",
                        help="resolution and clip sizes recorded for generation (the modules' sizes come from the files)")
     args = parser.parse_args(argv)
@@ -275,10 +297,11 @@ def main(argv: list[str] | None = None) -> int:
 
         write_standins(get_preset(args.preset), args.to, language=args.language)
     elif args.command == "init":
-        init_weights(args.base, get_preset(args.preset), args.to)
+        init_weights(args.base, get_preset(args.preset), args.to, args.audio_encoder)
     else:
         try:
-            convert_hallo(args.base, args.net or base_paths(args.base)["hallo"], get_preset(args.preset), args.to)
+            convert_hallo(args.base, args.net or base_paths(args.base)["hallo"], get_preset(args.preset), args.to,
+                          args.audio_encoder)
         except HalloCheckpointError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
