@@ -31,7 +31,7 @@ import yaml
 from webdataset.tariterators import base_plus_ext
 
 from foundation import hub, schema
-from foundation.audio_encoder import Record, describe, encoder_record, same_encoder, same_shape
+from foundation.audio_encoder import IDENTITY, Record, describe, encoder_record, same_encoder, same_shape
 from foundation.audio_features import WAV2VEC2_FILES
 from foundation.config import ConfigError, changed_keys, result_keys, to_dict
 from foundation.storage import StorageError, expand_shards, file_exists, is_url
@@ -155,7 +155,7 @@ def check_audio_encoder(shards: list[str], encoder: Record) -> None:
     found: dict[str, tuple[Record, list[str]]] = {}
     for shard, meta in metas.items():
         if meta is not None and meta.audio_encoder:
-            key = "/".join(str(meta.audio_encoder.get(k)) for k in ("sha256", "layers", "width"))
+            key = "/".join(str(meta.audio_encoder.get(k)) for k in IDENTITY)
             found.setdefault(key, (meta.audio_encoder, []))[1].append(shard)
     if len(found) > 1:
         named = "; ".join(f"{describe(record)} in {len(where)} shard(s), e.g. {where[0]}" for record, where in found.values())

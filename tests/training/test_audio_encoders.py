@@ -4,6 +4,7 @@ recorded by curation, refused by training when shards mix them or do not fit the
 their own shape end to end, and the export refuses generation with another encoder."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -145,3 +146,23 @@ def test_a_wider_encoder_trains_end_to_end_and_its_model_refuses_other_encoders(
         check_generation(GenerateConfig(**{**vars(cfg), "audio_encoder": str(other)}))
     allowed = check_generation(GenerateConfig(**{**vars(cfg), "audio_encoder": str(other), "allow_other_audio_encoder": True}))
     assert allowed.audio_encoder == other
+
+
+def test_the_latent_cache_keeps_the_record_and_refuses_a_shard_curated_again(hubert_shards, tiny_pretrained,
+                                                                             tmp_path) -> None:
+    from dataclasses import replace
+
+    from training.data import CacheMismatch, shard_with_latents
+    from training.latents import KEY_INFO, LatentFrames, vae_identity
+
+    from stagerun import build_cache
+
+    cache = build_cache(hubert_shards[:1], tiny_pretrained / "vae", tmp_path / "cache")
+    raw = next(shard_with_latents(hubert_shards[0], str(cache)))
+    meta = schema.ClipMeta.from_json(raw["json"])
+    assert json.loads(raw[KEY_INFO])["audio_encoder"] == meta.audio_encoder
+    frames = LatentFrames(64, vae_identity(str(tiny_pretrained / "vae")))
+    assert frames(raw, meta, 0, [], [1])["target_mean"].shape[0] == 1
+    other = replace(meta, audio_encoder={**meta.audio_encoder, "sha256": "0" * 64})
+    with pytest.raises(CacheMismatch, match="rebuild it"):
+        frames(raw, other, 0, [], [1])
