@@ -3,6 +3,8 @@ model a matching projection (built on the meta device), while an encoder of Hall
 weights unchanged and is recorded in the weights folder."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from hallo_fixture import HALLO_TINY, wav2vec2_sizes, write_config_base
@@ -44,3 +46,36 @@ def test_an_encoder_of_hallos_shape_converts_hallo_unchanged_and_is_recorded(tmp
     assert read_index(tmp_path / "english").audio_encoder == {}  # the config-only base has no weights to record
     english, hubert = load_net(tmp_path / "english").state_dict(), load_net(tmp_path / "hubert_weights").state_dict()
     assert english.keys() == hubert.keys() and all(torch.equal(english[k], hubert[k]) for k in english)
+
+
+def test_fetch_knows_the_mandarin_encoder_and_whisper(tmp_path, monkeypatch) -> None:
+    """`fetch --also`: where each extra model lands and which hub files are asked for (the hub itself replaced:
+    these machines have no internet; every other base is already there, so only the extras are fetched)."""
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    from model.pretrained import base_paths
+
+    base = tmp_path / "base"
+    for name, path in base_paths(base).items():
+        if name != "wav2vec2":
+            (path.parent if path.suffix else path).mkdir(parents=True, exist_ok=True)
+            if path.suffix:
+                path.write_bytes(b"present")
+    asked: list[tuple[str, str, str]] = []
+
+    def fake_download(repo: str, filename: str, local_dir: Path) -> str:
+        if filename == "model.safetensors" and repo.startswith("TencentGameMate/"):
+            raise EntryNotFoundError("only pytorch_model.bin")  # as that repository ships it
+        asked.append((repo, filename, str(Path(local_dir).relative_to(base))))
+        Path(local_dir).mkdir(parents=True, exist_ok=True)
+        return str(Path(local_dir) / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    assert pretrained_main(["fetch", "--to", str(base), "--also", "chinese-wav2vec2-base", "--also", "whisper"]) == 0
+    assert ("TencentGameMate/chinese-wav2vec2-base", "pytorch_model.bin", "audio_encoders/chinese-wav2vec2-base") in asked
+    assert ("TencentGameMate/chinese-wav2vec2-base", "preprocessor_config.json", "audio_encoders/chinese-wav2vec2-base") in asked
+    assert ("facebook/wav2vec2-base-960h", "model.safetensors", "wav2vec2") in asked
+    assert {(f, d) for r, f, d in asked if r == "openai/whisper-base"} == {
+        ("config.json", "whisper"), ("generation_config.json", "whisper"), ("preprocessor_config.json", "whisper"),
+        ("model.safetensors", "whisper")}
