@@ -1,7 +1,8 @@
 """Training annotations written into every accepted sample, so training never preprocesses video.
 
 The definitions live in `foundation/` and are shared with generation: masks (`foundation.masks`), the
-identity embedding (`foundation.identity`) and the 25 fps wav2vec2 features (`foundation.audio_features`).
+identity embedding (`foundation.identity`) and the 25 fps wav2vec2 features (`foundation.audio_features`)
+of any wav2vec2-family encoder, whose record (`foundation.audio_encoder`) every sample carries.
 The models load once per worker process (`Annotator`); `check_model_dirs` lets the entry point
 fail at start-up when a folder is missing instead of failing every source. Model folders may be
 local paths or Hugging Face hub ids (`foundation.hub`); unset, they are looked up in
@@ -17,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from foundation import hub, schema
+from foundation.audio_encoder import Record, encoder_record
 from curation.config import AnnotationsConfig
 from foundation.audio_features import WAV2VEC2_FILES
 from foundation.config import ConfigError
@@ -52,10 +54,13 @@ def check_model_dirs(cfg: AnnotationsConfig, base: str | Path) -> dict[str, Path
 
 def pin_model_dirs(cfg: AnnotationsConfig, base: str | Path) -> AnnotationsConfig:
     """Both model keys set, local folders as absolute paths (Ray workers run in another working directory);
-    hub ids stay ids, so each worker resolves them through its own Hugging Face cache."""
+    hub ids stay ids, so each worker resolves them through its own Hugging Face cache. `encoder` holds the
+    audio encoder's record, so that the results fingerprint changes with its weights."""
     pinned = {key.split(".")[1]: str(Path(ref).resolve()) if Path(ref).exists() else ref
               for key, ref in model_dirs(cfg, base).items()}
-    return replace(cfg, **pinned)
+    ref = pinned["wav2vec2_dir"]
+    encoder = encoder_record(hub.resolve(ref, "annotations.wav2vec2_dir"), ref)
+    return replace(cfg, **pinned, encoder=encoder)
 
 
 class Annotator:
@@ -68,8 +73,11 @@ class Annotator:
         folders = check_model_dirs(cfg, base)
         self.cfg = cfg
         self.wav2vec2, self.extractor = load_wav2vec2(folders["annotations.wav2vec2_dir"])
+        # the record preflight pinned (the same in every worker), else this folder's own
+        self.encoder: Record = cfg.encoder or encoder_record(folders["annotations.wav2vec2_dir"],
+                                                             model_dirs(cfg, base)["annotations.wav2vec2_dir"])
         self.identity = IdentityEncoder(folders["annotations.insightface_dir"])
-        log.info("annotation models loaded: wav2vec2 %s, insightface %s", *folders.values())
+        log.info("annotation models loaded: audio encoder %s, insightface %s", *folders.values())
 
     def audio_features(self, vocals: np.ndarray, fps: int, frames: int) -> np.ndarray:
         """(frames, layers, dim) float16: one row per video frame."""

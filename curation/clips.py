@@ -22,6 +22,7 @@ class Candidate:
     sync_backend: Optional[str] = None  # lip-sync scorer that judged the clip (None: it never got there)
     sync_verified: Optional[bool] = None  # that scorer confirmed the sync (False: kept unverified, or rejected)
     vocals_separated: Optional[bool] = None  # the speech steps heard separated vocals (None: it never got there)
+    language: Optional[str] = None  # spoken language (curation.language), its probability in metrics language_prob
 
 
 def clip_id(source_id: str, start: int, end: int) -> str:

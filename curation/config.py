@@ -102,6 +102,11 @@ class SpeechConfig:
                                            "this changes a verdict)")
     min_dnsmos: float = opt(2.0, "clips with speech whose DNSMOS overall score (of the vocals; 1 bad .. 5 excellent) is "
                                  "below this are `poor_audio` (speech over noise or music); 0 = not scored", low=0, high=5)
+    language_model: Optional[str] = opt(None, "multilingual Whisper folder or hub id that identifies each clip's spoken "
+                                              "language (curation/language.py); null = BASE/whisper when it exists, "
+                                              "else no language is recorded")
+    languages: list[str] = opt([], "keep only clips in these languages (Whisper codes: zh, en, ja, ...), the others are "
+                                   "`other_language`; [] = every language (needs the language model when set)")
 
 
 @dataclass
@@ -128,7 +133,13 @@ class SyncConfig:
 @dataclass
 class AnnotationsConfig:
     enabled: bool = opt(True, "write the training annotations (masks, face embedding, audio features) into every sample")
-    wav2vec2_dir: Optional[str] = opt(None, "wav2vec2 folder (facebook/wav2vec2-base-960h layout) or hub id; null = BASE/wav2vec2")
+    wav2vec2_dir: Optional[str] = opt(None, "audio encoder folder or hub id, any of the wav2vec2 family (wav2vec2, "
+                                            "HuBERT, data2vec-audio, WavLM; facebook/wav2vec2-base-960h layout: model + "
+                                            "preprocessor_config.json), e.g. TencentGameMate/chinese-wav2vec2-base for "
+                                            "Mandarin; null = BASE/wav2vec2")
+    encoder: dict[str, Any] = opt({}, "filled in at start-up, not by hand: the record of wav2vec2_dir's encoder (name, "
+                                      "sha256 of its weights, layers, width), so the results fingerprint changes with "
+                                      "the weights and every sample names its encoder")
     insightface_dir: Optional[str] = opt(
         None, "folder (or hub id) with the insightface detector and ArcFace .onnx files, antelopev2 or buffalo_l; "
               "null = BASE/insightface/models")

@@ -25,6 +25,7 @@ from curation.clips import Candidate
 from curation.config import CurationConfig
 from curation.download import Downloaded
 from curation.export import build_sample
+from curation.language import LanguageIdentifier, check_language_model, kept
 from foundation.faces import crop_frame, landmarks_to_crop
 from curation.media import MediaInfo, iter_frames
 from curation.shards import SourceShardWriter
@@ -59,6 +60,7 @@ class ClipModels:
     separator_name: Optional[str]  # what clips record as their vocal separator; None = no separation
     scorer: SyncScorer
     annotator: Optional[Annotator]  # None when annotations.enabled is false
+    language: Optional[LanguageIdentifier] = None  # None without a language model (no language recorded)
 
 
 _MODELS: dict[str, ClipModels] = {}
@@ -74,8 +76,14 @@ def clip_models(cfg: CurationConfig) -> ClipModels:
             separator=separator, separator_name=separator_name,
             scorer=make_scorer(cfg.sync, cfg.pretrained_dir),
             annotator=Annotator(cfg.annotations, cfg.pretrained_dir) if cfg.annotations.enabled else None,
+            language=_language_identifier(cfg),
         )
     return _MODELS[key]
+
+
+def _language_identifier(cfg: CurationConfig) -> Optional[LanguageIdentifier]:
+    folder = check_language_model(cfg.speech, cfg.pretrained_dir)
+    return LanguageIdentifier(folder) if folder else None
 
 
 def preflight(cfg: CurationConfig) -> CurationConfig:
@@ -91,6 +99,9 @@ def preflight(cfg: CurationConfig) -> CurationConfig:
     if cfg.annotations.enabled:
         check_model_dirs(cfg.annotations, cfg.pretrained_dir)
         cfg = replace(cfg, annotations=pin_model_dirs(cfg.annotations, cfg.pretrained_dir))
+    language_model = check_language_model(cfg.speech, cfg.pretrained_dir)
+    if language_model is not None and not cfg.speech.language_model:  # pinned: workers run elsewhere
+        cfg = replace(cfg, speech=replace(cfg.speech, language_model=str(language_model)))
     sync = resolve_backend(cfg.sync, cfg.pretrained_dir)
     if sync.backend == "envelope" and cfg.sync.backend == "auto":
         log.warning(FALLBACK_WARNING.format(path=weights_in(cfg.pretrained_dir)))
@@ -203,8 +214,8 @@ def finish_clips(
     cfg: CurationConfig,
     models: ClipModels,
 ) -> list[tuple[Candidate, Optional[str]]]:
-    """Speech and audio-quality checks of each clip, one lip-sync pass over those that passed, then the
-    annotated sample of each clip that passed all.
+    """Speech, language and audio-quality checks of each clip, one lip-sync pass over those that passed,
+    then the annotated sample of each clip that passed all.
 
     Returns, per job, the candidate with its verdict and new metrics, and the shard it went to
     (None if rejected).
@@ -213,11 +224,16 @@ def finish_clips(
     clips = [_prepare(job, info, audio, cfg, models) for job in jobs]
     with stage("speech_sync"):
         verdicts: dict[int, tuple[Optional[str], dict[str, float]]] = {}
+        languages: dict[int, tuple[str, float]] = {}
         for clip in clips:
             ratio = _speech_ratio(clip, cfg, models)
-            quality = _audio_quality(clip, cfg) if ratio >= cfg.speech.min_ratio else {}
-            reason = (reasons.NO_SPEECH if ratio < cfg.speech.min_ratio else
-                      reasons.POOR_AUDIO if quality and quality["dnsmos_ovrl"] < cfg.speech.min_dnsmos else None)
+            reason = reasons.NO_SPEECH if ratio < cfg.speech.min_ratio else None
+            if reason is None and models.language:  # cheaper than DNSMOS, and decides as much
+                languages[id(clip)] = models.language(clip.shifted(clip.voice, 0), rate)
+                reason = None if kept(languages[id(clip)][0], cfg.speech) else reasons.OTHER_LANGUAGE
+            quality = _audio_quality(clip, cfg) if reason is None else {}
+            if quality and quality["dnsmos_ovrl"] < cfg.speech.min_dnsmos:
+                reason = reasons.POOR_AUDIO
             verdicts[id(clip)] = reason, {"speech_ratio": ratio, **quality}
         talking = [clip for clip in clips if verdicts[id(clip)][0] is None]
         signals = [c.signals(info, rate) for c in talking]
@@ -227,6 +243,9 @@ def finish_clips(
         reason, audio_metrics = verdicts[id(clip)]
         cand = replace(clip.job.cand, vocals_separated=clip.separated,
                        metrics={**clip.job.cand.metrics, **audio_metrics})
+        if id(clip) in languages:
+            language, probability = languages[id(clip)]
+            cand = replace(cand, language=language, metrics={**cand.metrics, "language_prob": probability})
         if reason is not None:
             out.append((replace(cand, reason=reason), None))
             continue
@@ -258,6 +277,8 @@ def _write_sample(writer: SourceShardWriter, source: Source, downloaded: Downloa
         sync_backend=models.scorer.name, sync_verified=verdict.verified, audio_shift_frames=verdict.shift,
         vocal_separator=models.separator_name if clip.separated else None, annotated=models.annotator is not None,
         face_found=face_found,
+        audio_encoder=models.annotator.encoder if models.annotator else None,
+        language=cand.language, language_prob=cand.metrics.get("language_prob"),
     )
     with stage("encode"):
         vocals = clip.shifted(clip.vocals, verdict.shift) if clip.vocals is not None else None

@@ -22,7 +22,8 @@ from foundation.storage import Location
 MOTION_COLUMNS = ("picture_change", "face_motion", "mouth_motion")  # curation.motion
 
 METRIC_COLUMNS = ("face_px", "sharpness", "brightness", "yaw_deg", "pitch_deg", "det_score", "landmark_presence",
-                  "speech_ratio", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "sync_confidence", "sync_min_dist", *MOTION_COLUMNS)
+                  "speech_ratio", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "sync_confidence", "sync_min_dist",
+                  "language_prob", *MOTION_COLUMNS)
 INT_COLUMNS = ("sync_offset",)
 BOOL_COLUMNS = ("sync_verified", "vocals_separated")
 # source geometry (per source) and crop honesty + balance (per clip judged by the quality step)
@@ -89,6 +90,9 @@ class ManifestRow:
     pitch_range_deg: Optional[float] = None
     roll_range_deg: Optional[float] = None
     mouth_open_range: Optional[float] = None  # inner-lip gap / eye-corner distance, p95 - p5
+    # spoken language (Whisper code) and its probability: clips with speech, when a language model is there
+    language: Optional[str] = None
+    language_prob: Optional[float] = None
 
 
 _FLOAT_COLUMNS = {"start_s", "end_s", "source_duration_s", *METRIC_COLUMNS, *GEOMETRY_FLOAT_COLUMNS}
@@ -146,6 +150,20 @@ def warnings(rows: list[ManifestRow]) -> list[str]:
     return [w for w in (sync_warning(rows), separation_warning(rows)) if w]
 
 
+UNKNOWN_LANGUAGE = "unknown"  # clips judged without a language model
+
+
+def language_hours(rows: list[ManifestRow], accepted_only: bool) -> dict[str, float]:
+    """Hours of clip per spoken language: accepted clips, or every clip with speech (the languages found
+    before speech.languages filtered them)."""
+    hours: Counter[str] = Counter()
+    for r in rows:
+        with_speech = r.speech_ratio is not None and r.reason != reasons.NO_SPEECH
+        if r.clip_id is not None and (r.status == "accepted" if accepted_only else with_speech):
+            hours[r.language or UNKNOWN_LANGUAGE] += ((r.end_s or 0) - (r.start_s or 0)) / 3600
+    return dict(hours.most_common())
+
+
 def summarize(rows: list[ManifestRow], wall_s: float) -> dict[str, Any]:
     clips = [r for r in rows if r.clip_id is not None]
     durations = {r.source_id: r.source_duration_s or 0.0 for r in rows}
@@ -162,6 +180,8 @@ def summarize(rows: list[ManifestRow], wall_s: float) -> dict[str, Any]:
         "by_reason": dict(Counter(r.reason for r in rows if r.reason)),
         "hours_in": sum(durations.values()) / 3600,
         "hours_out": sum((r.end_s or 0) - (r.start_s or 0) for r in accepted) / 3600,
+        "hours_by_language": language_hours(rows, accepted_only=True),
+        "speech_hours_by_language": language_hours(rows, accepted_only=False),
         "wall_time_s": round(wall_s, 2),
         "warnings": warnings(rows),
         "balance": balance(accepted),
@@ -216,9 +236,9 @@ def plot_funnel(rows: list[ManifestRow]) -> bytes:
 
     stages = funnel_stages(rows)
     reason_counts = Counter(r.reason for r in rows if r.reason)
-    fig = plt.figure(figsize=(11, 7))
-    grid = fig.add_gridspec(2, len(BALANCE_BINS), height_ratios=(4, 2.6))
-    ax1, ax2 = fig.add_subplot(grid[0, :2]), fig.add_subplot(grid[0, 2:])
+    fig = plt.figure(figsize=(14, 7))
+    grid = fig.add_gridspec(2, len(BALANCE_BINS) * 3, height_ratios=(4, 2.6))
+    ax1, ax2, ax3 = (fig.add_subplot(grid[0, i * len(BALANCE_BINS):(i + 1) * len(BALANCE_BINS)]) for i in range(3))
     ax1.barh([s for s, _ in stages][::-1], [v / 60 for _, v in stages][::-1], color="#3b7dd8")
     ax1.set_xlabel("minutes of video")
     ax1.set_title("Curation funnel")
@@ -227,9 +247,10 @@ def plot_funnel(rows: list[ManifestRow]) -> bytes:
         ax2.barh(names[::-1], counts[::-1], color="#d8613b")
     ax2.set_xlabel("rows")
     ax2.set_title("Why rows were dropped")
+    plot_languages(ax3, rows)
     accepted = [r for r in rows if r.status == "accepted" and r.clip_id is not None]
     for i, (column, (low, high, bins)) in enumerate(BALANCE_BINS.items()):
-        ax = fig.add_subplot(grid[1, i])
+        ax = fig.add_subplot(grid[1, i * 3:(i + 1) * 3])
         ax.hist(np.clip(_balance_values(accepted, column), low, high), bins=bins, range=(low, high), color="#5a9e4b")
         ax.set_title(f"{column} (p5..p95)", fontsize=9)
         ax.set_ylabel("accepted clips" if i == 0 else "")
@@ -241,6 +262,18 @@ def plot_funnel(rows: list[ManifestRow]) -> bytes:
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
+
+
+def plot_languages(ax: Any, rows: list[ManifestRow]) -> None:
+    """Minutes of speech per spoken language: found (clips with speech) and accepted."""
+    found, accepted = language_hours(rows, accepted_only=False), language_hours(rows, accepted_only=True)
+    names = list(found)[::-1]
+    ax.barh(names, [found[n] * 60 for n in names], color="#b8c7e0", label="with speech")
+    ax.barh(names, [accepted.get(n, 0.0) * 60 for n in names], color="#3b7dd8", label="accepted")
+    ax.set_xlabel("minutes of clips")
+    ax.set_title("Spoken language")
+    if names:
+        ax.legend(loc="lower right", fontsize=8)
 
 
 def finalize(location: Location, rows: list[ManifestRow], wall_s: float, extra: Optional[dict[str, Any]] = None,

@@ -215,6 +215,7 @@ def _export(
                 status=status_for(cand.reason), reason=cand.reason, detail=cand.detail,
                 start_s=cand.start / info.fps, end_s=cand.end / info.fps, shard=shard,
                 sync_backend=cand.sync_backend, sync_verified=cand.sync_verified, vocals_separated=cand.vocals_separated,
+                language=cand.language,
                 **base, **{k: v for k, v in cand.metrics.items() if k in ManifestRow.__dataclass_fields__},
             ))
         writer.close()

@@ -22,6 +22,7 @@ STATIC_PICTURE = "static_picture"
 STATIC_FACE = "static_face"
 NO_SPEECH = "no_speech"
 POOR_AUDIO = "poor_audio"
+OTHER_LANGUAGE = "other_language"
 OUT_OF_SYNC = "out_of_sync"
 DUPLICATE = "duplicate"
 INTERNAL_ERROR = "internal_error"
@@ -54,6 +55,7 @@ REASONS: dict[str, str] = {
     NO_SPEECH: "too little speech in the clip's audio (speech.min_ratio; silence, music only)",
     POOR_AUDIO: "the speech is buried in noise or music: DNSMOS overall score of the (separated) vocals below "
                 "speech.min_dnsmos",
+    OTHER_LANGUAGE: "the clip's spoken language (column `language`) is not in speech.languages",
     OUT_OF_SYNC: "lips and speech do not match: SyncNet confidence below sync.min_confidence or its offset beyond "
                  "sync.max_abs_offset (without SyncNet weights: only a confident offset beyond sync.max_abs_offset)",
     DUPLICATE: "the same media bytes (or, for URLs, the same site's video id) as a source listed earlier; "

@@ -22,7 +22,8 @@ A sample is one clip. Keys inside the tar are `<clip_id>.<ext>`:
 The last four (`ANNOTATION_KEYS`) are present when `ClipMeta.annotated` (curation's default).
 `SCHEMA_VERSION` is bumped whenever a key is added or changes meaning; readers check it.
 Version 2 added the annotation keys and the speech/sync fields of `ClipMeta`; version 3 added
-`ClipMeta.sync_verified`; version 4 added `vocals.wav`.
+`ClipMeta.sync_verified`; version 4 added `vocals.wav`, `ClipMeta.audio_encoder` (the record of the encoder
+that made `audio_features.npy`, foundation.audio_encoder) and the clip's spoken `language` with its probability.
 """
 from __future__ import annotations
 
@@ -77,6 +78,9 @@ class ClipMeta:
     vocal_separator: Optional[str] = None
     annotated: bool = False  # the sample carries ANNOTATION_KEYS
     face_found: bool = False  # face_emb.npy is of a detected face (False: the zero embedding)
+    audio_encoder: Optional[dict[str, Any]] = None  # record of the encoder behind audio_features.npy (annotated clips)
+    language: Optional[str] = None  # spoken language (Whisper code), None when curation had no language model
+    language_prob: Optional[float] = None
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:

@@ -72,7 +72,7 @@ def prepare(cfg: GenerateConfig, inputs: GenerationInputs | None = None) -> tupl
                                SAMPLE_RATE)
     else:
         waveform, _ = read_audio(cfg.audio, SAMPLE_RATE, mono=True)
-    wav2vec2, extractor = load_wav2vec2(resolve(weights, index.wav2vec2, "wav2vec2"), device)
+    wav2vec2, extractor = load_wav2vec2(inputs.audio_encoder or resolve(weights, index.wav2vec2, "wav2vec2"), device)
     # Weights that expect it (Hallo's) get the waveform padded to whole clips before wav2vec2.
     features = wav2vec2_features(waveform[0], wav2vec2, extractor, index.fps, index.behaviour.audio_pad_frames)
     del wav2vec2

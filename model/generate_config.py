@@ -38,5 +38,10 @@ class GenerateConfig:
                            "(OMP_NUM_THREADS wins; foundation/cpu_threads.py)", low=0)
     clip_frames: int = opt(0, "frames per clip; 0 = the weights folder's value", low=0)
     motion_frames: int = opt(-1, "previous frames carried into each clip; -1 = the weights folder's value", low=-1)
+    audio_encoder: str = opt("", "audio encoder folder or hub id to use instead of the one weights.yaml names; '' = "
+                                 "that one. An encoder other than the recorded one (weights.yaml audio_encoder) is "
+                                 "refused: the model was trained on its features")
+    allow_other_audio_encoder: bool = opt(False, "use an audio encoder other than the recorded one anyway (it must have "
+                                                 "the recorded layers and width)")
     allow_no_face: bool = opt(False, "animate a centre crop when the image shows no face (without it: exit 2)")
     progress: bool = opt(True, "show a progress bar per clip")

@@ -5,14 +5,19 @@ Base folder layout (the same for real weights and stand-ins, so one loading path
     BASE/unet/                           SD-1.5 UNet (stable-diffusion-v1-5, unet/ only)
     BASE/vae/                            stabilityai/sd-vae-ft-mse
     BASE/motion_module/mm_sd_v15_v2.ckpt guoyww/animatediff (AnimateDiff v2 motion modules)
-    BASE/wav2vec2/                       facebook/wav2vec2-base-960h
+    BASE/wav2vec2/                       facebook/wav2vec2-base-960h (English; the audio encoder by default)
+    BASE/audio_encoders/NAME/            other audio encoders, with `fetch --also NAME` (AUDIO_ENCODERS):
+                                         chinese-wav2vec2-base (TencentGameMate, Mandarin), ...
+    BASE/whisper/                        openai/whisper-base, with `fetch --also whisper`: curation's spoken-language
+                                         identification (curation/language.py)
     BASE/insightface/models/             antelopev2 detector (scrfd_10g_bnkps) + recogniser (glintr100)
     BASE/syncnet/syncnet_v2.model        SyncNet (syncnet_python's weights; LatentSync's HF repo auxiliary/)
     BASE/hallo/net.pth                   fudan-generative-ai/hallo: Hallo's released weights
     BASE/uvr/Kim_Vocal_2.onnx            MDX-Net vocal separator + audio-separator's model data (foundation.vocals;
                                          Hallo's HF repo audio_separator/, else UVR's model repository)
 
-    python -m model.pretrained fetch --to BASE          (needs internet and the Hugging Face hub)
+    python -m model.pretrained fetch --to BASE [--also chinese-wav2vec2-base --also whisper]
+                                                        (needs internet and the Hugging Face hub)
     python -m model.pretrained tiny --to BASE           (stand-ins, tiny preset by default, offline: random,
                                                          except the tiny VAE, trained on the bundled media)
     python -m model.pretrained init --base BASE --preset sd15 --to WEIGHTS
@@ -36,9 +41,11 @@ from pathlib import Path
 
 import torch
 from diffusers import UNet2DConditionModel
-from transformers import Wav2Vec2Config
 
 from foundation import hub
+from foundation.audio_encoder import Record, encoder_record
+from foundation.audio_features import encoder_config
+from foundation.config import ConfigError
 from foundation.storage import is_url
 from foundation.syncnet import weights_in
 from model.behaviour import HALLO, ModelBehaviour
@@ -58,6 +65,11 @@ VAE_REPO = "stabilityai/sd-vae-ft-mse"
 MOTION_REPO, MOTION_FILE = "guoyww/animatediff", "mm_sd_v15_v2.ckpt"
 WAV2VEC2_REPO = "facebook/wav2vec2-base-960h"
 HALLO_REPO, HALLO_FILE = "fudan-generative-ai/hallo", "hallo/net.pth"
+# Audio encoders `fetch --also NAME` puts into BASE/audio_encoders/NAME (all 12 layers x 768, like wav2vec2-base-960h,
+# so Hallo's weights fine-tune on their features unchanged)
+AUDIO_ENCODERS = {"wav2vec2-base-960h": WAV2VEC2_REPO, "chinese-wav2vec2-base": "TencentGameMate/chinese-wav2vec2-base"}
+WHISPER_REPO = "openai/whisper-base"  # multilingual; only its language detection is used
+WHISPER_FILES = ("config.json", "generation_config.json", "preprocessor_config.json")
 INSIGHTFACE_PACK = "antelopev2"
 INSIGHTFACE_FILES = ("scrfd_10g_bnkps.onnx", "glintr100.onnx")  # detection + recognition only
 
@@ -75,10 +87,28 @@ def base_paths(base: Path) -> dict[str, Path]:
     }
 
 
-def fetch(to: Path) -> None:
-    """Download every base into `to` (skips parts that are already there)."""
-    from huggingface_hub import hf_hub_download, snapshot_download
+def audio_encoder_dir(base: Path, name: str) -> Path:
+    """Where `fetch --also NAME` puts a known audio encoder (wav2vec2-base-960h: BASE/wav2vec2)."""
+    return base / "wav2vec2" if name == "wav2vec2-base-960h" else base / "audio_encoders" / name
+
+
+def _fetch_transformers(repo: str, names: tuple[str, ...], folder: Path) -> None:
+    """A transformers model's config files and its weights (safetensors, else the .bin file)."""
+    from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
+
+    for name in names:
+        hf_hub_download(repo, name, local_dir=folder)
+    try:
+        hf_hub_download(repo, "model.safetensors", local_dir=folder)
+    except EntryNotFoundError:
+        hf_hub_download(repo, "pytorch_model.bin", local_dir=folder)
+
+
+def fetch(to: Path, also: tuple[str, ...] = ()) -> None:
+    """Download every base into `to` (skips parts that are already there); `also`: AUDIO_ENCODERS names and
+    "whisper"."""
+    from huggingface_hub import hf_hub_download, snapshot_download
 
     paths = base_paths(to)
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,13 +121,12 @@ def fetch(to: Path) -> None:
                               local_dir=paths["vae"])
         if not paths["motion"].is_file():
             hf_hub_download(MOTION_REPO, MOTION_FILE, local_dir=paths["motion"].parent)
-        if not paths["wav2vec2"].is_dir():
-            for name in ("config.json", "preprocessor_config.json"):
-                hf_hub_download(WAV2VEC2_REPO, name, local_dir=paths["wav2vec2"])
-            try:
-                hf_hub_download(WAV2VEC2_REPO, "model.safetensors", local_dir=paths["wav2vec2"])
-            except EntryNotFoundError:
-                hf_hub_download(WAV2VEC2_REPO, "pytorch_model.bin", local_dir=paths["wav2vec2"])
+        for name in ("wav2vec2-base-960h", *(n for n in also if n in AUDIO_ENCODERS)):
+            if not audio_encoder_dir(to, name).is_dir():
+                _fetch_transformers(AUDIO_ENCODERS[name], ("config.json", "preprocessor_config.json"),
+                                    audio_encoder_dir(to, name))
+        if "whisper" in also and not (to / "whisper").is_dir():
+            _fetch_transformers(WHISPER_REPO, WHISPER_FILES, to / "whisper")
         if not paths["hallo"].is_file():
             hf_hub_download(HALLO_REPO, HALLO_FILE, local_dir=to)  # lands at to/hallo/net.pth
         if not paths["insightface"].is_dir():
@@ -112,15 +141,15 @@ def fetch(to: Path) -> None:
     log.info("bases ready in %s", to)
 
 
-def init_from_base(base: Path, preset: Preset) -> tuple[HalloModules, Preset]:
+def init_from_base(base: Path, preset: Preset, audio_encoder: Path | None = None) -> tuple[HalloModules, Preset]:
     """Hallo modules initialised from the bases: SD UNet into both UNets, AnimateDiff motion modules.
 
-    Shapes of the UNet and of the audio features come from the base weights' own configs.
+    Shapes of the UNet and of the audio features come from the base weights' own configs (the audio encoder's:
+    `audio_encoder`, default BASE/wav2vec2).
     """
     paths = base_paths(base)
     unet = UNet2DConditionModel.from_pretrained(str(paths["unet"]))
-    wav2vec2 = Wav2Vec2Config.from_pretrained(str(paths["wav2vec2"])).to_dict()
-    preset = with_base_configs(preset, unet_config_dict(unet), wav2vec2)
+    preset = with_base_configs(preset, unet_config_dict(unet), encoder_config(audio_encoder or paths["wav2vec2"]))
     modules = build_hallo_modules(preset, unet)
     report = load_motion_checkpoint(modules.denoising_unet.motion_modules, paths["motion"])
     log.info("motion module: %s", report.summary())
@@ -141,37 +170,56 @@ def base_refs(base: str | Path) -> dict[str, str]:
     return {name: str(path) for name, path in base_paths(Path(text)).items()}
 
 
-def weights_index(preset: Preset, base: str | Path, behaviour: ModelBehaviour | None = None) -> WeightsIndex:
+def base_encoder_record(ref: str) -> Record:
+    """The record of the base's wav2vec2; {} (not recorded, with a warning) when its weights are not here (a
+    conversion needs only its config)."""
+    try:
+        return encoder_record(hub.resolve(ref, "wav2vec2"), ref)
+    except (ConfigError, FileNotFoundError) as err:
+        log.warning("weights.yaml records no audio encoder (generation cannot check it): %s", err)
+        return {}
+
+
+def weights_index(preset: Preset, base: str | Path, behaviour: ModelBehaviour | None = None,
+                  audio_encoder: tuple[str, Record] | None = None) -> WeightsIndex:
     """The index of a weights folder made from `base` (a local folder, object URL or hub id) at the preset's
-    generation sizes."""
+    generation sizes, recording `audio_encoder` (its name and record) or, without it, the base's wav2vec2."""
     refs = base_refs(base)
+    if audio_encoder is None:
+        audio_encoder = refs["wav2vec2"], base_encoder_record(refs["wav2vec2"])
     return WeightsIndex(
         preset=preset.name,
         resolution=preset.resolution,
         clip_frames=preset.infer_frames,
         motion_frames=preset.infer_motion_frames,
         vae=refs["vae"],
-        wav2vec2=refs["wav2vec2"],
+        wav2vec2=audio_encoder[0],
+        audio_encoder=audio_encoder[1],
         insightface=refs["insightface"],
         vocal_separator=refs["vocal_separator"],
         behaviour=behaviour if behaviour is not None else ModelBehaviour(),
     )
 
 
-def init_weights(base: Path, preset: Preset, to: Path) -> WeightsIndex:
-    modules, preset = init_from_base(base, preset)
-    index = weights_index(preset, base)
+def named_encoder(audio_encoder: Path | None) -> tuple[str, Record] | None:
+    """(name, record) of an `--audio-encoder` folder for weights_index; None: the base's wav2vec2."""
+    return (str(audio_encoder.resolve()), encoder_record(audio_encoder)) if audio_encoder else None
+
+
+def init_weights(base: Path, preset: Preset, to: Path, audio_encoder: Path | None = None) -> WeightsIndex:
+    modules, preset = init_from_base(base, preset, audio_encoder)
+    index = weights_index(preset, base, audio_encoder=named_encoder(audio_encoder))
     save_weights(modules, to, index)
     return index
 
 
-def base_configs(base: Path) -> tuple[dict, dict]:
-    """The SD UNet's constructor arguments and the wav2vec2 config of a base folder (configs only)."""
+def base_configs(base: Path, audio_encoder: Path | None = None) -> tuple[dict, dict]:
+    """The SD UNet's constructor arguments and the audio encoder's config (default: the base's wav2vec2), configs only."""
     paths = base_paths(base)
     try:
         with torch.device("meta"):
             unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(str(paths["unet"])))
-        wav2vec2 = Wav2Vec2Config.from_pretrained(str(paths["wav2vec2"])).to_dict()
+        wav2vec2 = encoder_config(audio_encoder or paths["wav2vec2"])
     except (OSError, ValueError) as err:
         raise HalloCheckpointError(f"base folder {base}: {str(err).strip().splitlines()[0]}") from None
     return unet_config_dict(unet), wav2vec2
@@ -190,9 +238,10 @@ def load_hallo_modules(modules: HalloModules, state: dict[str, torch.Tensor]) ->
             raise HalloCheckpointError(f"the model's '{name}.{unfilled[0]}' has no tensor in net.pth")
 
 
-def hallo_modules(state: dict[str, torch.Tensor], base: Path, preset: Preset) -> tuple[HalloModules, Preset]:
+def hallo_modules(state: dict[str, torch.Tensor], base: Path, preset: Preset,
+                  audio_encoder: Path | None = None) -> tuple[HalloModules, Preset]:
     """Modules sized after the base's UNet config and net.pth itself, holding net.pth's weights."""
-    unet, wav2vec2 = base_configs(base)
+    unet, wav2vec2 = base_configs(base, audio_encoder)
     preset = hallo_preset(state, preset, unet, wav2vec2)
     with torch.device("meta"):  # no memory until net.pth's tensors are assigned
         modules = build_hallo_modules(preset)
@@ -200,12 +249,14 @@ def hallo_modules(state: dict[str, torch.Tensor], base: Path, preset: Preset) ->
     return modules, preset
 
 
-def convert_hallo(base: Path, net: Path, preset: Preset, to: Path) -> WeightsIndex:
-    """Hallo's net.pth -> a weights folder recording Hallo's behaviours; written whole or not at all."""
+def convert_hallo(base: Path, net: Path, preset: Preset, to: Path, audio_encoder: Path | None = None) -> WeightsIndex:
+    """Hallo's net.pth -> a weights folder recording Hallo's behaviours; written whole or not at all. With
+    `audio_encoder` (of Hallo's 12 x 768 shape), the folder records that encoder: a start for fine-tuning on its
+    features (Hallo was trained on wav2vec2-base-960h's)."""
     if to.exists() and any(to.iterdir()):
         raise HalloCheckpointError(f"{to} exists and is not empty: choose a new folder")
-    modules, preset = hallo_modules(read_hallo_net(net), base, preset)
-    index = weights_index(preset, base, dataclasses.replace(HALLO))
+    modules, preset = hallo_modules(read_hallo_net(net), base, preset, audio_encoder)
+    index = weights_index(preset, base, dataclasses.replace(HALLO), named_encoder(audio_encoder))
     tmp = to.with_name(f".{to.name}.converting")
     shutil.rmtree(tmp, ignore_errors=True)
     save_weights(modules, tmp, index)
@@ -219,26 +270,35 @@ def convert_hallo(base: Path, net: Path, preset: Preset, to: Path) -> WeightsInd
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Pretrained bases for the Hallo model (see module docstring).")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("fetch", help="download the real bases and Hallo's net.pth (needs internet)").add_argument(
-        "--to", type=Path, required=True)
+    fetch_parser = sub.add_parser("fetch", help="download the real bases and Hallo's net.pth (needs internet)")
+    fetch_parser.add_argument("--to", type=Path, required=True)
+    fetch_parser.add_argument("--also", action="append", default=[], choices=[*AUDIO_ENCODERS, "whisper"],
+                              help="also an audio encoder into BASE/audio_encoders/NAME, or whisper (language "
+                                   "identification) into BASE/whisper (repeatable)")
     tiny = sub.add_parser("tiny", help="write stand-ins in the same layout (offline; random but for the tiny VAE)")
     tiny.add_argument("--to", type=Path, required=True)
     tiny.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="sizes (sd15: full-size random weights)")
+    tiny.add_argument("--language", default="", help="also write BASE/whisper: a language-identification stand-in that "
+                                                     "always detects this language (en, zh, ...)")
     init = sub.add_parser("init", help="build a weights folder for generation/training from a base folder")
     init.add_argument("--base", type=Path, required=True)
     init.add_argument("--preset", choices=sorted(PRESETS), default="sd15")
     init.add_argument("--to", type=Path, required=True)
+    init.add_argument("--audio-encoder", type=Path, help="audio encoder folder the model is built for and records "
+                                                         "(default: BASE/wav2vec2)")
     hallo = sub.add_parser("hallo", help="convert Hallo's released net.pth into a weights folder")
     hallo.add_argument("--base", type=Path, required=True, help="base folder: unet/config.json, wav2vec2/, vae/, insightface/")
     hallo.add_argument("--net", type=Path, help="Hallo's net.pth (default: BASE/hallo/net.pth)")
     hallo.add_argument("--to", type=Path, required=True, help="new weights folder")
+    hallo.add_argument("--audio-encoder", type=Path, help="record this audio encoder folder (12 x 768, e.g. "
+                                                          "chinese-wav2vec2-base) instead of BASE/wav2vec2")
     hallo.add_argument("--preset", choices=sorted(PRESETS), default="sd15",
                        help="resolution and clip sizes recorded for generation (the modules' sizes come from the files)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "fetch":
         try:
-            fetch(args.to)
+            fetch(args.to, tuple(args.also))
         except Exception as err:  # noqa: BLE001 - offline or refused: hub and HTTP errors come in many types
             print(f"error: fetch failed: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}",
                   file=sys.stderr)
@@ -246,12 +306,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "tiny":
         from model.standins import write_standins  # torch.onnx export machinery, only here
 
-        write_standins(get_preset(args.preset), args.to)
+        write_standins(get_preset(args.preset), args.to, language=args.language)
     elif args.command == "init":
-        init_weights(args.base, get_preset(args.preset), args.to)
+        init_weights(args.base, get_preset(args.preset), args.to, args.audio_encoder)
     else:
         try:
-            convert_hallo(args.base, args.net or base_paths(args.base)["hallo"], get_preset(args.preset), args.to)
+            convert_hallo(args.base, args.net or base_paths(args.base)["hallo"], get_preset(args.preset), args.to,
+                          args.audio_encoder)
         except HalloCheckpointError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -5,7 +5,10 @@ They let tests and the demo run the exact loading code of real weights without a
 - vae/: at the tiny preset's sizes a copy of `model/standin_vae/`, a tiny VAE trained on the bundled
   media (made by `python -m orchestration.standin_vae`) so that training can learn; random otherwise
 - motion_module/mm_sd_v15_v2.ckpt: a state dict in AnimateDiff's layout
-- wav2vec2/: transformers Wav2Vec2Model + Wav2Vec2FeatureExtractor
+- wav2vec2/: transformers Wav2Vec2Model + Wav2Vec2FeatureExtractor (`write_audio_encoder` writes any other
+  wav2vec2-family encoder, e.g. HuBERT of another width, for the tests)
+- whisper/ (only with `tiny --language CODE`): a tiny WhisperForConditionalGeneration whose language
+  detection always answers CODE (`write_whisper`), the stand-in of curation's language identification
 - insightface/models/: ONNX files insightface routes like the real ones (a 9-output SCRFD-style
   detector and a 112x112 -> 512 ArcFace-style recogniser). The detector's score head is constant
   and low, so it never finds a face and identity falls back to its documented no-face value.
@@ -21,7 +24,8 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch import nn
-from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+from transformers import (AutoConfig, AutoModel, GenerationConfig, Wav2Vec2FeatureExtractor, WhisperConfig,
+                          WhisperFeatureExtractor, WhisperForConditionalGeneration)
 
 from foundation.audio_features import SAMPLE_RATE
 from foundation.identity import EMBED_DIM
@@ -32,6 +36,8 @@ from model.motion_module import build_motion_modules
 from model.presets import Preset
 
 STANDIN_VAE = Path(__file__).parent / "standin_vae"
+# Whisper's language tokens the stand-in knows, in the real vocabulary's order (ids are the stand-in's own)
+WHISPER_LANGUAGES = ("en", "zh", "de", "es", "ru", "ko", "fr", "ja")
 STRIDES = (8, 16, 32)
 ANCHORS = 2
 
@@ -138,9 +144,9 @@ def write_vae(preset: Preset, folder: Path) -> None:
         AutoencoderKL(**preset.vae).save_pretrained(folder)
 
 
-def write_standins(preset: Preset, to: Path, seed: int = 0) -> None:
+def write_standins(preset: Preset, to: Path, seed: int = 0, language: str = "") -> None:
     """Base weights at the preset's sizes in the layout `python -m model.pretrained fetch` writes:
-    random, except the tiny VAE (see `write_vae`)."""
+    random, except the tiny VAE (see `write_vae`); with `language`, the Whisper stand-in answering it."""
     torch.manual_seed(seed)
     UNet2DConditionModel(**preset.unet).save_pretrained(to / "unet")
     write_vae(preset, to / "vae")
@@ -152,9 +158,43 @@ def write_standins(preset: Preset, to: Path, seed: int = 0) -> None:
             nn.init.normal_(module.proj_out.weight, std=0.02)
     (to / "motion_module").mkdir(parents=True, exist_ok=True)
     torch.save(to_animatediff_state_dict(motion), to / "motion_module" / "mm_sd_v15_v2.ckpt")
-    Wav2Vec2Model(Wav2Vec2Config(**preset.wav2vec2)).save_pretrained(to / "wav2vec2")
-    Wav2Vec2FeatureExtractor(
-        feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0, do_normalize=True, return_attention_mask=False
-    ).save_pretrained(to / "wav2vec2")
+    write_audio_encoder(to / "wav2vec2", preset.wav2vec2)
     write_insightface(to / "insightface" / "models")
     write_vocal_separator(to / "uvr")
+    if language:
+        write_whisper(to / "whisper", language)
+
+
+def write_audio_encoder(folder: Path, sizes: dict, model_type: str = "wav2vec2") -> None:
+    """A random wav2vec2-family encoder (`model_type`: wav2vec2, hubert, data2vec-audio, wavlm) with its feature
+    extractor, as save_pretrained writes the real ones."""
+    AutoModel.from_config(AutoConfig.for_model(model_type, **sizes)).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0, do_normalize=True, return_attention_mask=False
+    ).save_pretrained(folder)
+
+
+def write_whisper(folder: Path, language: str) -> None:
+    """A tiny Whisper whose language detection always answers `language` with probability ~1.
+
+    The decoder's final layer norm maps every input to one vector, which the tied output projection scores
+    highest for `language`'s token; everything else is the real classes' random init. The generation config
+    carries `lang_to_id` and the start token as the real checkpoints' do.
+    """
+    if language not in WHISPER_LANGUAGES:
+        raise ValueError(f"the Whisper stand-in knows {', '.join(WHISPER_LANGUAGES)}, not {language!r}")
+    first = 8  # ids 0..7: ordinary tokens, then the start token, then the language tokens
+    config = WhisperConfig(vocab_size=first + 1 + len(WHISPER_LANGUAGES), d_model=16, encoder_layers=1, decoder_layers=1,
+                           encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+                           num_mel_bins=80, max_source_positions=1500, max_target_positions=16, pad_token_id=0,
+                           bos_token_id=first, eos_token_id=1, decoder_start_token_id=first)
+    model = WhisperForConditionalGeneration(config)
+    lang_to_id = {f"<|{code}|>": first + 1 + i for i, code in enumerate(WHISPER_LANGUAGES)}
+    with torch.no_grad():
+        norm = model.model.decoder.layer_norm
+        norm.weight.zero_()
+        norm.bias.copy_(torch.nn.functional.one_hot(torch.tensor(0), config.d_model).float())
+        model.model.decoder.embed_tokens.weight[lang_to_id[f"<|{language}|>"], 0] = 20.0
+    model.generation_config = GenerationConfig(decoder_start_token_id=first, lang_to_id=lang_to_id, is_multilingual=True)
+    model.save_pretrained(folder)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)

@@ -28,6 +28,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -58,7 +59,12 @@ class WeightsIndex:
     motion_frames: int = opt(2, "previous frames carried into the next clip", low=0)
     fps: int = opt(25, "video frame rate (the audio features are aligned to it)", low=1)
     vae: str = opt("", "AutoencoderKL folder (sd-vae-ft-mse): absolute path, hub id, or relative to this folder")
-    wav2vec2: str = opt("", "wav2vec2 folder (model + feature extractor): absolute path, hub id, or relative to this folder")
+    wav2vec2: str = opt("", "audio encoder folder (wav2vec2 family: model + feature extractor): absolute path, hub id, or "
+                            "relative to this folder")
+    audio_encoder: dict[str, Any] = opt({}, "record of the audio encoder the modules were built for "
+                                            "(foundation/audio_encoder.py: name, revision, sha256, layers, width); "
+                                            "generation refuses another encoder unless allow_other_audio_encoder; "
+                                            "{} = not recorded (older folders)")
     insightface: str = opt("", "folder with the face detector and ArcFace .onnx files: absolute path, hub id, or "
                                "relative to this folder")
     vocal_separator: str = opt("", "folder with Kim_Vocal_2.onnx and audio-separator's model data (BASE/uvr), read when "

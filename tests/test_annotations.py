@@ -136,6 +136,9 @@ def test_model_folders_take_hub_ids_from_the_cache(tiny_pretrained, tmp_path: Pa
     add_to_cache(tmp_path / "hub", "facebook/wav2vec2-base-960h", tiny_pretrained / "wav2vec2")
     add_to_cache(tmp_path / "hub", "someone/antelopev2", tiny_pretrained / "insightface" / "models", "models")
     cfg = AnnotationsConfig(wav2vec2_dir="facebook/wav2vec2-base-960h", insightface_dir="someone/antelopev2/models")
-    assert pin_model_dirs(cfg, tmp_path) == cfg  # ids stay ids: each Ray worker resolves them in its own cache
+    pinned = pin_model_dirs(cfg, tmp_path)
+    # ids stay ids: each Ray worker resolves them in its own cache; the encoder's record names the cached commit
+    assert (pinned.wav2vec2_dir, pinned.insightface_dir) == (cfg.wav2vec2_dir, cfg.insightface_dir)
+    assert pinned.encoder["name"] == "facebook/wav2vec2-base-960h" and len(pinned.encoder["revision"]) == 40
     annotator = Annotator(cfg, tmp_path)
     assert annotator.audio_features(np.zeros(16000, np.float32), 25, 25).shape[0] == 25

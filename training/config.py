@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 from foundation import hub
-from foundation.config import opt, section
+from foundation.config import ConfigError, opt, section
 from model.behaviour import ModelBehaviour, with_overrides
 
 
@@ -26,6 +26,10 @@ class DataConfig:
     unverified_sync: Literal["include", "exclude"] = opt(
         "include", "clips whose lip sync curation could not verify (judged without SyncNet weights, "
                    "ClipMeta.sync_verified false): include or exclude them; their count is logged either way")
+    language_weights: dict[str, float] = opt(
+        {}, "relative weight of each spoken language (ClipMeta.language, e.g. {zh: 0.3, en: 1}): a clip is used with "
+            "probability its language's weight / the largest weight, so mostly-Mandarin data can keep English in the "
+            "mix; languages not listed (and clips without one) weigh 1; {} = every clip as it comes")
     latents: Optional[str] = opt(None, "latent-cache folder (python -m training.cache_latents --out): train on its VAE "
                                        "latents instead of decoding and encoding the video; None = pixels", results=False)
 
@@ -38,6 +42,11 @@ class ModelConfig:
     init_from: Optional[str] = opt(None, "weights folder to start from: stage 1's export/ (stage 2 needs one), a converted "
                                    "Hallo checkpoint, any export (a local folder, a run.export_url or a hub id); stage 1 "
                                    "without it starts from the bases")
+    audio_encoder: Optional[str] = opt(
+        None, "audio encoder folder or hub id the model is built for (any wav2vec2-family encoder; its width and layer "
+              "count size the audio projection, and the export records it for generation); training refuses shards "
+              "whose features another encoder made. null = model.init_from's recorded encoder, else BASE/wav2vec2 "
+              "(pretrained_dir)")
     behaviour: dict[str, Any] = opt({}, "ModelBehaviour fields to change for this run and its exports, e.g. "
                                     "{motion_in_plain_blocks: true}; the others come from init_from's weights.yaml "
                                     "(else the defaults). See model/behaviour.py")
@@ -124,6 +133,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         with_overrides(ModelBehaviour(), self.model.behaviour)  # names a bad key or value now, not after the model loads
+        weights = self.data.language_weights
+        if any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in weights.values()):
+            raise ConfigError(f"config key 'data.language_weights' takes weights >= 0, got {weights}")
 
 @dataclass
 class CacheEncodeConfig:

@@ -14,6 +14,10 @@ window of raw reads, however many steps the run had taken.
 With `data.latents` set, every shard is read together with its latent-cache shard (same file
 name under that folder, same samples in the same order; see training/cache_latents.py), whose
 entries join the sample.
+
+With `data.language_weights` set, each reader keeps a sample with probability its spoken language's
+weight over the largest weight (`LanguageWeights`), drawn from a generator seeded by the sample's
+position, so the choice is the same on resume and leaves the decoder's draws unchanged.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from foundation import schema
 from foundation.storage import expand_shards, open_read  # local paths and object URLs (s3://...) alike
 from training.config import DataConfig
 
@@ -205,6 +210,33 @@ def raw_samples(shards: list[str], reader: int, readers: int, seed: int) -> Iter
     return (raw for _, raw in reader_stream(shards, reader, readers, seed, DataConfig(shuffle_buffer=1)))
 
 
+class LanguageWeights:
+    """Whether a raw sample is used under data.language_weights (see the module docstring)."""
+
+    def __init__(self, weights: dict[str, float], give_up_after: int) -> None:
+        top = max([*weights.values(), 1.0])
+        self.keep = {language: weight / top for language, weight in weights.items()}
+        self.default = 1.0 / top  # languages not listed, and clips without one, weigh 1
+        self.give_up_after = give_up_after
+        self.seen = self.used = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.keep)
+
+    def __call__(self, raw: dict[str, Any], seed: list[int]) -> bool:
+        try:
+            language = schema.ClipMeta.from_json(raw[schema.KEY_META]).language
+        except (KeyError, ValueError, TypeError):
+            return True  # the decoder says what is wrong with the sample
+        share = self.keep.get(language, self.default) if language else self.default
+        used = share >= 1.0 or bool(np.random.default_rng([*seed, 1]).random() < share)
+        self.seen, self.used = self.seen + 1, self.used + used
+        if self.used == 0 and self.seen >= self.give_up_after:  # else an epoch of nothing would repeat forever
+            raise RuntimeError(f"data.language_weights {self.keep} left out the first {self.seen} clips (last: "
+                               f"{language}): give the shards' languages a weight above 0")
+        return used
+
+
 @dataclass
 class ReaderState:
     epoch: int = 0
@@ -255,10 +287,13 @@ class ShardStream(IterableDataset):
         reader, readers = self.rank * workers + worker, self.world_size * workers
         state = ReaderState(**vars(self.start.get(worker, ReaderState())))
         read = functools.partial(shard_with_latents, root=self.cfg.latents) if self.cfg.latents else shard_samples
+        languages = LanguageWeights(self.cfg.language_weights, self.cfg.bad_check_after)
         batch: list[dict[str, Any]] = []
         for position, raw in reader_stream(self.shards, reader, readers, self.seed, self.cfg, state.position, read):
             state.epoch, state.window, state.offset = position
             state.seen += 1
+            if languages and not languages(raw, [self.seed, reader, *position]):
+                continue
             rng = np.random.default_rng([self.seed, reader, *position])
             try:
                 item = self.decode(raw, rng)

@@ -82,7 +82,7 @@ def cache_entries(raw: dict[str, Any], encode: ClipLatents, identity: str, resol
     except (ValueError, KeyError, TypeError, OSError) as err:  # av errors are OSError/ValueError subclasses
         log.warning("sample %s (%s): %s", raw.get("__key__"), raw.get("__url__"), err)
         return {KEY_INFO: json.dumps({**info, "error": str(err)}).encode()}
-    info.update(frames=int(meta.num_frames), fps=meta.fps)
+    info.update(frames=int(meta.num_frames), fps=meta.fps, audio_encoder=meta.audio_encoder)
     return {KEY_INFO: json.dumps(info).encode(), KEY_MEAN: schema.encode_npy(mean), KEY_STD: schema.encode_npy(std)}
 
 

@@ -6,6 +6,7 @@ For each curated shard `NAME.tar`, the cache folder holds a shard `NAME.tar` wit
 | entry             | content                                                                       |
 |-------------------|-------------------------------------------------------------------------------|
 | `latent.json`     | `{"vae": sha256 of the VAE's weights, "resolution": R, "frames": n, ...}`;     |
+|                   | `"audio_encoder"`: the curated sample's encoder record, kept from its shard;   |
 |                   | with an `"error"` instead of latents for a clip that could not be encoded      |
 | `latent_mean.npy` | float16 (n, 4, R/8, R/8): mean of the VAE encoder's Gaussian, every frame      |
 | `latent_std.npy`  | float16 (n, 4, R/8, R/8): its standard deviation                               |
@@ -27,6 +28,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from foundation import schema
+from foundation.audio_encoder import describe, same_encoder
 from foundation.config import ConfigError
 from training.config import TrainConfig
 from training.data import BadSample, CacheMismatch, cache_shard, expand_shards, shard_samples
@@ -64,6 +66,11 @@ class LatentFrames:
             raise BadSample(f"latent cache: {info['error']}")
         if info["frames"] != meta.num_frames:
             raise BadSample(f"latent cache has {info['frames']} frames, the clip {meta.num_frames}")
+        cached = info.get("audio_encoder")
+        if cached and meta.audio_encoder and not same_encoder(cached, meta.audio_encoder):
+            raise CacheMismatch(f"latent cache {raw.get('__url__', '?')} was built from {meta.clip_id} as curated with "
+                                f"{describe(cached)}, the shard now holds {describe(meta.audio_encoder)}'s features: "
+                                "rebuild it with python -m training.cache_latents")
         means = torch.from_numpy(schema.npy_view(raw[KEY_MEAN])[[reference, *motion, *targets]])
         out = {"reference_latents": means[0], "target_mean": means[1 + len(motion):],
                "target_std": torch.from_numpy(schema.npy_view(raw[KEY_STD])[targets])}

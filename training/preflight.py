@@ -1,8 +1,9 @@
 """Start-up checks of a training run: one line and exit 2 before DeepSpeed starts or a model is built.
 
 `preflight` checks that the shards exist, that the DeepSpeed JSON exists and parses, that the asked
-devices are there, that the pretrained bases and stage 1's export are complete; then it settles the
-output folder:
+devices are there, that the pretrained bases and stage 1's export are complete, and that every shard's
+audio features come from one encoder, the one the model is built for (`check_audio_encoder`); then it
+settles the output folder:
 
 - `run.resume=latest` with checkpoints: the folder's `config.yaml` (the config its run was started
   with) must agree on every key that changes results (`foundation.config.result_keys`): the model,
@@ -15,24 +16,31 @@ Rank 0 then writes the run's config into `config.yaml`, so the folder always say
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import shutil
+import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import braceexpand
 import yaml
+from webdataset.tariterators import base_plus_ext
 
-from foundation import hub
+from foundation import hub, schema
+from foundation.audio_encoder import IDENTITY, Record, describe, encoder_record, same_encoder, same_shape
+from foundation.audio_features import WAV2VEC2_FILES
 from foundation.config import ConfigError, changed_keys, result_keys, to_dict
-from foundation.storage import StorageError, expand_shards, file_exists
-from model.pretrained import base_paths
+from foundation.storage import StorageError, expand_shards, file_exists, is_url
+from model.pretrained import base_paths, base_refs
 from model.weights import BASE_NEEDS as EXPORT_BASE_NEEDS
-from model.weights import check_weights_folder
+from model.weights import check_weights_folder, read_index, resolve
 from training.checkpoint import TAG, complete_tags, step_of
 from training.config import TrainConfig
+from training.data import open_shard
 from training.engine import check_devices, deepspeed_json
 from training.latents import check_cache
 
@@ -79,6 +87,85 @@ def check_bases(stage: str, cfg: TrainConfig) -> Path:
         except ConfigError as err:
             raise ConfigError(f"{err} {hint}") from err
     return base
+
+
+def first_meta(url: str) -> Optional[schema.ClipMeta]:
+    """The metadata of a shard's first sample, reading no further than its `json` entry (a local shard is
+    seeked through, not read); None when the shard holds no readable sample (training reports those)."""
+    try:
+        with contextlib.closing(open_shard(url)) as stream:
+            seekable = getattr(stream, "seekable", lambda: False)()
+            with tarfile.open(fileobj=stream, mode="r:*" if seekable else "r|*") as tar:
+                first = None
+                for info in tar:
+                    key, ext = base_plus_ext(info.name) if info.isreg() else (None, None)
+                    if key is None:
+                        continue
+                    if first not in (None, key):
+                        return None  # the first sample has no metadata: training says what is wrong with it
+                    first = key
+                    if ext == schema.KEY_META:
+                        return schema.ClipMeta.from_json(tar.extractfile(info).read())
+    except (tarfile.TarError, EOFError, OSError):
+        return None
+    except ValueError as err:  # another schema version
+        raise ConfigError(f"data.shards: {url}: {err}: curate it again with this version") from err
+    return None
+
+
+def run_encoder(cfg: TrainConfig, base: Path, init_from: Optional[str]) -> tuple[str, Record]:
+    """The audio encoder the model is built for, as (name to record, record): model.audio_encoder, else the
+    encoder model.init_from records, else the base's wav2vec2. With both model.audio_encoder and init_from,
+    the new encoder must have the shape init_from's audio projection takes (a 768 x 12 encoder fine-tunes
+    Hallo's weights)."""
+    inherited: Optional[tuple[str, Record]] = None
+    if init_from:
+        index = read_index(init_from)
+        entry = index.wav2vec2
+        folder = resolve(init_from, entry, "model.init_from's wav2vec2")
+        local = not is_url(entry) and (Path(init_from) / entry).exists()
+        name = str(folder) if local else entry  # a hub id or URL stays as recorded
+        inherited = name, index.audio_encoder or encoder_record(folder, name)
+    ref = cfg.model.audio_encoder
+    if not ref:
+        if inherited:
+            return inherited
+        name = base_refs(cfg.model.pretrained_dir)["wav2vec2"]
+        return name, encoder_record(base_paths(base)["wav2vec2"], name)
+    folder = hub.model_folder(ref, "model.audio_encoder", WAV2VEC2_FILES)
+    name = str(folder) if Path(ref).expanduser().exists() else ref
+    try:
+        record = encoder_record(folder, name)
+    except ValueError as err:  # ConfigError too: not a wav2vec2-family encoder
+        raise ConfigError(f"config key 'model.audio_encoder': {err}") from err
+    if inherited and not same_shape(inherited[1], record):
+        raise ConfigError(f"config key 'model.audio_encoder': {describe(record)} does not fit model.init_from, built for "
+                          f"{describe(inherited[1])}: its audio projection takes {inherited[1]['layers']} x "
+                          f"{inherited[1]['width']} features (start from the bases with another encoder instead)")
+    if inherited and not same_encoder(inherited[1], record):
+        log.warning("model.init_from was trained on the features of %s; fine-tuning it on %s", describe(inherited[1]),
+                    describe(record))
+    return name, record
+
+
+def check_audio_encoder(shards: list[str], encoder: Record) -> None:
+    """Every shard's features from one encoder, `encoder` (read from each shard's first sample, concurrently)."""
+    with ThreadPoolExecutor(8) as pool:
+        metas = dict(zip(shards, pool.map(first_meta, shards)))
+    found: dict[str, tuple[Record, list[str]]] = {}
+    for shard, meta in metas.items():
+        if meta is not None and meta.audio_encoder:
+            key = "/".join(str(meta.audio_encoder.get(k)) for k in IDENTITY)
+            found.setdefault(key, (meta.audio_encoder, []))[1].append(shard)
+    if len(found) > 1:
+        named = "; ".join(f"{describe(record)} in {len(where)} shard(s), e.g. {where[0]}" for record, where in found.values())
+        raise ConfigError(f"data.shards hold the features of {len(found)} audio encoders ({named}): train on the shards "
+                          "of one encoder (curate the others again with annotations.wav2vec2_dir set to it)")
+    for record, where in found.values():
+        if not same_encoder(record, encoder):
+            raise ConfigError(f"data.shards' audio features were made by {describe(record)} (e.g. {where[0]}), but the "
+                              f"model is built for {describe(encoder)}: set model.audio_encoder to the shards' encoder, "
+                              "or curate them with this one")
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -151,7 +238,7 @@ def prepare_output(cfg: TrainConfig, rank: int) -> None:
 
 def preflight(stage: str, cfg: TrainConfig, rank: int | None = None) -> TrainConfig:
     """Every start-up check (ConfigError in one line); returns the config with a local model.pretrained_dir made
-    absolute and model.init_from resolved to a folder."""
+    absolute, model.init_from resolved to a folder and model.audio_encoder set to the encoder the model is built for."""
     rank = int(os.environ.get("RANK", "0")) if rank is None else rank
     check_shards("data.shards", cfg.data.shards, required=True)
     check_shards("data.validation_shards", cfg.data.validation_shards, required=False)
@@ -168,6 +255,9 @@ def preflight(stage: str, cfg: TrainConfig, rank: int | None = None) -> TrainCon
     # name their bases where any machine finds them (not by this machine's mirror or cache).
     pretrained_dir = str(base) if Path(cfg.model.pretrained_dir).expanduser().exists() else cfg.model.pretrained_dir
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained_dir=pretrained_dir, init_from=init_from))
+    encoder_name, encoder = run_encoder(cfg, base, init_from)
+    check_audio_encoder(expand_shards([*cfg.data.shards, *cfg.data.validation_shards]), encoder)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, audio_encoder=encoder_name))
     check_cache(cfg)  # a missing or foreign latent cache: one line now, not a traceback from a worker
     prepare_output(cfg, rank)
     return cfg

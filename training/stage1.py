@@ -17,6 +17,7 @@ if __package__ in (None, ""):  # run as a script (deepspeed/torchrun/python trai
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.net import HalloNet  # noqa: E402
+from foundation import hub  # noqa: E402
 from model.pretrained import init_from_base  # noqa: E402
 from model.presets import get_preset  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
@@ -34,7 +35,8 @@ class Stage1(HalloStage):
         if cfg.model.init_from:
             net, self.preset = load_init_from(cfg)
         else:
-            modules, self.preset = init_from_base(cfg.model.pretrained_folder(), get_preset(cfg.model.preset))
+            encoder = hub.resolve(cfg.model.audio_encoder, "model.audio_encoder") if cfg.model.audio_encoder else None
+            modules, self.preset = init_from_base(cfg.model.pretrained_folder(), get_preset(cfg.model.preset), encoder)
             net = HalloNet(modules)
         self.trainable = [net.reference_unet, net.denoising_unet.spatial, net.face_locator, net.image_proj]
         return net

@@ -15,7 +15,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from foundation import schema
+from foundation import hub, schema
+from foundation.audio_encoder import Record, encoder_record
 from foundation.masks import region_masks
 from foundation.media_io import write_video
 from model.behaviour import ModelBehaviour, with_overrides
@@ -33,6 +34,12 @@ from training.hallo_step import HalloTrainStep, enable_checkpointing, set_traina
 log = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def recorded_encoder(cfg: TrainConfig) -> Optional[tuple[str, Record]]:
+    """model.audio_encoder (preflight sets it) with its record, for the exports; None: the base's wav2vec2."""
+    ref = cfg.model.audio_encoder
+    return (ref, encoder_record(hub.resolve(ref, "model.audio_encoder"), ref)) if ref else None
 
 
 def load_init_from(cfg: TrainConfig) -> tuple[HalloNet, Preset]:
@@ -93,7 +100,8 @@ class HalloStage(abc.ABC):
 
     def export(self, module: torch.nn.Module, out_dir: Path) -> None:
         """save_weights into a fresh folder, then swap it in, so `export/` is always complete."""
-        index = weights_index(self.preset, self.cfg.model.pretrained_dir, self.behaviour)  # bases named as given
+        index = weights_index(self.preset, self.cfg.model.pretrained_dir, self.behaviour,  # bases named as given
+                              recorded_encoder(self.cfg))
         tmp = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex}.tmp")
         save_weights(module.net, tmp, index)
         old = out_dir.with_name(f".{out_dir.name}.old")
