@@ -79,7 +79,25 @@ def _open(path: Path) -> av.container.InputContainer:
         raise Rejected(reasons.CORRUPT_MEDIA, f"cannot open: {err}".splitlines()[0]) from err
 
 
-def _stream_duration(container: av.container.InputContainer, stream: av.stream.Stream) -> float:
+def _video_end(container: av.container.InputContainer, stream: av.stream.Stream) -> Optional[float]:
+    """Where the video packets that are really in the file end (pts + duration, latest), None without any.
+
+    Headers lie or say nothing: a recording muxed to a pipe or by a browser has no duration, a
+    file cut after its index (moov first) claims frames it lacks, and a container duration spans
+    the longer audio. Demuxing without decoding costs a read of the file, far less than its decode.
+    """
+    end: Optional[float] = None
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.time_base is not None:
+                stop = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                end = stop if end is None else max(end, stop)
+    except av.error.FFmpegError as err:  # a damaged tail: what came before it is the stream
+        log.debug("demuxing stopped at %s s: %s", end, err)
+    return end
+
+
+def _header_duration(container: av.container.InputContainer, stream: av.stream.Stream) -> float:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
@@ -126,10 +144,11 @@ def probe(path: Path, cfg: MediaConfig) -> MediaInfo:
         if not container.streams.audio:
             raise Rejected(reasons.NO_AUDIO, "the file has no audio stream")
         video = container.streams.video[0]
-        duration = _stream_duration(container, video)
         source_fps = float(video.average_rate or video.guessed_rate or 0)
         start = float(video.start_time * video.time_base) if video.start_time is not None else 0.0
         geometry = stream_geometry(video, _first_frame(container, video))
+        end = _video_end(container, video)  # the packets after the first frame's
+        duration = end - start if end is not None and end > start else _header_duration(container, video)
     if geometry.width <= 0 or geometry.height <= 0:
         raise Rejected(reasons.CORRUPT_MEDIA, "video stream has no frame size")
     if duration < cfg.min_duration_s:
