@@ -82,7 +82,8 @@ def display_frame(frame: av.VideoFrame, geometry: Geometry, size: tuple[int, int
     if geometry.picture:  # scale the whole frame so that its picture is `size`, then cut the bars off
         x, y, w, h = geometry.picture
         scale_x, scale_y = size[0] / w, size[1] / h
-        full = (max(size[0], round(geometry.full_size[0] * scale_x)), max(size[1], round(geometry.full_size[1] * scale_y)))
+        whole = geometry.full_size
+        full = (max(size[0], round(whole[0] * scale_x)), max(size[1], round(whole[1] * scale_y)))
         left, top = min(round(x * scale_x), full[0] - size[0]), min(round(y * scale_y), full[1] - size[1])
     width, height = geometry.stored_size(full)
     shrink = (width, height) != (frame.width, frame.height) and width <= frame.width and height <= frame.height
