@@ -31,6 +31,11 @@ class MediaConfig:
     max_corrupt_share: float = opt(0.05, "undecodable packets are skipped (audio zero-filled, video holding the previous "
                                           "frame, noted in `detail`); past this share of the source's duration in one "
                                           "stream it is `corrupt_media`", low=0, high=1)
+    bar_luma_max: float = opt(24.0, "black bars: edge rows/columns whose mean brightness (0-255, brightest of the "
+                                    "sampled frames) stays at or below this are cut off before analysis", low=0, high=255)
+    bar_min_share: float = opt(0.02, "black bars thinner than this share of the frame side are kept (encoder edges)",
+                               low=0, high=0.5)
+    bar_samples: int = opt(5, "frames sampled across the source to find black bars; 0 = keep every pixel", low=0)
 
 
 @dataclass

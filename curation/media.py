@@ -12,12 +12,14 @@ past `media.max_corrupt_share` of its duration, and `DecodeGaps.note` says what 
 Frames come out as a player shows them (foundation.media_io.Geometry: square pixels, upright), and
 `MediaInfo.width`/`height` are that display size, so every box downstream is in display pixels.
 Analysis frames are scaled to their short side in display geometry by swscale, then turned.
+Black bars (letterbox, pillarbox), found in frames sampled across the source, are cut off: the
+display size is the picture's, so boxes, `face_px` and crops never see the bars.
 """
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
@@ -62,7 +64,7 @@ class MediaInfo:
     num_frames: int  # at the normalised rate
     fps: int
     video_start_s: float  # the video stream's first timestamp; frame 0 and audio sample 0 sit here
-    geometry: Geometry  # the stored frames: size, sample aspect ratio, display rotation
+    geometry: Geometry  # the stored frames: size, sample aspect ratio, display rotation, picture inside bars
     gaps: DecodeGaps = field(default_factory=DecodeGaps)  # filled in as the streams are decoded
 
     def geometry_columns(self) -> dict[str, float | int]:
@@ -79,7 +81,25 @@ def _open(path: Path) -> av.container.InputContainer:
         raise Rejected(reasons.CORRUPT_MEDIA, f"cannot open: {err}".splitlines()[0]) from err
 
 
-def _stream_duration(container: av.container.InputContainer, stream: av.stream.Stream) -> float:
+def _video_end(container: av.container.InputContainer, stream: av.stream.Stream) -> Optional[float]:
+    """Where the video packets that are really in the file end (pts + duration, latest), None without any.
+
+    Headers lie or say nothing: a recording muxed to a pipe or by a browser has no duration, a
+    file cut after its index (moov first) claims frames it lacks, and a container duration spans
+    the longer audio. Demuxing without decoding costs a read of the file, far less than its decode.
+    """
+    end: Optional[float] = None
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.time_base is not None:
+                stop = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                end = stop if end is None else max(end, stop)
+    except av.error.FFmpegError as err:  # a damaged tail: what came before it is the stream
+        log.debug("demuxing stopped at %s s: %s", end, err)
+    return end
+
+
+def _header_duration(container: av.container.InputContainer, stream: av.stream.Stream) -> float:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
@@ -126,12 +146,15 @@ def probe(path: Path, cfg: MediaConfig) -> MediaInfo:
         if not container.streams.audio:
             raise Rejected(reasons.NO_AUDIO, "the file has no audio stream")
         video = container.streams.video[0]
-        duration = _stream_duration(container, video)
         source_fps = float(video.average_rate or video.guessed_rate or 0)
         start = float(video.start_time * video.time_base) if video.start_time is not None else 0.0
         geometry = stream_geometry(video, _first_frame(container, video))
-    if geometry.width <= 0 or geometry.height <= 0:
-        raise Rejected(reasons.CORRUPT_MEDIA, "video stream has no frame size")
+        end = _video_end(container, video)  # the packets after the first frame's
+        duration = end - start if end is not None and end > start else _header_duration(container, video)
+        if geometry.width <= 0 or geometry.height <= 0:
+            raise Rejected(reasons.CORRUPT_MEDIA, "video stream has no frame size")
+        samples = _sampled_frames(container, video, geometry, start, duration, cfg.bar_samples)
+        geometry = replace(geometry, picture=find_picture(samples, cfg.bar_luma_max, cfg.bar_min_share))
     if duration < cfg.min_duration_s:
         raise Rejected(reasons.TOO_SHORT, f"{duration:.2f} s < media.min_duration_s={cfg.min_duration_s}")
     width, height = geometry.display_size
@@ -146,6 +169,48 @@ def _first_frame(container: av.container.InputContainer, stream: av.stream.Strea
         return next((f for f in _decoded(container, stream, DecodeGaps()) if not isinstance(f, tuple)), None)
     except av.error.FFmpegError:
         return None
+
+
+def _sampled_frames(container: av.container.InputContainer, stream: av.stream.Stream, geometry: Geometry,
+                    start: float, duration: float, count: int) -> list[np.ndarray]:
+    """Full-size display frames (bars included) at `count` points spread over the source; a point
+    that cannot be sought or decoded is left out."""
+    frames = []
+    for share in (np.arange(count) + 0.5) / max(count, 1):
+        try:
+            container.seek(int((start + share * duration) / stream.time_base), stream=stream, backward=True)
+            frame = next((f for f in _decoded(container, stream, DecodeGaps()) if not isinstance(f, tuple)), None)
+        except av.error.FFmpegError:
+            continue
+        if frame is not None:
+            frames.append(display_frame(frame, geometry, geometry.full_size))
+    return frames
+
+
+def find_picture(frames: list[np.ndarray], luma_max: float, min_share: float) -> Optional[tuple[int, int, int, int]]:
+    """(x, y, w, h) of the picture inside black bars (letterbox, pillarbox), None without bars.
+
+    An edge row or column is a bar while its mean over the brightest of `frames` per pixel stays at
+    or below `luma_max` (a dark scene or a black lead-in in one frame does not make bars); bars
+    thinner than `min_share` of the side are kept, and a source dark everywhere keeps its frame.
+    """
+    if not frames:
+        return None
+    brightest = np.max([f.max(axis=2) for f in frames], axis=0).astype(np.float32)
+    height, width = brightest.shape
+    lit_rows, lit_cols = brightest.mean(axis=1) > luma_max, brightest.mean(axis=0) > luma_max
+    if not lit_rows.any() or not lit_cols.any():
+        return None
+
+    def span(lit: np.ndarray) -> tuple[int, int]:
+        first, stop = int(np.argmax(lit)), len(lit) - int(np.argmax(lit[::-1]))
+        side = len(lit)
+        return (0 if first < min_share * side else first), (side if side - stop < min_share * side else stop)
+
+    (x0, x1), (y0, y1) = span(lit_cols), span(lit_rows)
+    if (x0, y0, x1, y1) == (0, 0, width, height):
+        return None
+    return x0, y0, x1 - x0, y1 - y0
 
 
 def scaled_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:

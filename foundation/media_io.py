@@ -1,7 +1,8 @@
 """Audio in, video out, with PyAV (it bundles the ffmpeg libraries; no ffmpeg binary needed).
 
 Video frames come out as a player shows them (`Geometry`): stretched to square pixels by the
-stream's sample aspect ratio and turned upright by its display matrix.
+stream's sample aspect ratio and turned upright by its display matrix; a caller that found black
+bars (curation.media) also gets them cut off.
 """
 from __future__ import annotations
 
@@ -35,16 +36,22 @@ class Geometry:
     height: int
     sample_aspect: float = 1.0  # SAR: width over height of one stored pixel
     rotation_deg: int = 0  # 0, 90, 180 or 270
+    picture: Optional[tuple[int, int, int, int]] = None  # x, y, w, h inside black bars (full display frame); None: all
 
     @property
-    def display_size(self) -> tuple[int, int]:
-        """(width, height) of the display frame at full resolution."""
+    def full_size(self) -> tuple[int, int]:
+        """(width, height) of the whole display frame, bars included, at full resolution."""
         width, height = self.width, self.height
         if self.sample_aspect > 1:
             width = int(round(width * self.sample_aspect))
         elif self.sample_aspect < 1:
             height = int(round(height / self.sample_aspect))
         return (height, width) if self.rotation_deg % 180 else (width, height)
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) of the display frame at full resolution, black bars cut off."""
+        return self.picture[2:] if self.picture else self.full_size
 
     def stored_size(self, display: tuple[int, int]) -> tuple[int, int]:
         """The size to scale a stored frame to so that, turned, it is `display` (width, height)."""
@@ -71,10 +78,20 @@ def display_frame(frame: av.VideoFrame, geometry: Geometry, size: tuple[int, int
     area filter (made for it, about a quarter cheaper than its default), the SAR stretch its default
     bilinear one.
     """
-    width, height = geometry.stored_size(size)
+    full, left, top = size, 0, 0
+    if geometry.picture:  # scale the whole frame so that its picture is `size`, then cut the bars off
+        x, y, w, h = geometry.picture
+        scale_x, scale_y = size[0] / w, size[1] / h
+        whole = geometry.full_size
+        full = (max(size[0], round(whole[0] * scale_x)), max(size[1], round(whole[1] * scale_y)))
+        left, top = min(round(x * scale_x), full[0] - size[0]), min(round(y * scale_y), full[1] - size[1])
+    width, height = geometry.stored_size(full)
     shrink = (width, height) != (frame.width, frame.height) and width <= frame.width and height <= frame.height
     rgb = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA" if shrink else None)
-    return cv2.rotate(rgb, _CV2_TURNS[geometry.rotation_deg]) if geometry.rotation_deg else rgb
+    rgb = cv2.rotate(rgb, _CV2_TURNS[geometry.rotation_deg]) if geometry.rotation_deg else rgb
+    if full == size:
+        return rgb
+    return np.ascontiguousarray(rgb[top:top + size[1], left:left + size[0]])
 
 
 def read_audio(path: str | Path, sample_rate: int | None = None, mono: bool = True) -> tuple[np.ndarray, int]:
