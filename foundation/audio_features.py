@@ -101,7 +101,7 @@ def wav2vec2_features(
     return torch.stack(out.hidden_states[-model.config.num_hidden_layers:], dim=2)[0].float().cpu()
 
 
-def _receptive_field(model: Wav2Vec2Model) -> tuple[int, int]:
+def _receptive_field(model: PreTrainedModel) -> tuple[int, int]:
     """(stride, receptive field) of the CNN front end in samples: 320 and 400 for wav2vec2."""
     stride, field = 1, 1
     for kernel, step in zip(model.config.conv_kernel, model.config.conv_stride):
@@ -110,13 +110,13 @@ def _receptive_field(model: Wav2Vec2Model) -> tuple[int, int]:
     return stride, field
 
 
-def _frames_out(samples: int, model: Wav2Vec2Model) -> int:
+def _frames_out(samples: int, model: PreTrainedModel) -> int:
     for kernel, step in zip(model.config.conv_kernel, model.config.conv_stride):
         samples = (samples - kernel) // step + 1
     return samples
 
 
-def cnn_features(model: Wav2Vec2Model, inputs: torch.Tensor, window: int) -> torch.Tensor:
+def cnn_features(model: PreTrainedModel, inputs: torch.Tensor, window: int) -> torch.Tensor:
     """model.feature_extractor(inputs) for (1, samples) inputs, computed on at most about `window` samples at a time."""
     extractor, samples = model.feature_extractor, inputs.shape[1]
     if samples <= window:
