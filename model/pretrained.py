@@ -71,40 +71,85 @@ def base_paths(base: Path) -> dict[str, Path]:
     }
 
 
+# What `fetch` downloads: base_paths key -> (where from, approximate size from the publishers' file lists;
+# never re-measured here).
+FETCHED = {
+    "unet": (f"{SD15_REPO} unet/", "3.4 GB"),
+    "vae": (VAE_REPO, "0.3 GB"),
+    "motion": (f"{MOTION_REPO} {MOTION_FILE}", "1.8 GB"),
+    "wav2vec2": (WAV2VEC2_REPO, "0.4 GB"),
+    "hallo": (f"{HALLO_REPO} {HALLO_FILE}", "5 GB"),
+    "insightface": (f"insightface's {INSIGHTFACE_PACK} pack (GitHub releases)", "0.35 GB"),
+    "syncnet": ("ByteDance/LatentSync auxiliary/, else the syncnet_python address", "0.05 GB"),
+}
+
+
+class FetchError(RuntimeError):
+    """A download that did not arrive; the message is one line naming it and the settings that help."""
+
+
+def fetch_failure(name: str, err: BaseException) -> FetchError:
+    from huggingface_hub import constants
+
+    source, _ = FETCHED[name]
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    proxies = [f"{k}={os.environ[k]}" for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy") if os.environ.get(k)]
+    tried = f"hub {constants.ENDPOINT}" + (", HF_HUB_OFFLINE=1 is set: unset it to download" if constants.HF_HUB_OFFLINE else "")
+    return FetchError(
+        f"could not fetch {name} ({source}) via {tried}; proxy: {', '.join(proxies) or 'none set'} "
+        f"({type(err).__name__}: {first[:200]}). Settings that help: HF_ENDPOINT=https://hf-mirror.com (a hub mirror, "
+        "e.g. in mainland China), HTTPS_PROXY/HTTP_PROXY=http://HOST:PORT, HF_TOKEN for gated repositories; "
+        "rerun to resume (finished parts are kept)")
+
+
 def fetch(to: Path) -> None:
-    """Download every base into `to` (skips parts that are already there)."""
+    """Download every base into `to` (skips parts that are already there); FetchError when one does not arrive."""
+    paths = base_paths(to)
+    missing = [name for name in FETCHED if not paths[name].exists()]
+    log.info("fetching into %s (approximate sizes; parts already there are skipped):\n%s", to, "\n".join(
+        f"  {name:<12} {size:>7}  {source}{'' if name in missing else '  (already there)'}"
+        for name, (source, size) in FETCHED.items()))
+    for name in missing:
+        log.info("fetching %s: %s (~%s)", name, *FETCHED[name])
+        try:
+            _fetch_one(name, to, paths)
+        except Exception as err:  # noqa: BLE001 - offline, blocked, rate-limited, gated: all "did not arrive"
+            raise fetch_failure(name, err) from err
+    log.info("bases ready in %s", to)
+
+
+def _fetch_one(name: str, to: Path, paths: dict[str, Path]) -> None:
     from huggingface_hub import hf_hub_download, snapshot_download
     from huggingface_hub.errors import EntryNotFoundError
 
-    paths = base_paths(to)
     with tempfile.TemporaryDirectory() as tmp:
-        if not paths["unet"].is_dir():
+        if name == "unet":
             snapshot_download(SD15_REPO, allow_patterns=["unet/config.json", "unet/diffusion_pytorch_model.safetensors"],
                               local_dir=tmp)
             shutil.move(str(Path(tmp) / "unet"), paths["unet"])
-        if not paths["vae"].is_dir():
+        elif name == "vae":
             snapshot_download(VAE_REPO, allow_patterns=["config.json", "diffusion_pytorch_model.safetensors"],
                               local_dir=paths["vae"])
-        if not paths["motion"].is_file():
+        elif name == "motion":
             hf_hub_download(MOTION_REPO, MOTION_FILE, local_dir=paths["motion"].parent)
-        if not paths["wav2vec2"].is_dir():
-            for name in ("config.json", "preprocessor_config.json"):
-                hf_hub_download(WAV2VEC2_REPO, name, local_dir=paths["wav2vec2"])
+        elif name == "wav2vec2":
+            for file in ("config.json", "preprocessor_config.json"):
+                hf_hub_download(WAV2VEC2_REPO, file, local_dir=paths["wav2vec2"])
             try:
                 hf_hub_download(WAV2VEC2_REPO, "model.safetensors", local_dir=paths["wav2vec2"])
             except EntryNotFoundError:
                 hf_hub_download(WAV2VEC2_REPO, "pytorch_model.bin", local_dir=paths["wav2vec2"])
-        if not paths["hallo"].is_file():
+        elif name == "hallo":
             hf_hub_download(HALLO_REPO, HALLO_FILE, local_dir=to)  # lands at to/hallo/net.pth
-        if not paths["insightface"].is_dir():
+        elif name == "insightface":
             from insightface.utils.storage import download
 
             pack = Path(download("models", INSIGHTFACE_PACK, root=tmp))
             paths["insightface"].mkdir(parents=True)
-            for name in INSIGHTFACE_FILES:
-                shutil.move(str(next(pack.rglob(name))), paths["insightface"] / name)
-    fetch_syncnet(paths["syncnet"])
-    log.info("bases ready in %s", to)
+            for file in INSIGHTFACE_FILES:
+                shutil.move(str(next(pack.rglob(file))), paths["insightface"] / file)
+        else:
+            fetch_syncnet(paths["syncnet"])
 
 
 def init_from_base(base: Path, preset: Preset) -> tuple[HalloModules, Preset]:
@@ -231,7 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "fetch":
-        fetch(args.to)
+        try:
+            fetch(args.to)
+        except FetchError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     elif args.command == "tiny":
         from model.standins import write_standins  # torch.onnx export machinery, only here
 
