@@ -26,6 +26,7 @@ from foundation.identity import IdentityEncoder
 from foundation.masks import region_masks
 from foundation.media_io import read_audio, write_video
 from model.generate_config import GenerateConfig
+from model.net import HalloNet
 from model.pipeline import HalloPipeline, Reference, SamplerSettings
 from model.preflight import GenerationInputs, check_generation
 from model.weights import load_net, load_vae, resolve
@@ -41,9 +42,10 @@ def onnx_providers(device: torch.device) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def prepare(cfg: GenerateConfig, inputs: GenerationInputs | None = None) -> tuple[HalloPipeline, Reference, torch.Tensor,
-                                                                               SamplerSettings]:
-    """Load the weights and turn the image and the audio into the pipeline's inputs."""
+def prepare(cfg: GenerateConfig, inputs: GenerationInputs | None = None, net: HalloNet | None = None
+            ) -> tuple[HalloPipeline, Reference, torch.Tensor, SamplerSettings]:
+    """Load the weights (unless `net` holds them already) and turn the image and the audio into the pipeline's
+    inputs."""
     inputs = inputs or check_generation(cfg)
     weights, index, device, dtype, portrait = inputs.weights, inputs.index, inputs.device, inputs.dtype, inputs.portrait
     if device.type == "cpu":
@@ -73,13 +75,14 @@ def prepare(cfg: GenerateConfig, inputs: GenerationInputs | None = None) -> tupl
         seed=cfg.seed,
         frames=num_frames(waveform.shape[1], index.fps, SAMPLE_RATE),
     )
-    pipeline = HalloPipeline(load_net(weights, dtype), load_vae(resolve(weights, index.vae, "vae"), dtype), device)
+    net = load_net(weights, dtype) if net is None else net.to(dtype)
+    pipeline = HalloPipeline(net, load_vae(resolve(weights, index.vae, "vae"), dtype), device)
     return pipeline, reference, features, settings
 
 
-def generate(cfg: GenerateConfig, inputs: GenerationInputs | None = None) -> Path:
+def generate(cfg: GenerateConfig, inputs: GenerationInputs | None = None, net: HalloNet | None = None) -> Path:
     inputs = inputs or check_generation(cfg)
-    pipeline, reference, features, settings = prepare(cfg, inputs)
+    pipeline, reference, features, settings = prepare(cfg, inputs, net)
     log.info("%d frames in clips of %d (+%d motion frames), %d steps, cfg %.2f on the steps at timestep >= %d",
              settings.frames, settings.clip_frames, settings.motion_frames, settings.steps, settings.cfg,
              settings.cfg_min_timestep)

@@ -23,7 +23,6 @@ Base folder layout (the same for real weights and stand-ins, so one loading path
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import os
@@ -43,7 +42,7 @@ from model.behaviour import HALLO, ModelBehaviour
 from model.hallo_checkpoint import HalloCheckpointError, hallo_preset, map_hallo_state_dict, read_hallo_net
 from model.motion_checkpoint import load_motion_checkpoint
 from model.net import COMPONENTS, HalloModules, build_hallo_modules
-from model.presets import PRESETS, Preset, get_preset, with_base_configs
+from model.presets import Preset, get_preset, with_base_configs
 from model.syncnet_weights import fetch_syncnet
 from model.unet3d import unet_config_dict
 from model.weights import WeightsIndex, save_weights
@@ -89,17 +88,8 @@ class FetchError(RuntimeError):
 
 
 def fetch_failure(name: str, err: BaseException) -> FetchError:
-    from huggingface_hub import constants
-
-    source, _ = FETCHED[name]
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    proxies = [f"{k}={os.environ[k]}" for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy") if os.environ.get(k)]
-    tried = f"hub {constants.ENDPOINT}" + (", HF_HUB_OFFLINE=1 is set: unset it to download" if constants.HF_HUB_OFFLINE else "")
-    return FetchError(
-        f"could not fetch {name} ({source}) via {tried}; proxy: {', '.join(proxies) or 'none set'} "
-        f"({type(err).__name__}: {first[:200]}). Settings that help: HF_ENDPOINT=https://hf-mirror.com (a hub mirror, "
-        "e.g. in mainland China), HTTPS_PROXY/HTTP_PROXY=http://HOST:PORT, HF_TOKEN for gated repositories; "
-        "rerun to resume (finished parts are kept)")
+    return FetchError(f"could not fetch {name} ({FETCHED[name][0]}): {hub.network_help(err)}; rerun to resume "
+                      "(finished parts are kept)")
 
 
 def fetch(to: Path) -> None:
@@ -256,45 +246,9 @@ def convert_hallo(base: Path, net: Path, preset: Preset, to: Path) -> WeightsInd
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Pretrained bases for the Hallo model (see module docstring).")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("fetch", help="download the real bases and Hallo's net.pth (needs internet)").add_argument(
-        "--to", type=Path, required=True)
-    tiny = sub.add_parser("tiny", help="write stand-ins in the same layout (offline; random but for the tiny VAE)")
-    tiny.add_argument("--to", type=Path, required=True)
-    tiny.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="sizes (sd15: full-size random weights)")
-    init = sub.add_parser("init", help="build a weights folder for generation/training from a base folder")
-    init.add_argument("--base", type=Path, required=True)
-    init.add_argument("--preset", choices=sorted(PRESETS), default="sd15")
-    init.add_argument("--to", type=Path, required=True)
-    hallo = sub.add_parser("hallo", help="convert Hallo's released net.pth into a weights folder")
-    hallo.add_argument("--base", type=Path, required=True, help="base folder: unet/config.json, wav2vec2/, vae/, insightface/")
-    hallo.add_argument("--net", type=Path, help="Hallo's net.pth (default: BASE/hallo/net.pth)")
-    hallo.add_argument("--to", type=Path, required=True, help="new weights folder")
-    hallo.add_argument("--preset", choices=sorted(PRESETS), default="sd15",
-                       help="resolution and clip sizes recorded for generation (the modules' sizes come from the files)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "fetch":
-        try:
-            fetch(args.to)
-        except FetchError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-    elif args.command == "tiny":
-        from model.standins import write_standins  # torch.onnx export machinery, only here
+    from model.weights_cli import main as cli
 
-        write_standins(get_preset(args.preset), args.to)
-    elif args.command == "init":
-        init_weights(args.base, get_preset(args.preset), args.to)
-    else:
-        try:
-            convert_hallo(args.base, args.net or base_paths(args.base)["hallo"], get_preset(args.preset), args.to)
-        except HalloCheckpointError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-    print(f"wrote {args.to}")
-    return 0
+    return cli(argv, prog="python -m model.pretrained")
 
 
 if __name__ == "__main__":
