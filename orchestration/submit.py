@@ -62,7 +62,7 @@ def runtime_env(working_dir: Optional[Path] = None) -> dict:
 def no_cluster_message(address: str, err: Exception) -> str:
     """One line for an address that does not answer: what was tried and how to get a cluster there."""
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return (f"error: no Ray cluster answers at {address} ({first.rstrip(".")}). Start one with `ray up cluster.yaml` "
+    return (f"error: no Ray cluster answers at {address} ({first.rstrip('.')}). Start one with `ray up cluster.yaml` "
             "(then `ray dashboard cluster.yaml` forwards it here) or `ray start --head` on this machine, or point "
             "--address / RAY_ADDRESS at a running cluster's dashboard (http://HEAD:8265)")
 
