@@ -27,6 +27,7 @@ from curation.finish import ClipJob, ClipModels, clip_models, finish_clips
 from curation.manifest import ManifestRow, source_row, status_for
 from curation.media import MediaInfo, check_gaps, iter_frames, load_audio, probe
 from curation.parts import PartInfo, write_part
+from curation.progress import SourceProgress
 from curation.quality import clip_metrics, frame_metrics, judge
 from curation.reasons import Rejected
 from curation.scenes import ShotDetector
@@ -51,8 +52,10 @@ def analyse(info: MediaInfo, cfg: CurationConfig) -> Analysis:
     shot_detector = ShotDetector(cfg.scenes, info.fps)
     faces: list[FrameFaces] = []
     metrics: list[Optional[dict[str, float]]] = []
+    progress = SourceProgress(info.path.name, info.num_frames, info.fps, cfg.run.progress_every_s)
     with FaceAnalyzer(cfg.faces) as analyzer:
         for index, frame in iter_frames(info, short_side=cfg.media.analysis_short_side):
+            progress.frame(index)
             known_cuts = len(shot_detector.cuts)
             shot_detector.feed(index, frame)
             if len(shot_detector.cuts) > known_cuts:
