@@ -16,20 +16,17 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from foundation.audio_features import SAMPLE_RATE, load_wav2vec2, num_frames, wav2vec2_features
 from foundation.config import ConfigError, describe_markdown, load_config
-from foundation.cpu_threads import set_cpu_threads
-from foundation.identity import IdentityEncoder
-from foundation.masks import region_masks
-from foundation.media_io import read_audio, write_video
 from model.generate_config import GenerateConfig
-from model.net import HalloNet
-from model.pipeline import HalloPipeline, Reference, SamplerSettings
-from model.preflight import GenerationInputs, check_generation
-from model.weights import load_net, load_vae, resolve
+
+if TYPE_CHECKING:  # the model code loads after the arguments are parsed: `--help` imports no torch
+    import torch
+
+    from model.net import HalloNet
+    from model.pipeline import HalloPipeline, Reference, SamplerSettings
+    from model.preflight import GenerationInputs
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +43,17 @@ def prepare(cfg: GenerateConfig, inputs: GenerationInputs | None = None, net: Ha
             ) -> tuple[HalloPipeline, Reference, torch.Tensor, SamplerSettings]:
     """Load the weights (unless `net` holds them already) and turn the image and the audio into the pipeline's
     inputs."""
+    import torch
+
+    from foundation.audio_features import SAMPLE_RATE, load_wav2vec2, num_frames, wav2vec2_features
+    from foundation.cpu_threads import set_cpu_threads
+    from foundation.identity import IdentityEncoder
+    from foundation.masks import region_masks
+    from foundation.media_io import read_audio
+    from model.pipeline import HalloPipeline, Reference, SamplerSettings
+    from model.preflight import check_generation
+    from model.weights import load_net, load_vae, resolve
+
     inputs = inputs or check_generation(cfg)
     weights, index, device, dtype, portrait = inputs.weights, inputs.index, inputs.device, inputs.dtype, inputs.portrait
     if device.type == "cpu":
@@ -81,6 +89,9 @@ def prepare(cfg: GenerateConfig, inputs: GenerationInputs | None = None, net: Ha
 
 
 def generate(cfg: GenerateConfig, inputs: GenerationInputs | None = None, net: HalloNet | None = None) -> Path:
+    from foundation.media_io import read_audio, write_video
+    from model.preflight import check_generation
+
     inputs = inputs or check_generation(cfg)
     pipeline, reference, features, settings = prepare(cfg, inputs, net)
     log.info("%d frames in clips of %d (+%d motion frames), %d steps, cfg %.2f on the steps at timestep >= %d",
@@ -132,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = parse_args(argv)
         if cfg is None:
             return 0
+        from model.preflight import check_generation
+
         inputs = check_generation(cfg)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

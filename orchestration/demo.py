@@ -19,15 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
-from curation import fixtures
-from curation import run as curation_run
 from foundation.project import configs_dir
 from model.presets import get_preset
-from model.pretrained import init_weights
-from model.standins import write_standins
-from orchestration.learning import RealClip, generate
 
 log = logging.getLogger("demo")
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +52,11 @@ def train(stage: str, out: Path, base: Path, extra: list[str]) -> Path:
 
 def learning_check(out: Path, base: Path, trained: Path, steps: int) -> None:
     """Generate the curated in_sync clip from its first frame and audio; log PSNR against the real clip."""
+    import pyarrow.parquet as pq
+
+    from model.pretrained import init_weights
+    from orchestration.learning import RealClip, generate
+
     rows = pq.read_table(out / "curated" / "manifest.parquet").to_pylist()
     row = next(r for r in rows if r["status"] == "accepted" and Path(r["source"]).name == "in_sync.mp4")
     preset = get_preset("tiny")
@@ -86,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     out = args.out.resolve()
+    from curation import fixtures  # the work's modules load after the arguments are parsed: `--help` is quick
+    from curation import run as curation_run
+    from model.standins import write_standins
 
     infos = fixtures.generate_all(out / "media")
     log.info("1/7 generated %d sample sources in %s", len(infos), out / "media")
