@@ -70,21 +70,28 @@ def analyse(info: MediaInfo, cfg: CurationConfig) -> Analysis:
 
 def plan_span(span: FaceSpan, analysis: Analysis, info: MediaInfo, source_id: str, cfg: CurationConfig) -> list[Candidate]:
     """Candidates for one face span: rejected whole if not a single face, else split and judged."""
-    if span.status != "ok":
-        reason = reasons.NO_FACE if span.status == "no_face" else reasons.MULTIPLE_FACES
-        return [Candidate(clip_id(source_id, span.start, span.end), span.start, span.end, reason)]
+    if span.status == "no_face":
+        return [Candidate(clip_id(source_id, span.start, span.end), span.start, span.end, reasons.NO_FACE)]
+    if span.status != "ok":  # the main face's metrics still tell a reader what the span looked like
+        return [Candidate(clip_id(source_id, span.start, span.end), span.start, span.end, reasons.MULTIPLE_FACES,
+                          _span_metrics(span, analysis, info, span.start, span.end))]
     out = []
     for start, end in split_range(span.start, span.end, info.fps, cfg.clips):
         cid = clip_id(source_id, start, end)
         if too_short(start, end, info.fps, cfg.clips):
             out.append(Candidate(cid, start, end, reasons.TOO_SHORT, span_offset=start - span.start))
             continue
-        local = slice(start - span.start, end - span.start)
-        per_frame = [m for m in analysis.frame_metrics[start:end] if m is not None]
-        presence = float(np.mean(~np.isnan(span.landmarks[local, 0, 0])))
-        metrics = clip_metrics(per_frame, span.boxes[local], info.width, info.height, presence)
+        metrics = _span_metrics(span, analysis, info, start, end)
         out.append(Candidate(cid, start, end, judge(metrics, cfg.quality), metrics, start - span.start))
     return out
+
+
+def _span_metrics(span: FaceSpan, analysis: Analysis, info: MediaInfo, start: int, end: int) -> dict[str, float]:
+    """clip_metrics of the span's main face over frames [start, end)."""
+    local = slice(start - span.start, end - span.start)
+    per_frame = [m for m in analysis.frame_metrics[start:end] if m is not None]
+    presence = float(np.mean(~np.isnan(span.landmarks[local, 0, 0])))
+    return clip_metrics(per_frame, span.boxes[local], info.width, info.height, presence)
 
 
 def _provenance_columns(provenance: dict) -> dict[str, Optional[str]]:

@@ -42,7 +42,7 @@ from model.behaviour import HALLO, ModelBehaviour
 from model.hallo_checkpoint import HalloCheckpointError, hallo_preset, map_hallo_state_dict, read_hallo_net
 from model.motion_checkpoint import load_motion_checkpoint
 from model.net import COMPONENTS, HalloModules, build_hallo_modules
-from model.presets import Preset, get_preset, with_base_configs
+from model.presets import Preset, with_base_configs
 from model.syncnet_weights import fetch_syncnet
 from model.unet3d import unet_config_dict
 from model.weights import WeightsIndex, save_weights

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from foundation.config import ConfigError, describe_markdown
-from model.presets import PRESETS
+from model.presets import PRESETS, get_preset
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -62,16 +62,15 @@ def run(args: argparse.Namespace) -> str:
 
         fetch(args.to)
     elif args.command == "tiny":
-        from model.presets import get_preset
         from model.standins import write_standins  # torch.onnx export machinery, only here
 
         write_standins(get_preset(args.preset), args.to)
     elif args.command == "init":
-        from model.pretrained import get_preset, init_weights
+        from model.pretrained import init_weights
 
         init_weights(args.base, get_preset(args.preset), args.to)
     elif args.command == "hallo":
-        from model.pretrained import base_paths, convert_hallo, get_preset
+        from model.pretrained import base_paths, convert_hallo
 
         convert_hallo(args.base, args.net or base_paths(args.base)["hallo"], get_preset(args.preset), args.to)
     elif args.command in ("bundle", "check"):
