@@ -184,6 +184,8 @@ class RunConfig:
     max_in_flight_per_domain: int = opt(16, "sources from one web host in flight at once, cluster-wide (each starts with "
                                             "its download, so this caps parallel downloads from a site); 0 = unlimited; "
                                             "local files are never limited", low=0, results=False)
+    progress_every_s: float = opt(60.0, "seconds between a long source's progress lines (video analysed, ETA) in the log",
+                                  low=1, results=False)
 
 
 @dataclass

@@ -31,6 +31,7 @@ from curation.motion import (face_motion, frame_change, judge_motion, picture_ch
                              static_stretches)
 from curation.parts import PartInfo, write_part
 from curation.previews import PreviewRecorder
+from curation.progress import SourceProgress
 from curation.quality import clip_metrics, frame_metrics, judge
 from curation.reasons import Rejected
 from curation.scenes import ShotDetector
@@ -69,12 +70,14 @@ def analyse(info: MediaInfo, cfg: CurationConfig, stretches: Optional[list[tuple
     metrics: list[Optional[dict[str, float]]] = [None] * info.num_frames
     changes = np.full(info.num_frames, np.nan, np.float32)
     shots: list[tuple[int, int]] = []
+    progress = SourceProgress(info.path.name, info.num_frames, info.fps, cfg.run.progress_every_s)
     with FaceAnalyzer(cfg.faces) as analyzer:
         for start, end in stretches:
             analyzer.reset()
             shot_detector = ShotDetector(cfg.scenes, info.fps)
             previous = None
             for index, frame in iter_frames(info, start, end, short_side=cfg.media.analysis_short_side):
+                progress.frame(index)
                 if on_frame is not None:
                     on_frame(index, frame)
                 known_cuts = len(shot_detector.cuts)
@@ -96,9 +99,11 @@ def plan_span(span: FaceSpan, analysis: Analysis, info: MediaInfo, source_id: st
               crops_px: Optional[np.ndarray] = None) -> list[Candidate]:
     """Candidates for one face span: rejected whole if not a single face, else split and judged
     (`crops_px`: the span's crop squares, crop_boxes)."""
-    if span.status != "ok":
-        reason = reasons.NO_FACE if span.status == "no_face" else reasons.MULTIPLE_FACES
-        return [Candidate(clip_id(source_id, span.start, span.end), span.start, span.end, reason)]
+    if span.status == "no_face":
+        return [Candidate(clip_id(source_id, span.start, span.end), span.start, span.end, reasons.NO_FACE)]
+    if span.status != "ok":  # the main face's metrics still tell a reader what the span looked like
+        return [Candidate(clip_id(source_id, span.start, span.end), span.start, span.end, reasons.MULTIPLE_FACES,
+                          _span_metrics(span, analysis, info, span.start, span.end))]
     out = []
     for start, end in split_range(span.start, span.end, info.fps, cfg.clips):
         cid = clip_id(source_id, start, end)
@@ -106,16 +111,23 @@ def plan_span(span: FaceSpan, analysis: Analysis, info: MediaInfo, source_id: st
             out.append(Candidate(cid, start, end, reasons.TOO_SHORT, span_offset=start - span.start))
             continue
         local = slice(start - span.start, end - span.start)
-        per_frame = [m for m in analysis.frame_metrics[start:end] if m is not None]
-        presence = float(np.mean(~np.isnan(span.landmarks[local, 0, 0])))
-        metrics = clip_metrics(per_frame, span.boxes[local], info.width, info.height, presence,
-                               None if crops_px is None else crops_px[local])
+        metrics = _span_metrics(span, analysis, info, start, end, crops_px)
         metrics["picture_change"] = picture_change(analysis.changes[start:end])
         metrics.update(face_motion(span.landmarks[local], analysis.voiced[start:end], info.width, info.height, info.fps))
         verdict = judge(metrics, cfg.quality)
         verdict = verdict if verdict.reason else judge_motion(metrics, cfg.motion)
         out.append(Candidate(cid, start, end, verdict.reason, metrics, start - span.start, verdict.detail))
     return out
+
+
+def _span_metrics(span: FaceSpan, analysis: Analysis, info: MediaInfo, start: int, end: int,
+                  crops_px: Optional[np.ndarray] = None) -> dict[str, float]:
+    """clip_metrics of the span's main face over frames [start, end) (`crops_px`: the span's crop squares)."""
+    local = slice(start - span.start, end - span.start)
+    per_frame = [m for m in analysis.frame_metrics[start:end] if m is not None]
+    presence = float(np.mean(~np.isnan(span.landmarks[local, 0, 0])))
+    return clip_metrics(per_frame, span.boxes[local], info.width, info.height, presence,
+                        None if crops_px is None else crops_px[local])
 
 
 def _provenance_columns(provenance: dict) -> dict[str, Optional[str]]:

@@ -35,8 +35,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reprocess", action="store_true",
                         help="redo the sources that --out holds under a config with other results (without it such a "
                              "run exits 2 naming the changed keys); sources made with this config are kept")
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="exit 0 even when no source gave a single candidate clip (every source failed to download "
+                             "or decode, or showed no face); without it such a run exits 1")
     parser.add_argument("--print-config", action="store_true", help="print every config key with its default and exit")
     return parser
+
+
+def summary_text(summary: dict) -> str:
+    """The summary for a reader: what went in, what came out, why the rest did not."""
+    by_reason = sorted(summary["by_reason"].items(), key=lambda item: -item[1])
+    lines = [
+        f"curated {summary['sources']} source(s), {summary['hours_in'] * 60:.1f} min of video, in "
+        f"{summary['wall_time_s']:.0f} s: {summary['accepted_clips']} of {summary['candidate_clips']} candidate clip(s) "
+        f"accepted ({summary['hours_out'] * 60:.1f} min) from {summary['sources_with_accepted_clips']} source(s)",
+        "  rows by reason: " + (", ".join(f"{reason} {count}" for reason, count in by_reason) or "none"),
+        *(f"  warning: {warning}" for warning in summary["warnings"]),
+    ]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,9 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutdown_ray()  # main() may run inside a longer process (make demo): its idle workers would hold cores and memory
     print(json.dumps(summary, indent=2, sort_keys=True))
-    log.info("manifest: %s, shards: %s", out.uri("manifest.parquet"), out.uri("shards"))
+    log.info("%s\nmanifest: %s, shards: %s, funnel: %s", summary_text(summary), out.uri("manifest.parquet"),
+             out.uri("shards"), out.uri("funnel.png"))
     if cfg.review.enabled:
         log.info("review page: %s (open it in a browser; it links ../previews and ../funnel.png)", out.uri(REVIEW_PAGE))
+    if summary["candidate_clips"] == 0 and not args.allow_empty:
+        print(f"error: no source gave a single candidate clip (rows by reason: {summary['by_reason']}); see "
+              f"{out.uri('manifest.parquet')}, or pass --allow-empty when that is expected", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -27,6 +27,20 @@ TRANSFORMERS: Needs = (("config.json",), ("model*.safetensors", "pytorch_model*.
 ONNX: Needs = (("*.onnx",),)
 
 
+def network_help(err: BaseException) -> str:
+    """What a failed hub transfer tried and the settings that help, for the end of a one-line error."""
+    import os
+
+    from huggingface_hub import constants
+
+    first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+    proxies = [f"{k}={os.environ[k]}" for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy") if os.environ.get(k)]
+    offline = ", HF_HUB_OFFLINE=1 is set: unset it to reach the hub" if constants.HF_HUB_OFFLINE else ""
+    return (f"tried {constants.ENDPOINT}{offline}; proxy: {', '.join(proxies) or 'none set'} ({type(err).__name__}"
+            f"{': ' + first if first else ''}). Settings that help: HF_ENDPOINT=https://hf-mirror.com (a hub mirror, "
+            "e.g. in mainland China), HTTPS_PROXY/HTTP_PROXY=http://HOST:PORT, HF_TOKEN (gated repositories, uploads)")
+
+
 def is_hub_id(ref: str) -> bool:
     return bool(HUB_ID.match(ref)) and not ref.startswith((".", "~"))
 

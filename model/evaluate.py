@@ -20,14 +20,15 @@ import logging
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
-from foundation.faces import FaceAnalyzer, FacesConfig
 from foundation.media_io import read_audio, read_video
-from foundation.syncnet import (FPS, MAX_OFFSET, SAMPLE_RATE, FaceTrack, SyncNetScorer, face_track_crops,
-                                landmark_boxes, weights_in)
+
+if TYPE_CHECKING:  # the face mesh and SyncNet (torch) load after the arguments are parsed: `--help` is quick
+    from foundation.faces import FacesConfig
+    from foundation.syncnet import SyncNetScorer
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ def face_boxes(frames: np.ndarray, faces: Optional[FacesConfig] = None) -> tuple
     """Per-frame x0, y0, x1, y1 face boxes (pixels) from the face mesh, frames without a face
     interpolated from their neighbours, and how many frames had one. None found: the box where the
     curation crops put the face (crop_scale x face size, centre crop_shift_down x face below it)."""
+    from foundation.faces import FaceAnalyzer, FacesConfig
+    from foundation.syncnet import landmark_boxes
+
     cfg = faces or FacesConfig()
     height, width = frames.shape[1:3]
     found: dict[int, np.ndarray] = {}
@@ -66,6 +70,8 @@ def face_boxes(frames: np.ndarray, faces: Optional[FacesConfig] = None) -> tuple
 
 def sync_metrics(frames: np.ndarray, audio: np.ndarray, scorer: SyncNetScorer) -> SyncMetrics:
     """LSE-C / LSE-D of 25 fps RGB frames (T, H, W, 3) with 16 kHz mono audio under them."""
+    from foundation.syncnet import FPS, MAX_OFFSET, SAMPLE_RATE, FaceTrack, face_track_crops
+
     hop = SAMPLE_RATE // FPS
     audio = np.pad(audio, (0, max(0, len(frames) * hop - len(audio))))[:len(frames) * hop]
     boxes, detected = face_boxes(frames)
@@ -78,6 +84,8 @@ def sync_metrics(frames: np.ndarray, audio: np.ndarray, scorer: SyncNetScorer) -
 
 def evaluate_video(path: str | Path, scorer: SyncNetScorer) -> SyncMetrics:
     """LSE-C / LSE-D of a video file with its own audio track (any frame rate; resampled to 25 fps)."""
+    from foundation.syncnet import FPS, SAMPLE_RATE
+
     frames = read_video(path, FPS)
     audio, _ = read_audio(path, SAMPLE_RATE)
     return sync_metrics(frames, audio[0], scorer)
@@ -95,6 +103,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from foundation.syncnet import SyncNetScorer, weights_in
+
     weights = args.weights or weights_in(args.base)
     if not weights.is_file():
         print(f"error: no SyncNet weights at {weights}; fetch them with `python -m model.pretrained fetch --to BASE`",

@@ -19,22 +19,18 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from foundation.audio_features import SAMPLE_RATE, load_wav2vec2, num_frames, wav2vec2_features
 from foundation.config import ConfigError, describe_markdown, load_config
-from foundation.cpu_threads import set_cpu_threads
-from foundation.identity import IdentityEncoder
-from foundation.masks import region_masks
-from foundation.media_io import VideoWriter, read_audio
-from foundation.vocals import MODEL_FILE, read_vocals
 from model.generate_config import GenerateConfig
-from model.behaviour import ModelBehaviour
-from model.pipeline import HalloPipeline, Reference, SamplerSettings
-from model.preflight import GenerationInputs, check_generation
-from model.scheduler import PRESETS
-from model.weights import load_net, load_vae, resolve
+
+if TYPE_CHECKING:  # the model code loads after the arguments are parsed: `--help` imports no torch
+    import torch
+
+    from model.behaviour import ModelBehaviour
+    from model.net import HalloNet
+    from model.pipeline import HalloPipeline, Reference, SamplerSettings
+    from model.preflight import GenerationInputs
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +45,8 @@ def onnx_providers(device: torch.device) -> list[str]:
 
 def sampling(cfg: GenerateConfig, behaviour: ModelBehaviour) -> tuple[str, dict]:
     """The sampling preset's name and the SamplerSettings fields it gives, with the settings' overrides applied."""
+    from model.scheduler import PRESETS
+
     name = behaviour.sampling_preset if cfg.preset == "auto" else cfg.preset
     preset = PRESETS[name]
     floor = preset.guidance_min_timestep if preset.guidance_min_timestep is not None else behaviour.guidance_min_timestep
@@ -56,9 +54,22 @@ def sampling(cfg: GenerateConfig, behaviour: ModelBehaviour) -> tuple[str, dict]
                   "cfg_min_timestep": floor if cfg.cfg_min_timestep < 0 else cfg.cfg_min_timestep}
 
 
-def prepare(cfg: GenerateConfig, inputs: GenerationInputs | None = None) -> tuple[HalloPipeline, Reference, torch.Tensor,
-                                                                               SamplerSettings]:
-    """Load the weights and turn the image and the audio into the pipeline's inputs."""
+def prepare(cfg: GenerateConfig, inputs: GenerationInputs | None = None, net: HalloNet | None = None
+            ) -> tuple[HalloPipeline, Reference, torch.Tensor, SamplerSettings]:
+    """Load the weights (unless `net` holds them already) and turn the image and the audio into the pipeline's
+    inputs."""
+    import torch
+
+    from foundation.audio_features import SAMPLE_RATE, load_wav2vec2, num_frames, wav2vec2_features
+    from foundation.cpu_threads import set_cpu_threads
+    from foundation.identity import IdentityEncoder
+    from foundation.masks import region_masks
+    from foundation.media_io import read_audio
+    from foundation.vocals import MODEL_FILE, read_vocals
+    from model.pipeline import HalloPipeline, Reference, SamplerSettings
+    from model.preflight import check_generation
+    from model.weights import load_net, load_vae, resolve
+
     inputs = inputs or check_generation(cfg)
     weights, index, device, dtype, portrait = inputs.weights, inputs.index, inputs.device, inputs.dtype, inputs.portrait
     if device.type == "cpu":
@@ -92,15 +103,19 @@ def prepare(cfg: GenerateConfig, inputs: GenerationInputs | None = None) -> tupl
         seed=cfg.seed,
         frames=num_frames(waveform.shape[1], index.fps, SAMPLE_RATE),
     )
-    pipeline = HalloPipeline(load_net(weights, dtype), load_vae(resolve(weights, index.vae, "vae"), dtype), device)
+    net = load_net(weights, dtype) if net is None else net.to(dtype)
+    pipeline = HalloPipeline(net, load_vae(resolve(weights, index.vae, "vae"), dtype), device)
     if cfg.compile:
         pipeline.net.denoising_unet.compile()  # in place: the first pass of each batch size compiles
     return pipeline, reference, features, settings
 
 
-def generate(cfg: GenerateConfig, inputs: GenerationInputs | None = None) -> Path:
+def generate(cfg: GenerateConfig, inputs: GenerationInputs | None = None, net: HalloNet | None = None) -> Path:
+    from foundation.media_io import VideoWriter, read_audio
+    from model.preflight import check_generation
+
     inputs = inputs or check_generation(cfg)
-    pipeline, reference, features, settings = prepare(cfg, inputs)
+    pipeline, reference, features, settings = prepare(cfg, inputs, net)
     plan = pipeline.plan(settings)
     ran = {"preset": sampling(cfg, inputs.index.behaviour)[0],
            **plan.describe(-(-settings.frames // settings.clip_frames), settings.frames)}
@@ -169,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = parse_args(argv)
         if cfg is None:
             return 0
+        from model.preflight import check_generation
+
         inputs = check_generation(cfg)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

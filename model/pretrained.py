@@ -30,7 +30,6 @@ Base folder layout (the same for real weights and stand-ins, so one loading path
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import os
@@ -52,7 +51,7 @@ from model.behaviour import HALLO, ModelBehaviour
 from model.hallo_checkpoint import HalloCheckpointError, hallo_preset, map_hallo_state_dict, read_hallo_net
 from model.motion_checkpoint import load_motion_checkpoint
 from model.net import COMPONENTS, HalloModules, build_hallo_modules
-from model.presets import PRESETS, Preset, get_preset, with_base_configs
+from model.presets import Preset, with_base_configs
 from model.separator_weights import fetch_separator
 from model.syncnet_weights import fetch_syncnet
 from model.unet3d import unet_config_dict
@@ -92,6 +91,61 @@ def audio_encoder_dir(base: Path, name: str) -> Path:
     return base / "wav2vec2" if name == "wav2vec2-base-960h" else base / "audio_encoders" / name
 
 
+# What `fetch` downloads: base_paths key -> (where from, approximate size from the publishers' file lists;
+# never re-measured here).
+FETCHED = {
+    "unet": (f"{SD15_REPO} unet/", "3.4 GB"),
+    "vae": (VAE_REPO, "0.3 GB"),
+    "motion": (f"{MOTION_REPO} {MOTION_FILE}", "1.8 GB"),
+    "wav2vec2": (WAV2VEC2_REPO, "0.4 GB"),
+    "hallo": (f"{HALLO_REPO} {HALLO_FILE}", "5 GB"),
+    "insightface": (f"insightface's {INSIGHTFACE_PACK} pack (GitHub releases)", "0.35 GB"),
+    "syncnet": ("ByteDance/LatentSync auxiliary/, else the syncnet_python address", "0.05 GB"),
+    "vocal_separator": ("Hallo's audio_separator/ (Kim_Vocal_2.onnx), else UVR's model repository", "0.07 GB"),
+}
+# `fetch --also NAME`: the other audio encoders (BASE/audio_encoders/NAME) and Whisper (BASE/whisper)
+OPTIONAL = {**{name: (repo, "0.4 GB") for name, repo in AUDIO_ENCODERS.items() if name != "wav2vec2-base-960h"},
+            "whisper": (WHISPER_REPO, "0.3 GB")}
+
+
+class FetchError(RuntimeError):
+    """A download that did not arrive; the message is one line naming it and the settings that help."""
+
+
+def fetch_failure(name: str, err: BaseException) -> FetchError:
+    source = {**FETCHED, **OPTIONAL}[name][0]
+    return FetchError(f"could not fetch {name} ({source}): {hub.network_help(err)}; rerun to resume "
+                      "(finished parts are kept)")
+
+
+def _fetch_paths(to: Path, also: tuple[str, ...]) -> dict[str, Path]:
+    paths = {name: path for name, path in base_paths(to).items() if name in FETCHED}
+    for name in also:
+        paths[name] = to / "whisper" if name == "whisper" else audio_encoder_dir(to, name)
+    return paths
+
+
+def fetch(to: Path, also: tuple[str, ...] = ()) -> None:
+    """Download every base into `to`, and the OPTIONAL parts named in `also` (skips parts that are already
+    there); FetchError when one does not arrive."""
+    unknown = sorted(set(also) - set(OPTIONAL))
+    if unknown:
+        raise FetchError(f"fetch --also knows {', '.join(OPTIONAL)}, not {', '.join(unknown)}")
+    paths = _fetch_paths(to, also)
+    listed = {**FETCHED, **{name: OPTIONAL[name] for name in also}}
+    missing = [name for name in listed if not paths[name].exists()]
+    log.info("fetching into %s (approximate sizes; parts already there are skipped):\n%s", to, "\n".join(
+        f"  {name:<22} {size:>7}  {source}{'' if name in missing else '  (already there)'}"
+        for name, (source, size) in listed.items()))
+    for name in missing:
+        log.info("fetching %s: %s (~%s)", name, *listed[name])
+        try:
+            _fetch_one(name, to, paths)
+        except Exception as err:  # noqa: BLE001 - offline, blocked, rate-limited, gated: all "did not arrive"
+            raise fetch_failure(name, err) from err
+    log.info("bases ready in %s", to)
+
+
 def _fetch_transformers(repo: str, names: tuple[str, ...], folder: Path) -> None:
     """A transformers model's config files and its weights (safetensors, else the .bin file)."""
     from huggingface_hub import hf_hub_download
@@ -105,40 +159,37 @@ def _fetch_transformers(repo: str, names: tuple[str, ...], folder: Path) -> None
         hf_hub_download(repo, "pytorch_model.bin", local_dir=folder)
 
 
-def fetch(to: Path, also: tuple[str, ...] = ()) -> None:
-    """Download every base into `to` (skips parts that are already there); `also`: AUDIO_ENCODERS names and
-    "whisper"."""
+def _fetch_one(name: str, to: Path, paths: dict[str, Path]) -> None:
     from huggingface_hub import hf_hub_download, snapshot_download
 
-    paths = base_paths(to)
     with tempfile.TemporaryDirectory() as tmp:
-        if not paths["unet"].is_dir():
+        if name == "unet":
             snapshot_download(SD15_REPO, allow_patterns=["unet/config.json", "unet/diffusion_pytorch_model.safetensors"],
                               local_dir=tmp)
             shutil.move(str(Path(tmp) / "unet"), paths["unet"])
-        if not paths["vae"].is_dir():
+        elif name == "vae":
             snapshot_download(VAE_REPO, allow_patterns=["config.json", "diffusion_pytorch_model.safetensors"],
                               local_dir=paths["vae"])
-        if not paths["motion"].is_file():
+        elif name == "motion":
             hf_hub_download(MOTION_REPO, MOTION_FILE, local_dir=paths["motion"].parent)
-        for name in ("wav2vec2-base-960h", *(n for n in also if n in AUDIO_ENCODERS)):
-            if not audio_encoder_dir(to, name).is_dir():
-                _fetch_transformers(AUDIO_ENCODERS[name], ("config.json", "preprocessor_config.json"),
-                                    audio_encoder_dir(to, name))
-        if "whisper" in also and not (to / "whisper").is_dir():
-            _fetch_transformers(WHISPER_REPO, WHISPER_FILES, to / "whisper")
-        if not paths["hallo"].is_file():
+        elif name == "wav2vec2" or name in AUDIO_ENCODERS:
+            _fetch_transformers(AUDIO_ENCODERS.get(name, WAV2VEC2_REPO), ("config.json", "preprocessor_config.json"),
+                                paths[name])
+        elif name == "whisper":
+            _fetch_transformers(WHISPER_REPO, WHISPER_FILES, paths[name])
+        elif name == "hallo":
             hf_hub_download(HALLO_REPO, HALLO_FILE, local_dir=to)  # lands at to/hallo/net.pth
-        if not paths["insightface"].is_dir():
+        elif name == "insightface":
             from insightface.utils.storage import download
 
             pack = Path(download("models", INSIGHTFACE_PACK, root=tmp))
             paths["insightface"].mkdir(parents=True)
-            for name in INSIGHTFACE_FILES:
-                shutil.move(str(next(pack.rglob(name))), paths["insightface"] / name)
-    fetch_syncnet(paths["syncnet"])
-    fetch_separator(paths["vocal_separator"])
-    log.info("bases ready in %s", to)
+            for file in INSIGHTFACE_FILES:
+                shutil.move(str(next(pack.rglob(file))), paths["insightface"] / file)
+        elif name == "vocal_separator":
+            fetch_separator(paths["vocal_separator"])
+        else:
+            fetch_syncnet(paths["syncnet"])
 
 
 def init_from_base(base: Path, preset: Preset, audio_encoder: Path | None = None) -> tuple[HalloModules, Preset]:
@@ -268,56 +319,9 @@ def convert_hallo(base: Path, net: Path, preset: Preset, to: Path, audio_encoder
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Pretrained bases for the Hallo model (see module docstring).")
-    sub = parser.add_subparsers(dest="command", required=True)
-    fetch_parser = sub.add_parser("fetch", help="download the real bases and Hallo's net.pth (needs internet)")
-    fetch_parser.add_argument("--to", type=Path, required=True)
-    fetch_parser.add_argument("--also", action="append", default=[], choices=[*AUDIO_ENCODERS, "whisper"],
-                              help="also an audio encoder into BASE/audio_encoders/NAME, or whisper (language "
-                                   "identification) into BASE/whisper (repeatable)")
-    tiny = sub.add_parser("tiny", help="write stand-ins in the same layout (offline; random but for the tiny VAE)")
-    tiny.add_argument("--to", type=Path, required=True)
-    tiny.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="sizes (sd15: full-size random weights)")
-    tiny.add_argument("--language", default="", help="also write BASE/whisper: a language-identification stand-in that "
-                                                     "always detects this language (en, zh, ...)")
-    init = sub.add_parser("init", help="build a weights folder for generation/training from a base folder")
-    init.add_argument("--base", type=Path, required=True)
-    init.add_argument("--preset", choices=sorted(PRESETS), default="sd15")
-    init.add_argument("--to", type=Path, required=True)
-    init.add_argument("--audio-encoder", type=Path, help="audio encoder folder the model is built for and records "
-                                                         "(default: BASE/wav2vec2)")
-    hallo = sub.add_parser("hallo", help="convert Hallo's released net.pth into a weights folder")
-    hallo.add_argument("--base", type=Path, required=True, help="base folder: unet/config.json, wav2vec2/, vae/, insightface/")
-    hallo.add_argument("--net", type=Path, help="Hallo's net.pth (default: BASE/hallo/net.pth)")
-    hallo.add_argument("--to", type=Path, required=True, help="new weights folder")
-    hallo.add_argument("--audio-encoder", type=Path, help="record this audio encoder folder (12 x 768, e.g. "
-                                                          "chinese-wav2vec2-base) instead of BASE/wav2vec2")
-    hallo.add_argument("--preset", choices=sorted(PRESETS), default="sd15",
-                       help="resolution and clip sizes recorded for generation (the modules' sizes come from the files)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "fetch":
-        try:
-            fetch(args.to, tuple(args.also))
-        except Exception as err:  # noqa: BLE001 - offline or refused: hub and HTTP errors come in many types
-            print(f"error: fetch failed: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}",
-                  file=sys.stderr)
-            return 2
-    elif args.command == "tiny":
-        from model.standins import write_standins  # torch.onnx export machinery, only here
+    from model.weights_cli import main as cli
 
-        write_standins(get_preset(args.preset), args.to, language=args.language)
-    elif args.command == "init":
-        init_weights(args.base, get_preset(args.preset), args.to, args.audio_encoder)
-    else:
-        try:
-            convert_hallo(args.base, args.net or base_paths(args.base)["hallo"], get_preset(args.preset), args.to,
-                          args.audio_encoder)
-        except HalloCheckpointError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-    print(f"wrote {args.to}")
-    return 0
+    return cli(argv, prog="python -m model.pretrained")
 
 
 if __name__ == "__main__":

@@ -41,12 +41,22 @@ def attention_name(level: Level, layer: int) -> str:
     return f"{level.kind}.{level.index}.attentions.{layer}" if level.kind != "mid_block" else "mid_block.attentions.0"
 
 
+# Stored in every saved config.json under UNet2D/3DConditionModel's own key: loading this folder into one of
+# those classes fails on it ("... does not exist.") instead of silently starting from random weights.
+# This class drops the key on load (_compatibles).
+NOT_A_PLAIN_UNET = ("hallo-forge's DenoisingUNet3D (load it with model.unet3d.DenoisingUNet3D.from_pretrained or "
+                    "DiffusionPipeline.from_pretrained(EXPORT, trust_remote_code=True)); its block type")
+
+
 class DenoisingUNet3D(ModelMixin, ConfigMixin):
     _supports_gradient_checkpointing = True
+    _compatibles = ["UNet2DConditionModel", "UNet3DConditionModel"]
 
     @register_to_config
     def __init__(self, unet: dict, audio_dim: int = 768, motion_heads: int = 8, motion_max_len: int = 32) -> None:
         super().__init__()
+        poison = [NOT_A_PLAIN_UNET] * 4  # as many as those classes' default block_out_channels: the block check fails
+        self.register_to_config(down_block_types=poison, up_block_types=poison)
         self.spatial = UNet2DConditionModel(**unet)
         self.levels = unet_levels(dict(unet))
         groups = int(self.spatial.config.norm_num_groups)

@@ -8,6 +8,8 @@
       face_locator/
       image_proj/
       audio_proj/
+      model_index.json    the same folder as a diffusers pipeline (model/diffusers_pipeline.py), with
+      pipeline.py         the file that names its class: DiffusionPipeline.from_pretrained(WEIGHTS, trust_remote_code=True)
 
 `python -m model.pretrained init` writes one from pretrained bases; training exports into the same
 layout with `save_weights`. A base entry in weights.yaml is an absolute path (what `save_weights`
@@ -20,7 +22,6 @@ the entries there, which makes the folder self-contained: it generates on any ma
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import os
@@ -36,7 +37,7 @@ from diffusers import AutoencoderKL
 
 from foundation import hub
 from foundation.audio_features import WAV2VEC2_FILES
-from foundation.config import ConfigError, describe_markdown, load_config, opt, section
+from foundation.config import ConfigError, load_config, opt, section
 from foundation.storage import is_url
 from foundation.vocals import MODEL_DATA_FILES, MODEL_FILE
 from model.behaviour import ModelBehaviour
@@ -146,6 +147,9 @@ def save_weights(modules: HalloModules | HalloNet, folder: str | Path, index: We
     for key in BASES:
         entries[key] = _entry(entries[key], folder)
     (folder / INDEX_FILE).write_text(yaml.safe_dump(entries, sort_keys=False))
+    from model.diffusers_pipeline import write_pipeline_files  # it imports this module
+
+    write_pipeline_files(folder)
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -174,6 +178,42 @@ def bundle(folder: str | Path) -> None:
     os.replace(tmp, folder / INDEX_FILE)
 
 
+def push(folder: str | Path, repo_id: str, private: bool = False) -> str:
+    """Upload a weights folder to the Hugging Face hub as model repo `repo_id` (created if needed); its URL.
+
+    Refused (ConfigError) while weights.yaml names a base by a path of this machine: `bundle` first, or
+    name the bases by hub id, so that the pulled folder finds them."""
+    folder = check_weights_folder(str(folder), "WEIGHTS", bases=False)
+    index = read_index(folder)
+    local = [name for name in BASES if Path(getattr(index, name)).is_absolute()]
+    if local:
+        raise ConfigError(f"{folder / INDEX_FILE} names {', '.join(local)} by a path on this machine, which a pulled copy "
+                          f"would not find: run `hallo-weights bundle {folder}` first (or name them by hub id)")
+    from huggingface_hub import HfApi
+
+    try:
+        api = HfApi()
+        url = api.create_repo(repo_id, exist_ok=True, private=private)
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message=f"hallo-forge weights ({index.preset})")
+    except Exception as err:  # noqa: BLE001 - offline, refused, no token: all "did not arrive"
+        raise ConfigError(f"could not push {folder} to {repo_id}: {hub.network_help(err)}") from err
+    return str(url)
+
+
+def pull(repo_id: str, to: str | Path) -> Path:
+    """Download the weights folder `repo_id[@revision]` into `to` and check it (bases are resolved when used)."""
+    from huggingface_hub import snapshot_download
+
+    match = hub.HUB_ID.match(repo_id)
+    if not match or match["sub"]:
+        raise ConfigError(f"{repo_id!r} is not a hub model id (owner/name[@revision])")
+    try:
+        snapshot_download(match["repo"], revision=match["revision"], local_dir=str(to), ignore_patterns=hub.IGNORED)
+    except Exception as err:  # noqa: BLE001 - as in push
+        raise ConfigError(f"could not pull {repo_id}: {hub.network_help(err)}") from err
+    return check_weights_folder(str(to), "WEIGHTS", bases=False)
+
+
 def load_net(folder: str | Path, dtype: torch.dtype = torch.float32) -> HalloNet:
     """The five modules of a weights folder, computing as its weights.yaml `behaviour` says."""
     behaviour = read_index(folder).behaviour
@@ -186,27 +226,9 @@ def load_vae(folder: str | Path, dtype: torch.dtype = torch.float32) -> Autoenco
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.weights", description="Weights folders (see module docstring).")
-    parser.add_argument("--print-config", action="store_true", help="print every weights.yaml key with its default and exit")
-    sub = parser.add_subparsers(dest="command")
-    sub.add_parser("bundle", help="copy the bases into WEIGHTS/bases/ so the folder generates anywhere").add_argument(
-        "weights", help="weights folder (written by training or `python -m model.pretrained init`)")
-    sub.add_parser("check", help="check that WEIGHTS and the bases it names are complete").add_argument(
-        "weights", help="weights folder or hub id")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.print_config:
-        print(describe_markdown(WeightsIndex))
-        return 0
-    if args.command is None:
-        parser.error("a command is required (bundle, check)")
-    try:
-        bundle(args.weights) if args.command == "bundle" else check_weights_folder(args.weights, "WEIGHTS")
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"{args.weights}: {'self-contained' if args.command == 'bundle' else 'complete'}")
-    return 0
+    from model.weights_cli import main as cli
+
+    return cli(argv, prog="python -m model.weights")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
    tiny VAE trained on the bundled media).
 3. Curate the samples with `curation.run` on a local Ray into annotated shards + manifest.
 4. Cache the curated clips' VAE latents (`training.cache_latents`): training then decodes no video.
-5. Train stage 1, then stage 2 on the cached clips (`training/stage{1,2}.py --config configs/learn/...`),
+5. Train stage 1, then stage 2 on the cached clips (`hallo-train stage{1,2} --config configs/learn/...`),
    long enough for the tiny model to learn them.
 6. Show that it learned: generate the curated `in_sync` clip back from its first frame and its audio,
    with the trained and with untrained weights, and print their PSNR against the real clip.
@@ -19,14 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
-from curation import fixtures
-from curation import run as curation_run
+from foundation.project import configs_dir
 from model.presets import get_preset
-from model.pretrained import init_weights
-from model.standins import write_standins
-from orchestration.learning import RealClip, generate
 
 log = logging.getLogger("demo")
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,13 +46,18 @@ def train(stage: str, out: Path, base: Path, extra: list[str], run_name: str = "
     sets = {"data.shards": f"[{out / 'curated' / 'shards' / '*.tar'}]", "data.latents": str(out / "latents"),
             "model.pretrained_dir": str(base), "run.output_dir": str(run_dir)}
     args = [a for key, value in sets.items() for a in ("--set", f"{key}={value}")]
-    run([sys.executable, str(ROOT / "training" / f"{stage}.py"), "--config",
-         str(ROOT / "configs" / "learn" / f"{stage}.yaml"), *args, *extra])
+    run([sys.executable, "-m", f"training.{stage}", "--config", str(configs_dir() / "learn" / f"{stage}.yaml"),
+         *args, *extra])
     return run_dir / "export"
 
 
 def learning_check(out: Path, base: Path, trained: Path, steps: int) -> None:
     """Generate the curated in_sync clip from its first frame and audio; log PSNR against the real clip."""
+    import pyarrow.parquet as pq
+
+    from model.pretrained import init_weights
+    from orchestration.learning import RealClip, generate
+
     rows = pq.read_table(out / "curated" / "manifest.parquet").to_pylist()
     row = next(r for r in rows if r["status"] == "accepted" and Path(r["source"]).name == "in_sync.mp4")
     preset = get_preset("tiny")
@@ -87,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     out = args.out.resolve()
+    from curation import fixtures  # the work's modules load after the arguments are parsed: `--help` is quick
+    from curation import run as curation_run
+    from model.standins import write_standins
 
     infos = fixtures.generate_all(out / "media")
     log.info("1/7 generated %d sample sources in %s", len(infos), out / "media")

@@ -9,7 +9,7 @@ dashboard; `ray dashboard cluster.yaml` forwards it from a `ray up` cluster). Th
 as the job's working directory (without .venv, .git, outputs and weights). `--source`/`--out` are
 object URLs (s3://...) or paths on the cluster: absolute, or `~/...` (expanded there). The job's log,
 streamed here, has one line per finished source with the run's progress. Exit code: 0 when the job
-SUCCEEDED.
+SUCCEEDED, 2 when no cluster answers at the address (one line saying how to start one).
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-ROOT = Path(__file__).resolve().parents[1]
+from foundation.project import CLONE, is_clone
+
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 # Never uploaded (gitignore syntax): environments, VCS data, outputs, weights; the job server caps the size.
 UPLOAD_EXCLUDES = ["/.venv", ".git", "__pycache__", ".pytest_cache", "/demo_out", "/out", "/runs", "/curated",
@@ -51,8 +52,19 @@ def train_entrypoint(stage: str, args: list[str]) -> str:
     return shlex.join(["python", "-m", "orchestration.deepspeed_launch", stage, *args])
 
 
-def runtime_env(working_dir: Path = ROOT) -> dict:
-    return {"working_dir": str(working_dir), "excludes": list(UPLOAD_EXCLUDES)}
+def runtime_env(working_dir: Optional[Path] = None) -> dict:
+    """This clone uploaded as the job's working directory; from an installed copy nothing is uploaded, and the
+    cluster's nodes run the hallo-forge installed there."""
+    working_dir = working_dir or (CLONE if is_clone() else None)
+    return {"working_dir": str(working_dir), "excludes": list(UPLOAD_EXCLUDES)} if working_dir else {}
+
+
+def no_cluster_message(address: str, err: Exception) -> str:
+    """One line for an address that does not answer: what was tried and how to get a cluster there."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return (f"error: no Ray cluster answers at {address} ({first.rstrip('.')}). Start one with `ray up cluster.yaml` "
+            "(then `ray dashboard cluster.yaml` forwards it here) or `ray start --head` on this machine, or point "
+            "--address / RAY_ADDRESS at a running cluster's dashboard (http://HEAD:8265)")
 
 
 async def _follow(client, job_id: str) -> None:
@@ -64,7 +76,11 @@ def submit_and_follow(address: str, entrypoint: str, env: Optional[dict] = None)
     """Submit, stream the job's logs until it ends, print its final status; 0 only when it SUCCEEDED."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    client = JobSubmissionClient(address)
+    try:
+        client = JobSubmissionClient(address)
+    except (ConnectionError, ValueError, RuntimeError) as err:  # the client's ways of saying "nobody there"
+        print(no_cluster_message(address, err), file=sys.stderr)
+        return 2
     job_id = client.submit_job(entrypoint=entrypoint, runtime_env=env if env is not None else runtime_env())
     print(f"submitted {job_id}: {entrypoint}", flush=True)
     try:

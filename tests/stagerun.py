@@ -9,6 +9,7 @@ from training.config import CacheEncodeConfig
 from training.latent_shards import ClipEncoder, build_cache_shard
 
 ROOT = Path(__file__).resolve().parents[1]
+# Every step's loss and clip ids, logged at debug level on every rank (run_stage turns debug on).
 LOSS_LINE = re.compile(r"(stage[12]) step (\d+) loss ([0-9.]+) rank (\d+) keys \[([^\]]*)\]")
 
 
@@ -24,9 +25,9 @@ def stage_overrides(shards: dict[str, list[str]], pretrained: Path, out: Path, *
 
 
 def run_stage(stage: str, sets: list[str], launcher: list[str] | None = None, timeout: int = 600, configs: str = "demo"):
-    """training/{stage}.py with configs/{configs}/{stage}.yaml and the `--set` overrides."""
+    """training/{stage}.py with configs/{configs}/{stage}.yaml, debug logging and the `--set` overrides."""
     cmd = [*(launcher or [sys.executable]), str(ROOT / "training" / f"{stage}.py"),
-           "--config", str(ROOT / "configs" / configs / f"{stage}.yaml"), *sets]
+           "--config", str(ROOT / "configs" / configs / f"{stage}.yaml"), "--set", "run.log_level=debug", *sets]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 

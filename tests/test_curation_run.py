@@ -62,6 +62,18 @@ def test_unreadable_lists_and_outputs_exit_2_in_one_line_before_ray(tmp_path: Pa
         assert "Traceback" not in result.stderr and "Started a local Ray instance" not in result.stderr
 
 
+def test_a_run_where_no_source_gives_a_clip_exits_1_unless_allowed(tmp_path: Path) -> None:
+    listing = tmp_path / "list.txt"
+    listing.write_text("ftp://example.invalid/a.mp4\nftp://example.invalid/b.mp4\n")
+    args = ["--source", str(listing), "--out", str(tmp_path / "out"), "--set", "annotations.enabled=false"]
+    failed = run_cli(*args)
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    assert "curated 2 source(s), 0.0 min of video" in failed.stderr and "rows by reason: unsupported_source 2" in failed.stderr
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no source gave a single candidate clip") and "--allow-empty" in last
+    assert run_cli(*args, "--allow-empty").returncode == 0
+
+
 @pytest.fixture(scope="module")
 def source_list(fixture_media, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("lists") / "sources.txt"
@@ -96,6 +108,16 @@ def full_run_log(source_list, model_args, tmp_path_factory) -> tuple[Path, str]:
 @pytest.fixture(scope="module")
 def full_run(full_run_log) -> Path:
     return full_run_log[0]
+
+
+@pytest.mark.slow
+def test_the_run_ends_with_a_summary_for_a_reader(full_run_log, fixture_media) -> None:
+    out, log = full_run_log
+    summary = json.loads((out / "summary.json").read_text())
+    assert (f"curated {summary['sources']} source(s)" in log
+            and f"{summary['accepted_clips']} of {summary['candidate_clips']} candidate clip(s) accepted" in log)
+    assert re.search(r"rows by reason: (\w+ \d+, )*unsupported_source 1", log)
+    assert f"funnel: {out / 'funnel.png'}" in log
 
 
 @pytest.mark.slow

@@ -50,6 +50,14 @@ def test_every_fixture_ends_with_its_expected_outcome(fixture_media, outcomes) -
         assert all(r.source_id == got[0].source_id for r in got)
 
 
+def test_a_multiple_faces_row_says_what_its_main_face_looked_like(outcomes) -> None:
+    _, rows = outcomes
+    crowded = [r for r in rows["two_faces"] if r.reason == reasons.MULTIPLE_FACES]
+    assert crowded, rows["two_faces"]
+    for row in crowded:  # measured on the largest face, as for any clip
+        assert row.face_px > 50 and row.landmark_presence > 0.5 and row.sharpness > 0 and 0 < row.brightness < 255, row
+
+
 def test_speech_and_sync_columns_for_every_clip_that_reached_them(outcomes) -> None:
     _, rows = outcomes
     for variant, got in rows.items():

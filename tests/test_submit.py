@@ -79,6 +79,26 @@ def test_relative_cluster_paths_are_refused_before_contacting_a_cluster(capsys) 
     assert exit_.value.code == 2 and "must be absolute" in capsys.readouterr().err
 
 
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:  # bound, then closed: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_no_cluster_at_the_address_is_one_line_saying_how_to_start_one(tmp_path) -> None:
+    address = f"http://127.0.0.1:{closed_port()}"
+    result = subprocess.run([sys.executable, "-m", "orchestration.submit", "curation", "--source", "s3://b/list.txt",
+                             "--out", "s3://b/curated", "--address", address],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: no Ray cluster answers at {address}")
+    assert all(hint in lines[0] for hint in ("ray up cluster.yaml", "ray start --head", "RAY_ADDRESS"))
+
+
 def test_the_upload_leaves_out_environments_outputs_and_weights(tmp_path) -> None:
     """Packed by Ray's own working_dir packaging, as the job submission does."""
     from ray._private.runtime_env.packaging import create_package

@@ -113,6 +113,12 @@ class RunConfig:
     validate_every: int = opt(500, "steps between validation videos; 0 disables", low=0, results=False)
     validation_steps: int = opt(20, "denoising steps of the validation generation", low=1, results=False)
     log_every: int = opt(10, "steps between TensorBoard scalars", low=1, results=False)
+    progress_every: int = opt(50, "without a terminal: steps between progress lines (step, loss, lr, samples/s, ETA) "
+                                  "in rank 0's log", low=1, results=False)
+    progress_seconds: float = opt(60.0, "without a terminal: also a progress line when this many seconds passed since "
+                                        "the last", low=1, results=False)
+    log_level: Literal["debug", "info", "warning"] = opt("info", "log level; debug adds every step's loss and clip ids "
+                                                          "on every rank", results=False)
     resume: Literal["latest", "none"] = opt("latest", "resume from the latest complete checkpoint in output_dir (refused if "
                                             "its run had a config that changes results); none = start at step 0", results=False)
     overwrite: bool = opt(False, "with resume=none: delete an earlier run's checkpoints, export, validation videos and "

@@ -5,18 +5,17 @@ import json
 import logging
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from foundation.config import ConfigError
+from foundation.project import project_file
 from training.config import TrainConfig
 
 log = logging.getLogger(__name__)
-
-PROJECT = Path(__file__).resolve().parents[1]
-
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -35,7 +34,14 @@ def init_distributed() -> tuple[int, int, int]:
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
     backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if not torch.cuda.is_available() and os.environ["RANK"] == "0":  # else a silent pause of up to a minute
+        log.info("starting DeepSpeed: on CPU it builds or loads its communication op first (~40 s when built; "
+                 "cached in %s)", os.environ.get("TORCH_EXTENSIONS_DIR", "~/.cache/torch_extensions"))
+    started = time.monotonic()
     deepspeed.init_distributed(dist_backend=backend)
+    if os.environ["RANK"] == "0":
+        log.info("process group ready (%s, %s processes) in %.0f s", backend, os.environ["WORLD_SIZE"],
+                 time.monotonic() - started)
     rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
     if torch.cuda.is_available():
         torch.cuda.set_device(local)
@@ -61,11 +67,11 @@ def check_devices(cfg: TrainConfig) -> None:
 
 def deepspeed_json(cfg: TrainConfig) -> dict[str, Any]:
     """The settings of run.deepspeed_config ({} for ''); a relative path is tried in the working directory,
-    then in the project. ConfigError when it is missing or not a JSON object."""
+    then in the project's bundled files (a clone's or the installed copy, foundation/project.py). ConfigError when it is missing or not a JSON object."""
     name = cfg.run.deepspeed_config
     if not name:
         return {}
-    path = next((p for p in (Path(name), PROJECT / name) if p.is_file()), None)
+    path = next((p for p in (Path(name), project_file(name)) if p.is_file()), None)
     if path is None:
         raise ConfigError(f"config key 'run.deepspeed_config': no file {name}")
     try:

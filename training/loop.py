@@ -1,27 +1,26 @@
 """The training loop both stages share: data, DeepSpeed steps, logging, checkpoints, resume."""
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Optional, Protocol
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from foundation.config import ConfigError, describe_markdown, load_config
+from foundation.config import ConfigError
 from foundation.storage import publish_folder
 from model.weights import INDEX_FILE
 from foundation.cpu_threads import set_cpu_threads
 from training import checkpoint
+from training.cli import parse_args
 from training.config import TrainConfig
 from training.data import Decoder, ResumableBatches, ShardStream
 from training.engine import build_engine, device_for, init_distributed
 from training.preflight import preflight
+from training.progress import Progress, duration
 from training.samples import SyncFilter
 from training.sync_metrics import log_sync_metrics, validation_scorer
 
@@ -44,28 +43,6 @@ class Stage(Protocol):
 
     def validate(self, module: torch.nn.Module, out_dir: Path, steps: int) -> Optional[np.ndarray]:
         """Generate a short video from a held-out sample into out_dir; return its frames (T, H, W, 3)."""
-
-
-def parse_args(stage: Stage, argv: Optional[list[str]]) -> Optional[TrainConfig]:
-    """The config from defaults < --config < --set (exit 2 on a bad one); None for --print-config."""
-    parser = argparse.ArgumentParser(
-        prog=f"deepspeed training/{stage.name}.py",
-        description=f"Hallo {stage.name} training. Also runs as `python training/{stage.name}.py` (one process) "
-        "or under torchrun. Resumes from the latest complete checkpoint in run.output_dir.",
-    )
-    parser.add_argument("--config", type=Path, help=f"YAML config, e.g. configs/{stage.name}.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set run.max_steps=10 (repeatable)")
-    parser.add_argument("--print-config", action="store_true", help="print every config key with its default and exit")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.print_config:
-        print(describe_markdown(TrainConfig))
-        return None
-    try:
-        return load_config(TrainConfig, args.config, args.overrides)
-    except ConfigError as err:
-        parser.exit(2, f"error: {err}\n")
 
 
 def _scalar_logger(out_dir: Path, rank: int):
@@ -99,10 +76,13 @@ def train(stage: Stage, cfg: TrainConfig) -> list[float]:
     scalars = _scalar_logger(out_dir, rank)
     sync_scorer = validation_scorer(cfg) if scalars is not None and cfg.run.validate_every else None
     losses: list[float] = []
-    bar = tqdm(total=cfg.run.max_steps, initial=step, desc=stage.name, disable=rank != 0 or None)
-    started, samples = time.perf_counter(), 0
+    progress = Progress(stage.name, cfg.run.max_steps, step, cfg.run.progress_every, cfg.run.progress_seconds,
+                        enabled=rank == 0)
+    if rank == 0:
+        log.info("%s: %s from step %d to %d on %d process(es), %s; outputs in %s", stage.name,
+                 "resuming" if state else "training", step, cfg.run.max_steps, world, device, out_dir)
     while step < cfg.run.max_steps:
-        loss_sum, step_keys = 0.0, []
+        loss_sum, step_keys, step_samples = 0.0, [], 0
         for _ in range(cfg.run.grad_accum):
             batch = next(batches)
             loss = engine(batch, generator)
@@ -113,13 +93,12 @@ def train(stage: Stage, cfg: TrainConfig) -> list[float]:
             engine.step()
             loss_sum += loss.item()
             step_keys += batch["key"]
-            samples += len(batch["key"]) * world
+            step_samples += len(batch["key"]) * world
         step += 1
         loss_value = loss_sum / cfg.run.grad_accum
         losses.append(loss_value)
-        log.info("%s step %d loss %.6f rank %d keys %s", stage.name, step, loss_value, rank, step_keys)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.4f}")
+        log.debug("%s step %d loss %.6f rank %d keys %s", stage.name, step, loss_value, rank, step_keys)
+        progress.step(step, loss_value, engine.get_lr()[0], step_samples)
         if scalars is not None and (step % cfg.run.log_every == 0 or step == cfg.run.max_steps):
             totals = batches.totals()
             grad_norm = engine.get_global_grad_norm()
@@ -127,17 +106,20 @@ def train(stage: Stage, cfg: TrainConfig) -> list[float]:
             scalars.add_scalar("train/lr", engine.get_lr()[0], step)
             if grad_norm is not None and math.isfinite(float(grad_norm)):
                 scalars.add_scalar("train/grad_norm", float(grad_norm), step)
-            scalars.add_scalar("train/samples_per_s", samples / max(1e-9, time.perf_counter() - started), step)
+            scalars.add_scalar("train/samples_per_s", progress.samples_per_second(), step)
             scalars.add_scalar("data/skipped_samples", totals.bad, step)
         if step % cfg.run.checkpoint_every == 0 or step == cfg.run.max_steps:
             per_rank = {"rng": checkpoint.rng_state(generator), "data": batches.state_dict()}
             checkpoint.save(engine, ckpt_dir, step, per_rank, {"stage": stage.name}, cfg.run.keep_last)
             checksum = sum(p.detach().double().sum().item() for p in engine.module.parameters() if p.requires_grad)
-            log.info("rank %d param-checksum %.10e at step %d", rank, checksum, step)
+            log.debug("rank %d param-checksum %.10e at step %d", rank, checksum, step)
             if rank == 0:
+                log.info("%s step %d: checkpoint saved in %s", stage.name, step, ckpt_dir / f"step-{step:07d}")
                 stage.export(engine.module, out_dir / "export")
+                log.info("%s step %d: export written to %s", stage.name, step, out_dir / "export")
                 if cfg.run.export_url:
                     publish_folder(out_dir / "export", cfg.run.export_url, last=INDEX_FILE)
+                    log.info("%s step %d: export published to %s", stage.name, step, cfg.run.export_url)
         if rank == 0 and cfg.run.validate_every and (step % cfg.run.validate_every == 0):
             folder = out_dir / "validation" / f"step-{step:07d}"
             frames = stage.validate(engine.module, folder, cfg.run.validation_steps)
@@ -146,18 +128,22 @@ def train(stage: Stage, cfg: TrainConfig) -> list[float]:
                 scalars.add_images("validation/frames", picks, step, dataformats="NHWC")
             if sync_scorer is not None:
                 log_sync_metrics(scalars, folder / "validation.mp4", sync_scorer, step)
-            log.info("validation video: %s", folder / "validation.mp4")
-    bar.close()
+            log.info("%s step %d: validation video %s", stage.name, step, folder / "validation.mp4")
+    progress.close()
     if scalars is not None:
         scalars.close()
+    if rank == 0:
+        log.info("%s done: %d steps in %s (%.2f samples/s), final loss %s; export %s, checkpoints %s, "
+                 "TensorBoard %s", stage.name, len(losses), duration(progress.elapsed()), progress.samples_per_second(),
+                 f"{losses[-1]:.4f}" if losses else "-", out_dir / "export", ckpt_dir, out_dir / "tensorboard")
     return losses
 
 
 def main(stage: Stage, argv: Optional[list[str]] = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = parse_args(stage, argv)
+    cfg = parse_args(stage.name, argv)
     if cfg is None:
         return 0
+    logging.basicConfig(level=cfg.run.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         cfg = preflight(stage.name, cfg)  # before DeepSpeed and the model build
     except ConfigError as err:

@@ -1,6 +1,11 @@
 """Base folders (stand-ins in the real layout) and the weights folder built from them."""
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+
 import pytest
 import torch
 from diffusers import UNet2DConditionModel
@@ -101,3 +106,25 @@ def test_fetch_offline_fails_in_one_line(tmp_path, monkeypatch, capsys) -> None:
     assert main(["fetch", "--to", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: fetch failed") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("network", ["offline", "closed port"])
+def test_fetch_without_the_hub_lists_what_it_fetches_then_fails_in_one_line(network, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_") and "proxy" not in k.lower()}
+    if network == "offline":
+        env["HF_HUB_OFFLINE"] = "1"
+    else:
+        with socket.socket() as sock:  # bound, then closed: nothing listens there
+            sock.bind(("127.0.0.1", 0))
+            env["HF_ENDPOINT"] = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    env["HF_HOME"] = str(tmp_path / "hf")  # an empty cache
+    result = subprocess.run([sys.executable, "-m", "model.pretrained", "fetch", "--to", str(tmp_path / "base")],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "stable-diffusion-v1-5/stable-diffusion-v1-5 unet/" in result.stderr and "3.4 GB" in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0] == result.stderr.strip().splitlines()[-1]
+    assert errors[0].startswith("error: could not fetch unet (stable-diffusion-v1-5/stable-diffusion-v1-5 unet/)")
+    assert all(hint in errors[0] for hint in ("HF_ENDPOINT=https://hf-mirror.com", "HTTPS_PROXY", "rerun to resume"))
+    assert ("HF_HUB_OFFLINE=1 is set" in errors[0]) == (network == "offline")
+    assert network == "offline" or env["HF_ENDPOINT"] in errors[0]

@@ -43,11 +43,28 @@ def base_with_syncnet(tiny_pretrained, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def stage1_run(curated_shards, base_with_syncnet, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("stage1")
-    result = run_stage("stage1", stage_overrides(curated_shards, base_with_syncnet, out))
+    # Progress lines every 2 steps and never by the clock, so that which ones appear does not depend on speed.
+    sets = stage_overrides(curated_shards, base_with_syncnet, out, **{"run.progress_every": 2, "run.progress_seconds": 1000000})
+    result = run_stage("stage1", sets)
     assert result.returncode == 0, result.stderr[-4000:]
     assert len(losses(result.stderr)) == 4
     assert "validation lip sync at step 4" in result.stderr
+    (out / "stderr.log").write_text(result.stderr)
     return out
+
+
+def test_a_run_without_a_terminal_logs_progress_outputs_and_a_summary(stage1_run: Path) -> None:
+    log = (stage1_run / "stderr.log").read_text()  # captured output: no TTY, as under nohup or a ray job
+    progress = re.findall(r"stage1 step (\d+)/4 \(\d+%\) loss [0-9.]+ lr \S+ [0-9.]+ samples/s elapsed \S+ ETA (\S+)", log)
+    assert [int(step) for step, _ in progress] == [1, 2, 4]  # the first step, then every 2 and the last
+    assert progress[-1][1] == "0s"
+    for step in (2, 4):
+        assert f"stage1 step {step}: checkpoint saved in {stage1_run / 'checkpoints' / f'step-{step:07d}'}" in log
+        assert f"stage1 step {step}: export written to {stage1_run / 'export'}" in log
+    assert f"stage1 step 4: validation video {stage1_run / 'validation' / 'step-0000004' / 'validation.mp4'}" in log
+    assert re.search(rf"stage1 done: 4 steps in \S+ \([0-9.]+ samples/s\), final loss [0-9.]+; export {stage1_run / 'export'}", log)
+    assert "communication op" in log  # the slow start-up is announced
+    assert "it/s]" not in log  # no tqdm bar in a log file
 
 
 def test_stage1_writes_checkpoints_exports_and_a_validation_video(stage1_run: Path) -> None:
@@ -136,6 +153,11 @@ def test_two_processes_zero2_disjoint_data_same_weights_and_resume(curated_shard
     assert set(keys) == {0, 1} and not keys[0] & keys[1]  # each rank reads its own samples
     sums = {int(m[1]): m[2] for m in re.finditer(r"rank (\d+) param-checksum (\S+)", first.stderr)}
     assert set(sums) == {0, 1} and sums[0] == sums[1]  # gradients agreed: identical weights on both ranks
+    # Progress, outputs and the summary come from rank 0 alone: once each, not once per rank.
+    assert len(re.findall(r"stage1 step 1/2 ", first.stderr)) == 1
+    assert len(re.findall(r"stage1 step 2: checkpoint saved", first.stderr)) == 1
+    assert len(re.findall(r"stage1 done: 2 steps", first.stderr)) == 1
+    assert first.stderr.count("communication op") == 1
     extra["run.max_steps"] = 3
     resumed = run_stage("stage1", stage_overrides(curated_shards, tiny_pretrained, tmp_path / "ddp", **extra), launcher,
                         timeout=1200)
