@@ -116,11 +116,14 @@ def test_model_folders_default_to_the_pretrained_folder(tiny_pretrained, tmp_pat
 
     seen = []
     monkeypatch.setattr(orchestration.ray_setup, "init_ray", lambda *args: None)
-    monkeypatch.setattr(orchestration.curation_job, "run_curation", lambda sources, unsupported, out, cfg, *rest, **kw: seen.append(cfg) or {})
+    from curation.manifest import summarize
+
+    monkeypatch.setattr(orchestration.curation_job, "run_curation",
+                        lambda sources, unsupported, out, cfg, *rest, **kw: seen.append(cfg) or summarize([], 0.0))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "pretrained").symlink_to(tiny_pretrained)
     (tmp_path / "list.txt").write_text("clip.mp4\n")
-    assert curation.run.main(["--source", "list.txt"]) == 0
+    assert curation.run.main(["--source", "list.txt", "--allow-empty"]) == 0  # the stub run curates nothing
     annotations = seen[0].annotations
     assert annotations.wav2vec2_dir == str(tiny_pretrained.resolve() / "wav2vec2")
     assert annotations.insightface_dir == str(tiny_pretrained.resolve() / "insightface" / "models")

@@ -32,6 +32,6 @@ def test_summary_and_figure_hold_the_accepted_clips_distributions():
                                          "histogram": {"edges": balance["roll_range_deg"]["histogram"]["edges"],
                                                        "counts": [0] * 12}}
     image = Image.open(io.BytesIO(plot_funnel(rows)))
-    assert image.size == (1100, 700)  # the funnel and the reasons on top, the four histograms below
+    assert image.size == (1400, 700)  # the funnel, the reasons and the languages on top, the four histograms below
     bars = np.all(np.abs(np.asarray(image.convert("RGB"), np.int16) - (0x5A, 0x9E, 0x4B)) < 8, axis=-1)
     assert bars[:420].sum() == 0 and bars[420:].sum() > 500  # histogram bars, in the lower panel only

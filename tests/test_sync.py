@@ -251,7 +251,8 @@ def test_preflight_resolves_auto_once_and_warns_about_the_fallback(annotation_ov
     caplog.clear()
     found = preflight(load_config(CurationConfig, None, [*annotation_overrides,
                                                         f"pretrained_dir={syncnet_weights.parents[1]}"]))
-    assert (found.sync.backend, found.sync.weights) == ("syncnet", str(syncnet_weights)) and not caplog.text
+    assert (found.sync.backend, found.sync.weights) == ("syncnet", str(syncnet_weights))
+    assert "no SyncNet weights" not in caplog.text  # (this base has no vocal separator: that warning may stand)
 
 
 def test_sync_config_is_checked_at_load() -> None:

@@ -99,15 +99,6 @@ def test_separator_fetch_installs_a_loadable_set_or_fails_in_one_line(tiny_base,
         server.shutdown()
 
 
-def test_fetch_offline_fails_in_one_line(tmp_path, monkeypatch, capsys) -> None:
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    assert main(["fetch", "--to", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: fetch failed") and err.count("\n") == 1, err
-
-
 @pytest.mark.parametrize("network", ["offline", "closed port"])
 def test_fetch_without_the_hub_lists_what_it_fetches_then_fails_in_one_line(network, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_") and "proxy" not in k.lower()}
