@@ -48,7 +48,7 @@ WARM_UP_SIZE, WARM_UP_S = (320, 240), 2.5
 
 def our_stages() -> dict[str, list[tuple[object, str]]]:
     """The pipeline's steps by the functions that do them (their time excludes nested stages)."""
-    from curation import finish, pipeline
+    from curation import pipeline, speech_sync_annotate
     from curation.annotations import Annotator
     from foundation.faces import FaceAnalyzer
     from curation.scenes import ShotDetector
@@ -65,14 +65,14 @@ def our_stages() -> dict[str, list[tuple[object, str]]]:
         "frame quality": [(pipeline, "frame_metrics")],
         "picture change": [(pipeline, "small_grey"), (pipeline, "frame_change")],
         "motion per clip": [(pipeline, "face_motion"), (pipeline, "static_stretches")],
-        "speech (VAD)": [(finish, "speech_ratio")],
-        SEPARATION: [(finish, "separate")],
-        "speech quality (DNSMOS)": [(finish, "dnsmos")],
-        "lip-sync": [(finish, "score_sync")],
-        "decode (clip, full size)": [(finish, "iter_frames")],
-        "crop + resize": [(finish, "crop_frame")],
+        "speech (VAD)": [(speech_sync_annotate, "speech_ratio")],
+        SEPARATION: [(speech_sync_annotate, "separate")],
+        "speech quality (DNSMOS)": [(speech_sync_annotate, "dnsmos")],
+        "lip-sync": [(speech_sync_annotate, "score_sync")],
+        "decode (clip, full size)": [(speech_sync_annotate, "iter_frames")],
+        "crop + resize": [(speech_sync_annotate, "crop_frame")],
         "annotations": [(Annotator, "annotate")],
-        "encode + write sample": [(finish, "build_sample"), (SourceShardWriter, "write")],
+        "encode + write sample": [(speech_sync_annotate, "build_sample"), (SourceShardWriter, "write")],
     }
 
 

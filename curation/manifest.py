@@ -1,8 +1,8 @@
 """The Parquet manifest: what became of every source and every candidate clip.
 
-Each finished source commits its rows as a part (curation.parts, written last and atomically, so
+Each finished source commits its rows as a part (curation.manifest_parts, written last and atomically, so
 its presence means the source's shards are complete). The run merges the parts into
-`manifest.parquet`, `summary.json` and `funnel.png` (curation.settle).
+`manifest.parquet`, `summary.json` and `funnel.png` (curation.run_output).
 """
 from __future__ import annotations
 

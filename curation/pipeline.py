@@ -24,12 +24,12 @@ from curation.download import Downloaded, download
 from curation.faces import FaceSpan, segment_faces
 from foundation.faces import FaceAnalyzer, FrameFaces, crop_boxes
 from curation.duplicates import content_keys
-from curation.finish import ClipJob, ClipModels, clip_models, finish_clips
+from curation.speech_sync_annotate import ClipJob, ClipModels, clip_models, process_passed_clips
 from curation.manifest import ManifestRow, source_row, status_for
 from curation.media import MediaInfo, check_gaps, iter_frames, load_audio, probe
 from curation.motion import (face_motion, frame_change, judge_motion, picture_change, small_grey, split_static,
                              static_stretches)
-from curation.parts import PartInfo, write_part
+from curation.manifest_parts import PartInfo, write_part
 from curation.previews import PreviewRecorder
 from curation.progress import SourceProgress
 from curation.quality import clip_metrics, frame_metrics, judge
@@ -217,7 +217,7 @@ def _export(
         planned = _plan(analysis, info, source.source_id, cfg)
         finished: dict[str, tuple[Candidate, Optional[str]]] = {}
         for group in _groups([job for _, job in planned if job is not None], cfg.sync.batch_frames):
-            for cand, shard in finish_clips(writer, source, downloaded, info, group, audio, cfg, models):
+            for cand, shard in process_passed_clips(writer, source, downloaded, info, group, audio, cfg, models):
                 finished[cand.clip_id] = (cand, shard)
         rows = []
         for cand, _ in planned:

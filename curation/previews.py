@@ -6,7 +6,7 @@ small JPEG of every `stride`-th low-resolution analysis frame while it decodes t
 candidate clips (the 1st, (N+1)th, ... of each reason, and of the accepted ones) and writes for
 each a strip of a few of those frames, face boxes drawn, as `previews/<clip_id>.jpg`. The name is
 the clip id, which depends on the source and the frames only: a re-run of the source overwrites
-its previews instead of adding to them, and settle deletes those no committed row names.
+its previews instead of adding to them, and finalize_output deletes those no committed row names.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ clips and one for each reason present in the manifest, each with the preview str
 its clips (captured during curation, curation.previews) and a table of its manifest rows; every
 strip links to its row (`#clip-<clip_id>`), rows of sources rejected before any frame was decoded
 have no strip. Links are relative (`../previews/...`, `../funnel.png`), so the page works wherever
-DIR is copied or synced. settle writes it at the end of every run (review.enabled).
+DIR is copied or synced. finalize_output writes it at the end of every run (review.enabled).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import jinja2
 from curation import reasons
 from curation.config import CurationConfig, ReviewConfig
 from curation.manifest import INT_COLUMNS, METRIC_COLUMNS, ManifestRow, warnings
-from curation.parts import decode_part
+from curation.manifest_parts import decode_part
 from curation.previews import PREVIEW_DIR, preview_name
 from foundation.config import ConfigError, load_config
 from foundation.storage import Location, StorageError

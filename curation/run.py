@@ -65,9 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --source LIST is required", file=sys.stderr)
         return 2
     # Heavy imports only after the argument checks; every start-up error is one line and exit 2.
-    from curation.finish import preflight
+    from curation.speech_sync_annotate import preflight
     from curation.review import REVIEW_PAGE
-    from curation.settle import ConfigChanged, plan_run
+    from curation.run_output import ConfigChanged, plan_run
     from curation.sources import SourceListError, parse_source_list
     from foundation.storage import Location, StorageError
 

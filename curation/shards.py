@@ -4,7 +4,7 @@ Each attempt at a source writes its own shards, `shards/<source_id>-<attempt>-<n
 random attempt id: two attempts of one source (a Ray retry after a lost node, a re-run) never
 overwrite each other's objects. The source's manifest part, written last, lists the shards of the
 attempt that committed it; shards no part lists are orphans, deleted when the run settles
-(curation.settle).
+(curation.run_output).
 """
 from __future__ import annotations
 

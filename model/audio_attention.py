@@ -26,7 +26,7 @@ from diffusers.models.attention import FeedForward
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
-from model.levels import Level, PerLevel
+from model.unet_layout import Level, PerLevel
 
 REGIONS = ("pose", "face", "lip")  # order of the mask channels and of the user weights
 

@@ -27,7 +27,7 @@ from model.generate_config import GenerateConfig
 if TYPE_CHECKING:  # the model code loads after the arguments are parsed: `--help` imports no torch
     import torch
 
-    from model.behaviour import ModelBehaviour
+    from model.weights_behaviour import ModelBehaviour
     from model.net import HalloNet
     from model.pipeline import HalloPipeline, Reference, SamplerSettings
     from model.preflight import GenerationInputs

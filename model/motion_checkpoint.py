@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from model.levels import PerLevel
+from model.unet_layout import PerLevel
 from model.state_mapping import StateMapping, map_state_dict
 
 _PREFIX = re.compile(r"^(down_blocks|up_blocks|mid_block)\.(?:(\d+)\.)?motion_modules\.(\d+)\.temporal_transformer\.(.+)$")

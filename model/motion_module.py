@@ -14,7 +14,7 @@ import torch
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 from torch import nn
 
-from model.levels import Level, PerLevel
+from model.unet_layout import Level, PerLevel
 
 
 class MotionModule(AnimateDiffTransformer3D):

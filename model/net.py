@@ -17,7 +17,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from torch import nn
 
-from model.behaviour import ModelBehaviour
+from model.weights_behaviour import ModelBehaviour
 from model.face_locator import FaceLocator
 from model.presets import Preset
 from model.projections import AudioProj, ImageProj

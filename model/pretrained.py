@@ -25,7 +25,7 @@ Base folder layout (the same for real weights and stand-ins, so one loading path
            the denoising UNet, AnimateDiff in the motion modules, the rest freshly initialised.
     python -m model.pretrained hallo --base BASE [--net BASE/hallo/net.pth] --to WEIGHTS
         -> Hallo's released weights as a weights folder that computes what Hallo computes
-           (model/hallo_checkpoint.py; behaviours: model/behaviour.py HALLO). Exit status 2 on a
+           (model/hallo_checkpoint.py; behaviours: model/weights_behaviour.py HALLO). Exit status 2 on a
            file that is not a Hallo net.pth fitting the base's UNet, with one line naming the key.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ from foundation.audio_features import encoder_config
 from foundation.config import ConfigError
 from foundation.storage import is_url
 from foundation.syncnet import weights_in
-from model.behaviour import HALLO, ModelBehaviour
+from model.weights_behaviour import HALLO, ModelBehaviour
 from model.hallo_checkpoint import HalloCheckpointError, hallo_preset, map_hallo_state_dict, read_hallo_net
 from model.motion_checkpoint import load_motion_checkpoint
 from model.net import COMPONENTS, HalloModules, build_hallo_modules

@@ -30,7 +30,7 @@ from transformers import (AutoConfig, AutoModel, GenerationConfig, Wav2Vec2Featu
 from foundation.audio_features import SAMPLE_RATE
 from foundation.identity import EMBED_DIM
 from foundation.vocals import MODEL_FILE, MODEL_RATE, model_hash
-from model.levels import unet_levels
+from model.unet_layout import unet_levels
 from model.motion_checkpoint import to_animatediff_state_dict
 from model.motion_module import build_motion_modules
 from model.presets import Preset

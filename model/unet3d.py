@@ -20,7 +20,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from model.audio_attention import build_audio_modules
-from model.levels import Level, unet_levels
+from model.unet_layout import Level, unet_levels
 from model.motion_module import build_motion_modules, run_motion_module
 from model.reference_attention import install_reference_processors
 

@@ -40,7 +40,7 @@ from foundation.audio_features import WAV2VEC2_FILES
 from foundation.config import ConfigError, load_config, opt, section
 from foundation.storage import is_url
 from foundation.vocals import MODEL_DATA_FILES, MODEL_FILE
-from model.behaviour import ModelBehaviour
+from model.weights_behaviour import ModelBehaviour
 from model.net import COMPONENT_CLASSES, COMPONENTS, HalloModules, HalloNet
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class WeightsIndex:
                                "relative to this folder")
     vocal_separator: str = opt("", "folder with Kim_Vocal_2.onnx and audio-separator's model data (BASE/uvr), read when "
                                    "behaviour.separate_vocals: absolute path, hub id, or relative to this folder")
-    behaviour: ModelBehaviour = section(ModelBehaviour, "how these weights compute (model/behaviour.py)")
+    behaviour: ModelBehaviour = section(ModelBehaviour, "how these weights compute (model/weights_behaviour.py)")
 
     def validate(self) -> None:
         if self.resolution % 8 or self.resolution <= 0:

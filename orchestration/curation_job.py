@@ -4,7 +4,7 @@ Deterministic outcomes (bad media, no face, even our own bugs) come back as mani
 never retried; a crashed worker (OOM, SIGKILL, lost node) is retried `run.max_retries` times by
 Ray and then recorded as `worker_crashed`, without a committed part, so the next run retries it.
 Tasks write straight into the output location (a shared folder or an object store); the commit
-protocol (curation.shards, curation.parts, curation.settle) makes retries and re-runs safe there.
+protocol (curation.shards, curation.manifest_parts, curation.run_output) makes retries and re-runs safe there.
 The driver logs one line per finished source with the run's progress, rate and time left.
 
 Each task declares its resources (`run.cpus_per_task`, `run.gpus_per_task`, custom `run.resources`
@@ -28,7 +28,7 @@ from curation.config import CurationConfig
 from curation.manifest import ManifestRow, source_row
 from curation.pipeline import process_source_safely
 from curation.reasons import Rejected
-from curation.settle import RunPlan, settle, write_run_config
+from curation.run_output import RunPlan, finalize_output, write_run_config
 from curation.sources import Source, source_id_of
 from foundation.storage import Location
 
@@ -115,14 +115,14 @@ def run_curation(
     plan: RunPlan,
     connect: Callable[[], None],
 ) -> dict:
-    """Process the plan's sources (Ray is started by `connect`, only if there is any), then settle the output."""
+    """Process the plan's sources (Ray is started by `connect`, only if there is any), then finalize the output."""
     started = time.perf_counter()
     log.info("%d sources, %d already finished, %d to do%s", len(sources), plan.finished, len(plan.todo),
              f" ({plan.reprocess} reprocessed under the new config)" if plan.reprocess else "")
     write_run_config(out, cfg)
     crashed = _run_tasks(plan.todo, out, cfg, connect) if plan.todo else []
     extra = crashed + [source_row(raw, source_id_of(raw), rej.reason, rej.detail) for raw, rej in unsupported]
-    return settle(out, sources, cfg, extra, time.perf_counter() - started)
+    return finalize_output(out, sources, cfg, extra, time.perf_counter() - started)
 
 
 def _run_tasks(todo: list[Source], out: Location, cfg: CurationConfig, connect: Callable[[], None]) -> list[ManifestRow]:

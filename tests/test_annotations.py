@@ -9,7 +9,7 @@ from foundation import schema
 from curation.annotations import Annotator, check_model_dirs, pin_model_dirs
 from curation.config import AnnotationsConfig, CurationConfig
 from curation.fixtures import speech_track
-from curation.finish import clip_models, preflight
+from curation.speech_sync_annotate import clip_models, preflight
 from foundation.masks import FACE_OVAL_IDS, LIP_IDS
 from foundation.config import ConfigError, load_config
 

@@ -13,7 +13,7 @@ import webdataset as wds
 
 from curation import reasons
 from curation.config import CurationConfig, SpeechConfig
-from curation.finish import preflight
+from curation.speech_sync_annotate import preflight
 from curation.fixtures import speech_track
 from curation.language import LanguageIdentifier, check_language_model
 from curation.manifest import plot_funnel, summarize

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import webdataset as wds
 
-import curation.finish
+import curation.speech_sync_annotate
 from curation import reasons
 from foundation import schema
 from curation.config import CurationConfig
@@ -117,8 +117,8 @@ def measured_outcomes(fixture_by_variant, tmp_path_factory) -> tuple[Path, dict]
     out = tmp_path_factory.mktemp("measured")
     cfg = load_config(CurationConfig, None, ["annotations.enabled=false"])
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(curation.finish, "_MODELS", {})
-        patch.setattr(curation.finish, "make_scorer", lambda sync_cfg, base: ReferenceSpeechScorer())
+        patch.setattr(curation.speech_sync_annotate, "_MODELS", {})
+        patch.setattr(curation.speech_sync_annotate, "make_scorer", lambda sync_cfg, base: ReferenceSpeechScorer())
         rows = {v: process_source_safely(parse_source(str(fixture_by_variant[v].path), out), out, cfg)
                 for v in ("in_sync", "shifted_5", "shifted_10")}
     return out, rows

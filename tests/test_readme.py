@@ -25,7 +25,7 @@ def test_behaviours_table_matches_the_code() -> None:
     import dataclasses
     import re
 
-    from model.behaviour import HALLO, ModelBehaviour
+    from model.weights_behaviour import HALLO, ModelBehaviour
 
     table = _docs().split("<!-- behaviours:begin -->")[1].split("<!-- behaviours:end -->")[0]
     rows = {m[1]: (m[2], m[3]) for m in re.finditer(r"^\| `(\w+)` \| `([^`]*)` \| `([^`]*)` \|", table, re.M)}

@@ -1,4 +1,4 @@
-"""The review page: previews captured during curation, the page settle writes, opened in a real headless
+"""The review page: previews captured during curation, the page finalize_output writes, opened in a real headless
 chromium (every image loads, every reason of the manifest has its section), and the on-demand CLI into S3."""
 import html
 import json
@@ -20,7 +20,7 @@ from curation.manifest import ManifestRow
 from curation.pipeline import process_source_safely
 from curation.previews import PREVIEW_DIR, pick_rows, preview_source
 from curation.review import REVIEW_PAGE, main as review_main
-from curation.settle import settle
+from curation.run_output import finalize_output
 from curation.sources import parse_source
 from foundation.config import load_config
 from foundation.storage import Location
@@ -80,7 +80,7 @@ def curated(fixture_by_variant, tmp_path_factory) -> Path:
     stale.write_bytes(b"old")
     (out / PREVIEW_DIR / f".{stale.name}.0123abcd.tmp").write_bytes(b"half")  # a killed attempt's staging file
     (out / PREVIEW_DIR / f"{clip_id('c' * 16, 0, 50)}.jpg").write_bytes(b"another list's source: left alone")
-    settle(Location(out), sources, cfg, [], 1.0)
+    finalize_output(Location(out), sources, cfg, [], 1.0)
     return out
 
 

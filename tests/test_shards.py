@@ -9,8 +9,8 @@ import webdataset as wds
 from curation.config import CurationConfig, ShardsConfig
 from curation.duplicates import find_duplicates
 from curation.manifest import ManifestRow, source_row
-from curation.parts import PartInfo, list_parts, read_parts, write_part
-from curation.settle import ConfigChanged, plan_run, settle
+from curation.manifest_parts import PartInfo, list_parts, read_parts, write_part
+from curation.run_output import ConfigChanged, plan_run, finalize_output
 from curation.shards import SourceShardWriter, shard_source
 from curation.sources import Source
 from curation.timing import collect, stage
@@ -102,7 +102,7 @@ def test_settle_keeps_the_committed_attempt_and_deletes_orphans_and_superseded_p
     write_part(loc, SID_A, [source_row("a.mp4", SID_A, "no_face")], PartInfo.of(old_cfg))  # before --reprocess
     write_part(loc, SID_A, rows, PartInfo.of(cfg, stage_seconds={"download": 1.0, "encode": 2.0}))
     (tmp_path / "shards" / f"{'c' * 16}-0123abcd-0000.tar").write_bytes(b"another list's source: left alone")
-    summary = settle(loc, [source(SID_A)], cfg, [source_row("ftp://x", "f" * 16, "unsupported_source")], 1.0)
+    summary = finalize_output(loc, [source(SID_A)], cfg, [source_row("ftp://x", "f" * 16, "unsupported_source")], 1.0)
     assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == sorted([shard, f"{'c' * 16}-0123abcd-0000.tar"])
     assert list(list_parts(loc)[SID_A]) == [PartInfo.of(cfg).fingerprint]
     assert summary["by_status"] == {"accepted": 1, "rejected": 1}
@@ -134,7 +134,7 @@ def test_settle_records_later_copies_as_duplicates_naming_the_kept_source(tmp_pa
         rows = [ManifestRow(source=src.raw, source_id=src.source_id, status="accepted", clip_id=f"{src.source_id}_0",
                             start_s=0.0, end_s=3.0, shard=shard, source_duration_s=10.0)]
         write_part(loc, src.source_id, rows, PartInfo.of(cfg, content_keys=["sha256:same"]))
-    settle(loc, [first, second], cfg, [], 1.0)
+    finalize_output(loc, [first, second], cfg, [], 1.0)
     rows = pq.read_table(tmp_path / "manifest.parquet").to_pylist()
     by_source = {r["source_id"]: r for r in rows}
     assert by_source[SID_A]["status"] == "accepted"

@@ -9,9 +9,9 @@ import torch
 import webdataset as wds
 
 from curation.config import CurationConfig
-from curation.parts import list_parts
+from curation.manifest_parts import list_parts
 from curation.pipeline import process_source_safely
-from curation.settle import settle
+from curation.run_output import finalize_output
 from curation.sources import parse_source, parse_source_list
 from foundation.config import load_config
 from foundation.storage import Location, StorageError, expand_shards, local_folder, publish_folder
@@ -149,7 +149,7 @@ def test_a_retried_source_on_s3_leaves_exactly_one_attempts_samples(s3_bucket, f
     assert len(accepted) == 2 and accepted == sorted(r.clip_id for r in first if r.status == "accepted")
     assert len(out.list("shards")) == 3  # one shard per attempt before settling: duplicates visible
     assert len(list_parts(out)[source.source_id]) == 1
-    settle(out, [source], cfg, [], 1.0)
+    finalize_output(out, [source], cfg, [], 1.0)
     shards = expand_shards([f"{out.url}/shards/*.tar"])
     assert sorted(Path(s).name for s in shards) == sorted({r.shard for r in third if r.shard})
     keys = [s["__key__"] for url in shards for s in shard_samples(url, strict=True)]

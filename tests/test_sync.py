@@ -15,7 +15,7 @@ from curation.config import CurationConfig, SyncConfig
 from curation.faces import segment_faces
 from curation.fixtures import SAMPLE_RATE, speech_loop, speech_track
 from curation.media import iter_frames, probe
-from curation.finish import fill_missing_landmarks, preflight
+from curation.speech_sync_annotate import fill_missing_landmarks, preflight
 from curation.pipeline import analyse, process_source_safely
 from curation.sources import parse_source
 from curation.sync import (MOUTH_CORNERS, LOWER_INNER_LIP, UPPER_INNER_LIP, ClipSignals, ClipSyncNet, EnvelopeScorer, SyncVerdict,
@@ -286,16 +286,16 @@ def test_a_sources_clips_are_scored_together(fixture_by_variant, tmp_path, monke
 
 def test_syncnet_found_in_the_base_folder_judges_the_pipeline_and_decodes_each_clip_once(
         syncnet_weights, annotation_overrides, fixture_by_variant, tmp_path, monkeypatch) -> None:
-    import curation.finish
+    import curation.speech_sync_annotate
 
     decodes = []
-    real_iter_frames = curation.finish.iter_frames
+    real_iter_frames = curation.speech_sync_annotate.iter_frames
 
     def counting_iter_frames(info, start, end, *args, **kwargs):
         decodes.append((start, end))
         return real_iter_frames(info, start, end, *args, **kwargs)
 
-    monkeypatch.setattr(curation.finish, "iter_frames", counting_iter_frames)
+    monkeypatch.setattr(curation.speech_sync_annotate, "iter_frames", counting_iter_frames)
     # random weights give a random score: accept whatever they find, to follow the clip to its shard
     cfg = load_config(CurationConfig, None, [*annotation_overrides, f"pretrained_dir={syncnet_weights.parents[1]}",
                                              "sync.min_confidence=-1000", "sync.max_abs_offset=15", "sync.device=cpu"])

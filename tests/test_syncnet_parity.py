@@ -24,7 +24,7 @@ from scipy.io import wavfile
 
 from curation.config import CurationConfig
 from curation.faces import segment_faces
-from curation.finish import fill_missing_landmarks
+from curation.speech_sync_annotate import fill_missing_landmarks
 from curation.media import iter_frames, load_audio, probe
 from curation.pipeline import analyse
 from foundation.syncnet import FaceTrack, SyncNetScorer, face_track_crops, landmark_boxes

@@ -8,7 +8,7 @@ from typing import Any, Literal, Optional
 
 from foundation import hub
 from foundation.config import ConfigError, opt, section
-from model.behaviour import ModelBehaviour, with_overrides
+from model.weights_behaviour import ModelBehaviour, with_overrides
 
 
 @dataclass
@@ -49,7 +49,7 @@ class ModelConfig:
               "(pretrained_dir)")
     behaviour: dict[str, Any] = opt({}, "ModelBehaviour fields to change for this run and its exports, e.g. "
                                     "{motion_in_plain_blocks: true}; the others come from init_from's weights.yaml "
-                                    "(else the defaults). See model/behaviour.py")
+                                    "(else the defaults). See model/weights_behaviour.py")
     gradient_checkpointing: bool = opt(True, "recompute activations in the backward pass (every block, motion modules included)", results=False)
 
     def pretrained_folder(self) -> Path:

@@ -1,4 +1,4 @@
-"""Each recorded behaviour (model/behaviour.py) changes exactly what it says it changes."""
+"""Each recorded behaviour (model/weights_behaviour.py) changes exactly what it says it changes."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +10,7 @@ import torch
 from foundation.audio_features import load_wav2vec2, wav2vec2_features
 from foundation.config import ConfigError
 from foundation.media_io import read_audio
-from model.behaviour import HALLO, ModelBehaviour, with_overrides
+from model.weights_behaviour import HALLO, ModelBehaviour, with_overrides
 from model.net import UNCONDITIONAL, Drop
 from model.scheduler import make_scheduler
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from model.behaviour import ModelBehaviour
+from model.weights_behaviour import ModelBehaviour
 from model.net import UNCONDITIONAL, Drop, unconditional
 
 

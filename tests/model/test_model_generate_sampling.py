@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from model.behaviour import HALLO, ModelBehaviour
+from model.weights_behaviour import HALLO, ModelBehaviour
 from model.generate import main, prepare, sampling, sidecar
 from model.generate_config import GenerateConfig
 from model.net import HalloNet

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from hallo_fixture import HALLO_TINY, fixture_config, write_config_base
-from model.behaviour import HALLO
+from model.weights_behaviour import HALLO
 from model.net import HalloNet
 from model.pretrained import main as pretrained_main
 from model.weights import load_net, read_index

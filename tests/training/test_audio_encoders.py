@@ -12,8 +12,8 @@ import pytest
 import webdataset as wds
 
 from curation.config import CurationConfig
-from curation.finish import preflight as curation_preflight
-from curation.parts import PartInfo
+from curation.speech_sync_annotate import preflight as curation_preflight
+from curation.manifest_parts import PartInfo
 from curation.pipeline import process_source_safely
 from curation.sources import parse_source
 from foundation import schema

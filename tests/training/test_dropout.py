@@ -4,7 +4,7 @@ import dataclasses
 import torch
 from diffusers import AutoencoderKL
 
-from model.behaviour import ModelBehaviour
+from model.weights_behaviour import ModelBehaviour
 from model.net import UNCONDITIONAL, Drop, HalloNet, build_hallo_modules
 from model.presets import TINY_VAE, get_preset
 from training.config import DiffusionConfig

@@ -15,7 +15,7 @@ import torch
 from foundation.audio_features import num_frames
 from foundation.config import load_config
 from hallo_fixture import HALLO_TINY, write_standin_base
-from model.behaviour import HALLO
+from model.weights_behaviour import HALLO
 from model.pretrained import main as pretrained_main
 from model.weights import load_net, read_index
 from stagerun import ROOT, losses, run_stage, stage_overrides

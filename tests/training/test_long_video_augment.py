@@ -5,7 +5,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
-from model.behaviour import ModelBehaviour
+from model.weights_behaviour import ModelBehaviour
 from model.net import HalloNet, build_hallo_modules
 from model.presets import TINY_VAE, get_preset
 from training.config import DiffusionConfig

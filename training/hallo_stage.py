@@ -19,7 +19,7 @@ from foundation import hub, schema
 from foundation.audio_encoder import Record, encoder_record
 from foundation.masks import region_masks
 from foundation.media_io import write_video
-from model.behaviour import ModelBehaviour, with_overrides
+from model.weights_behaviour import ModelBehaviour, with_overrides
 from model.net import HalloNet
 from model.pipeline import HalloPipeline, Reference, SamplerSettings
 from model.presets import Preset, get_preset, with_base_configs
@@ -54,7 +54,7 @@ def load_init_from(cfg: TrainConfig) -> tuple[HalloNet, Preset]:
 class HalloStage(abc.ABC):
     """Subclasses set `name` and `temporal`; build_net sets self.preset and self.trainable.
 
-    The run's behaviour (model/behaviour.py) is the initial weights' own with model.behaviour applied;
+    The run's behaviour (model/weights_behaviour.py) is the initial weights' own with model.behaviour applied;
     training computes with it and every export records it.
     """
 

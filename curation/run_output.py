@@ -5,7 +5,7 @@ fingerprint are skipped; sources committed under another config stop the run wit
 the changed keys, unless the user asked to reprocess them. `write_run_config` then records the
 resolved config in `config.json`.
 
-After the last task, `settle` makes the output consistent, which a store without rename needs
+After the last task, `finalize_output` makes the output consistent, which a store without rename needs
 done explicitly: later copies of duplicate content are recorded as `duplicate`, parts superseded
 by a reprocessed one are deleted, shards no committed part lists (an interrupted attempt, the
 losing attempt of a retried source, a reprocessed source's old shards) are deleted, so are
@@ -24,7 +24,7 @@ from curation import reasons
 from curation.config import CurationConfig
 from curation.duplicates import find_duplicates
 from curation.manifest import ManifestRow, finalize, source_row
-from curation.parts import PART_DIR, PartInfo, list_parts, read_parts, write_part
+from curation.manifest_parts import PART_DIR, PartInfo, list_parts, read_parts, write_part
 from curation.previews import PREVIEW_DIR, preview_name, preview_source
 from curation.review import write_review
 from curation.shards import SHARD_DIR, shard_source
@@ -116,7 +116,7 @@ def _orphan_previews(location: Location, rows: list[ManifestRow], ids: set[str])
             if name not in named and preview_source(_staged_name(name) or name) in ids]
 
 
-def settle(location: Location, sources: list[Source], cfg: CurationConfig, extra_rows: list[ManifestRow],
+def finalize_output(location: Location, sources: list[Source], cfg: CurationConfig, extra_rows: list[ManifestRow],
            wall_s: float) -> dict:
     """Reconcile duplicates, delete superseded parts and orphan shards, write the manifest; returns the summary.
 

@@ -204,7 +204,7 @@ def score_sync(scorer: SyncScorer, clips: list[ClipSignals], cfg: CurationConfig
     return scorer.score_many(clips, cfg.sync.max_offset) if clips else []
 
 
-def finish_clips(
+def process_passed_clips(
     writer: SourceShardWriter,
     source: Source,
     downloaded: Downloaded,
