@@ -10,9 +10,7 @@ import logging
 from dataclasses import dataclass
 
 import cv2
-import mediapipe as mp
 import numpy as np
-from scipy.signal import savgol_filter
 
 from foundation.config import opt
 
@@ -83,6 +81,8 @@ class FaceAnalyzer:
     """
 
     def __init__(self, cfg: FacesConfig) -> None:
+        import mediapipe as mp  # here, not at the top: configs import FacesConfig, and `--help` should not wait ~1.5 s
+
         self.cfg = cfg
         self._detector = mp.solutions.face_detection.FaceDetection(
             model_selection=1, min_detection_confidence=cfg.min_detection_confidence)
@@ -251,6 +251,8 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     window = min(window + 1 - window % 2, len(values) - 1 + len(values) % 2)
     if window < 3:
         return values
+    from scipy.signal import savgol_filter  # scipy.signal takes ~0.8 s to import; only tracking needs it
+
     return savgol_filter(values, window, polyorder=1, axis=0, mode="interp")
 
 

@@ -1,4 +1,4 @@
-"""Run `training/stage{1,2}.py` with DeepSpeed across the GPU nodes of a running Ray cluster.
+"""Run training stage 1 or 2 (`training/stage{1,2}.py`) with DeepSpeed across the GPU nodes of a running Ray cluster.
 
 `python -m orchestration.deepspeed_launch stage1 [--gpu-nodes N ...] --config configs/stage1.yaml [--set k=v ...]`
 is what `python -m orchestration.submit train ...` runs as the Ray job. Options this module does not
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,9 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 log = logging.getLogger("deepspeed_launch")
 
-STAGES = {"stage1": "training/stage1.py", "stage2": "training/stage2.py"}  # relative to the project root
+# Run as modules (`python -m`), found in each node's own copy of the project (a job's working_dir, a clone or
+# an install), so that neither a clone-relative path nor a working directory has to be the same everywhere.
+STAGES = {"stage1": "training.stage1", "stage2": "training.stage2"}
 
 
 @dataclass(frozen=True)
@@ -61,26 +64,30 @@ def hostfile_text(nodes: list[GpuNode]) -> str:
 
 
 def deepspeed_command(script: str, train_args: list[str], hostfile: str, master_addr: str, master_port: int,
-                      node_rank: int, python: str = sys.executable) -> list[str]:
-    """`deepspeed --hostfile H --no_ssh --node_rank R --master_addr A --master_port P script args...`."""
+                      node_rank: int, python: str = sys.executable, module: bool = False) -> list[str]:
+    """`deepspeed --hostfile H --no_ssh --node_rank R --master_addr A --master_port P [--module] script args...`."""
     return [python, "-m", "deepspeed.launcher.runner", "--hostfile", hostfile, "--no_ssh", "--node_rank",
-            str(node_rank), "--master_addr", master_addr, "--master_port", str(master_port), script, *train_args]
+            str(node_rank), "--master_addr", master_addr, "--master_port", str(master_port),
+            *(["--module"] if module else []), script, *train_args]
 
 
-def cpu_command(script: str, train_args: list[str], nproc: int, python: str = sys.executable) -> list[str]:
+def cpu_command(script: str, train_args: list[str], nproc: int, python: str = sys.executable,
+                module: bool = False) -> list[str]:
     """torchrun on one node; it sets RANK/WORLD_SIZE/MASTER_ADDR, so DeepSpeed needs no MPI discovery."""
-    return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script, *train_args]
+    return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            *(["--module"] if module else []), script, *train_args]
 
 
 def plan(nodes: list[dict], script: str, train_args: list[str], *, master_port: int = 29500, cpu_procs: int = 1,
-         max_nodes: int = 0, hostfile: str = "", python: str = sys.executable) -> list[Launch]:
-    """The launches of `script` on a cluster whose `ray.nodes()` are `nodes`: one per GPU node, or a CPU run."""
+         max_nodes: int = 0, hostfile: str = "", python: str = sys.executable, module: bool = False) -> list[Launch]:
+    """The launches of `script` (a module if `module`) on a cluster whose `ray.nodes()` are `nodes`: one per GPU
+    node, or a CPU run."""
     gpus = gpu_nodes(nodes)[: max_nodes or None]
     if not gpus:
-        return [Launch(cpu_command(script, train_args, cpu_procs, python))]
+        return [Launch(cpu_command(script, train_args, cpu_procs, python, module))]
     hostfile = hostfile or str(Path(tempfile.gettempdir()) / f"hallo-forge-{uuid.uuid4().hex[:8]}.hostfile")
     text = hostfile_text(gpus)
-    return [Launch(deepspeed_command(script, train_args, hostfile, gpus[0].ip, master_port, rank, python),
+    return [Launch(deepspeed_command(script, train_args, hostfile, gpus[0].ip, master_port, rank, python, module),
                    node_id=node.node_id, num_gpus=node.gpus, hostfile=(hostfile, text))
             for rank, node in enumerate(gpus)]
 
@@ -90,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m orchestration.deepspeed_launch", allow_abbrev=False,
         description="Run a training stage with DeepSpeed on the GPU nodes of the Ray cluster "
                     "(torchrun on CPU when it has none). Unknown options go to the training script.")
-    parser.add_argument("target", help="stage1, stage2, or any DeepSpeed script (path relative to the project root)")
+    parser.add_argument("target", help="stage1, stage2 (run as the modules training.stage1/2 of the node's copy of "
+                                       "the project), or the path of any DeepSpeed script")
     parser.add_argument("--address", default="auto", help="Ray cluster to use (default: the one this job runs on)")
     parser.add_argument("--gpu-nodes", type=int, default=0,
                         help="ask the autoscaler for this many GPU nodes and wait for them; 0 = use the GPU nodes "
@@ -117,10 +125,13 @@ def _run(launch: Launch) -> int:
     if launch.hostfile is not None:
         path, text = launch.hostfile
         Path(path).write_text(text)
-    import orchestration  # imported here, on the node: its copy of the project (job working_dir or install)
+    import orchestration  # imported here, on the node: its copy of the project (job working_dir, clone or install)
 
-    root = Path(orchestration.__file__).resolve().parents[1]  # so the script and relative config paths resolve
-    return subprocess.run(launch.command, cwd=root, check=False).returncode
+    # The stage modules are found in that copy; relative paths in the arguments stay relative to the task's
+    # working directory (a job's working_dir), as they were on the command line.
+    root = str(Path(orchestration.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    return subprocess.run(launch.command, env=env, check=False).returncode
 
 
 def run_launches(launches: list[Launch]) -> int:
@@ -148,7 +159,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.gpu_nodes:
             _wait_for_gpu_nodes(args.gpu_nodes, args.gpus_per_node, args.wait_s)
         launches = plan(ray.nodes(), STAGES.get(args.target, args.target), train_args, master_port=args.master_port,
-                        cpu_procs=args.cpu_procs, max_nodes=args.gpu_nodes)
+                        cpu_procs=args.cpu_procs, max_nodes=args.gpu_nodes, module=args.target in STAGES)
         if launches[0].node_id is None:
             log.warning("no GPU node in the cluster: running %s on CPU with torchrun (%d process(es))",
                         args.target, args.cpu_procs)

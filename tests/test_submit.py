@@ -34,12 +34,13 @@ def test_hostfile_lists_alive_gpu_nodes_in_a_stable_order() -> None:
 
 def test_plan_starts_one_deepspeed_launcher_per_gpu_node() -> None:
     train_args = ["--config", "configs/stage1.yaml", "--set", "train.steps=10"]
-    launches = dl.plan(NODES, dl.STAGES["stage1"], train_args, master_port=29600, hostfile="/tmp/h", python="py")
+    launches = dl.plan(NODES, dl.STAGES["stage1"], train_args, master_port=29600, hostfile="/tmp/h", python="py",
+                       module=True)
     assert [(l.node_id, l.num_gpus) for l in launches] == [("a" * 8, 8), ("b" * 8, 8)]
     for rank, launch in enumerate(launches):
         assert launch.command == ["py", "-m", "deepspeed.launcher.runner", "--hostfile", "/tmp/h", "--no_ssh",
                                   "--node_rank", str(rank), "--master_addr", "10.0.0.5", "--master_port", "29600",
-                                  "training/stage1.py", *train_args]
+                                  "--module", "training.stage1", *train_args]
         assert launch.hostfile == ("/tmp/h", "10.0.0.5 slots=8\n10.0.0.7 slots=8\n")
     assert len(dl.plan(NODES, "training/stage2.py", [], max_nodes=1)) == 1
 
