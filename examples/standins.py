@@ -18,9 +18,7 @@ They let tests and the demo run the exact loading code of real weights without a
 """
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -36,7 +34,7 @@ from foundation.vocals import MODEL_FILE, MODEL_RATE, model_hash
 from model.unet_layout import unet_levels
 from model.motion_checkpoint import to_animatediff_state_dict
 from model.motion_module import build_motion_modules
-from model.presets import PRESETS, Preset, get_preset
+from model.presets import Preset
 
 STANDIN_VAE = Path(__file__).parent / "standin_vae"
 # Whisper's language tokens the stand-in knows, in the real vocabulary's order (ids are the stand-in's own)
@@ -203,20 +201,7 @@ def write_whisper(folder: Path, language: str) -> None:
     WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`hallo-standins --to BASE` (`python -m examples.standins`): the stand-in bases, offline."""
-    parser = argparse.ArgumentParser(prog="hallo-standins", description="write stand-in bases in the layout "
-                                     "`hallo-weights fetch` writes (offline; random but for the tiny VAE)")
-    parser.add_argument("--to", type=Path, required=True)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="sizes (sd15: full-size random weights)")
-    parser.add_argument("--language", default="", help="also write BASE/whisper: a language-identification stand-in "
-                                                       "that always detects this language (en, zh, ...)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    write_standins(get_preset(args.preset), args.to, language=args.language)
-    print(f"wrote {args.to}")
-    return 0
-
-
 if __name__ == "__main__":
+    from examples.standins_cli import main
+
     sys.exit(main())

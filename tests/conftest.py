@@ -24,7 +24,7 @@ def fixture_by_variant(fixture_media) -> dict:
 def tiny_pretrained(tmp_path_factory) -> Path:
     """Tiny random stand-ins of the pretrained bases (wav2vec2, insightface, ...), written once per
     session by `python -m examples.standins` in the same layout as the real ones."""
-    from examples.standins import main as standins_main
+    from examples.standins_cli import main as standins_main
 
     base = tmp_path_factory.mktemp("tiny_pretrained")
     assert standins_main(["--to", str(base)]) == 0

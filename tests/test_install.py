@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ("hallo-curate", "hallo-cache-latents", "hallo-train", "hallo-generate", "hallo-evaluate", "hallo-weights",
             "hallo-submit", "hallo-demo", "hallo-standins")
-SHIPPED = ("pyproject.toml", "README.md", "curation", "training", "model", "orchestration", "foundation", "configs")
+SHIPPED = ("pyproject.toml", "README.md", "curation", "training", "model", "orchestration", "foundation", "examples", "configs")
 
 
 def _run(cmd: list, cwd: Path, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:

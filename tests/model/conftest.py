@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 
 from model.net import HalloNet, build_hallo_modules
-from examples.standins import main as standins_main
+from examples.standins_cli import main as standins_main
 from model.pretrained import main as pretrained_main
 from model.presets import Preset, get_preset
 
