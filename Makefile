@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml constraints-cpu.txt Makefile
 	touch $(STAMP)
 
 demo: setup
-	$(PY) -m orchestration.demo --out $(DEMO_OUT)
+	$(PY) -m examples.demo --out $(DEMO_OUT)
 
 test: setup
 	$(PY) -m pytest -q

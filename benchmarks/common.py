@@ -187,7 +187,7 @@ def new_figure(width: float = 8.0, height: float = 4.0) -> tuple[Any, Any]:
 
 
 def standin_models(folder: Path, wav2vec2: str = "base") -> Path:
-    """Random-weight stand-ins of the pretrained bases (`python -m model.pretrained tiny`) in `folder`.
+    """Random-weight stand-ins of the pretrained bases (`python -m examples.standins`) in `folder`.
 
     wav2vec2="base" rebuilds the wav2vec2 stand-in at wav2vec2-base size (12 x 768, random weights):
     its compute cost and feature size are those of the real model, which the tiny one would hide.
@@ -196,7 +196,7 @@ def standin_models(folder: Path, wav2vec2: str = "base") -> Path:
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
     from model.presets import get_preset
-    from model.standins import write_standins
+    from examples.standins import write_standins
 
     if not (folder / "wav2vec2" / "config.json").is_file():
         write_standins(get_preset("tiny"), folder)

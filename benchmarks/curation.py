@@ -99,7 +99,7 @@ def _with_other(stages: dict[str, float], order: list[str], total: float) -> dic
 
 def bench_clip(variant: str, size: tuple[int, int], duration: float, work: Path, cfg: Any,
                reference: bool) -> dict[str, Any]:
-    from curation import fixtures
+    from examples import fixtures
 
     name = f"{variant}_{size[0]}x{size[1]}"
     video = work / f"{name}.mp4"
@@ -242,7 +242,7 @@ def _size(text: str) -> tuple[int, int]:
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1280x720,1920x1080", help="comma-separated WxH source sizes")
-    parser.add_argument("--variants", default="in_sync", help="comma-separated fixture variants (curation.fixtures)")
+    parser.add_argument("--variants", default="in_sync", help="comma-separated fixture variants (examples.fixtures)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per clip (the issue asks 30-60)")
     parser.add_argument("--wav2vec2", choices=("base", "tiny"), default="base", help="size of the wav2vec2 stand-in")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -254,7 +254,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
-    from curation import fixtures
+    from examples import fixtures
     from curation.config import CurationConfig
     from foundation.config import load_config
 

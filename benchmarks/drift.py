@@ -30,16 +30,16 @@ import soundfile as sf
 from skimage.metrics import structural_similarity
 
 from benchmarks.common import DEFAULT_OUT, annotation_overrides, new_figure, print_table, write_results
-from curation import fixtures
+from examples import fixtures
 from curation.config import CurationConfig
 from curation.pipeline import process_source_safely
 from curation.sources import parse_source
 from foundation.config import load_config
 from model.presets import get_preset
-from model.standins import write_standins
+from examples.standins import write_standins
 from model.weights import read_index
-from orchestration.demo import train
-from orchestration.learning import RealClip, generate, psnr
+from examples.demo import train
+from examples.learning import RealClip, generate, psnr
 from training.config import CacheEncodeConfig
 from training.latent_shards import ClipEncoder, build_cache_shard
 
@@ -50,7 +50,7 @@ RUNS = {"plain": (), "augmented": AUGMENTED}
 
 
 def curate(work: Path, base: Path) -> list[str]:
-    """The learning clip's shards under work/curated/shards (as orchestration.demo.train reads them)."""
+    """The learning clip's shards under work/curated/shards (as examples.demo.train reads them)."""
     shards = sorted((work / "curated" / "shards").glob("*.tar"))
     if not shards:
         (work / "media").mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ Quality needs a model whose target is known: on CPU (the default: tiny preset) t
 model of tests/training/test_learning.py (benchmarks/overfit.py; trained into --work once, about 5
 minutes, then reused; or `--weights DIR --clip SHARD` for one trained elsewhere), generating its clip
 back from the clip's first frame and audio. Against the real clip: PSNR, lip-box PSNR and the mouth
-brightness correlation (orchestration.learning, as `make demo` and the learning test measure); LSE-C/D
+brightness correlation (examples.learning, as `make demo` and the learning test measure); LSE-C/D
 when SyncNet weights are there (`--syncnet`, default pretrained/syncnet/syncnet_v2.model). Against the
 `ddim-40` output: PSNR (what fewer steps cost, the guidance being the same).
 
@@ -38,7 +38,7 @@ import numpy as np
 from benchmarks.common import DEFAULT_OUT, measure, new_figure, print_table, restart_peak_rss, status_mb, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
-ASSETS = ROOT / "curation" / "assets"
+ASSETS = ROOT / "examples" / "assets"
 DEFAULT_SCHEDULES = "hallo,ddim-40,balanced,fast"
 BASELINE = "ddim-40"  # the 40-step output the others are compared with
 HALLO_PAPER = {"s_per_frame": 1.63, "gpu": "A100", "resolution": 512, "memory_gb": 9.8}  # Hallo's paper, 512 px
@@ -84,7 +84,7 @@ def run_schedules(cfg: Any, names: list[str], repeats: int = 1, real: Any = None
 
     from model.generate import prepare, sampling
     from model.preflight import check_generation
-    from orchestration.learning import psnr
+    from examples.learning import psnr
 
     inputs = check_generation(cfg)
     pipeline, reference, features, base = prepare(cfg, inputs)
@@ -148,7 +148,7 @@ def random_weights(work: Path, preset: str) -> Path:
     """A weights folder of random weights at the preset's sizes (stand-in bases), written once into `work`."""
     from model.pretrained import init_weights
     from model.presets import get_preset
-    from model.standins import write_standins
+    from examples.standins import write_standins
 
     weights = work / f"weights-{preset}"
     if not (weights / "weights.yaml").is_file():
@@ -213,7 +213,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     from foundation.cpu_threads import set_cpu_threads
     from model.generate_config import GenerateConfig
     from model.weights import read_index
-    from orchestration.learning import RealClip
+    from examples.learning import RealClip
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -24,7 +24,7 @@ from benchmarks import train_step
 from benchmarks.common import DEFAULT_OUT, StageClock, measure, new_figure, print_table, write_results
 from benchmarks.generate import HALLO_PAPER, run_schedules, speech
 
-ASSETS = Path(__file__).resolve().parents[1] / "curation" / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "examples" / "assets"
 
 log = logging.getLogger(__name__)
 

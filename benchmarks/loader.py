@@ -43,7 +43,7 @@ ASSUMED_GPU_STEP_S = 1.0
 
 def curate_shards(work: Path, sources: int, duration: float, wav2vec2: str) -> list[str]:
     """Accepted samples from `sources` fixture clips (different seeds), curated with the default config."""
-    from curation import fixtures
+    from examples import fixtures
     from curation.config import CurationConfig
     from curation.pipeline import process_source
     from curation.sources import parse_source

@@ -48,12 +48,12 @@ def build(work: Path) -> Overfit:
     shards = sorted(str(p) for p in (work / "curated" / "shards").glob("*.tar"))
     if (export / "weights.yaml").is_file() and shards:
         return Overfit(export, shards, untrained)
-    from curation import fixtures
+    from examples import fixtures
     from curation.config import CurationConfig
     from curation.pipeline import process_source_safely
     from curation.sources import parse_source
     from foundation.config import load_config
-    from model.standins import write_standins
+    from examples.standins import write_standins
     from benchmarks.train_step import cache_latents
 
     work.mkdir(parents=True, exist_ok=True)

@@ -2,10 +2,10 @@
 
     python -m benchmarks.separation [--model BASE/uvr/Kim_Vocal_2.onnx]
 
-Prints, for every bundled utterance (curation/assets) clean, with white noise and over a synthesized
-chord bed (curation.fixtures.chord_bed), the DNSMOS scores of the mixture and of what the separator
+Prints, for every bundled utterance (examples/assets) clean, with white noise and over a synthesized
+chord bed (examples.fixtures.chord_bed), the DNSMOS scores of the mixture and of what the separator
 makes of it, then the wall and CPU seconds each step costs per second of audio. Without --model it
-runs the stand-in of `python -m model.pretrained tiny` (a band-pass in Kim_Vocal_2's contract: its
+runs the stand-in of `python -m examples.standins` (a band-pass in Kim_Vocal_2's contract: its
 cost is audio-separator's STFT, chunking and ONNX plumbing, not Kim_Vocal_2's network).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from benchmarks.common import Measured, measure
-from curation.fixtures import ASSETS, SPEECH_FILES, chord_bed, with_background
+from examples.fixtures import ASSETS, SPEECH_FILES, chord_bed, with_background
 from curation.speech import dnsmos
 from foundation.vocals import MODEL_FILE, MdxVocals
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
         if model is None:
-            from model.standins import write_vocal_separator
+            from examples.standins import write_vocal_separator
 
             write_vocal_separator(Path(tmp))
             model = Path(tmp) / MODEL_FILE

@@ -44,13 +44,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def prepare(work: Path, preset: str, pretrained: Optional[Path], device: str) -> dict[str, Any]:
     """Bases, stage 2's starting weights, one curated shard and its latent cache; written once per run."""
-    from curation import fixtures
+    from examples import fixtures
     from curation.config import CurationConfig
     from curation.pipeline import process_source
     from curation.sources import parse_source
     from model.presets import get_preset
     from model.pretrained import init_weights
-    from model.standins import write_standins
+    from examples.standins import write_standins
     from foundation.config import load_config
 
     base = pretrained or work / f"bases-{preset}"

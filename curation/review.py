@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 REVIEW_PAGE = "review/index.html"
 ACCEPTED = "accepted"
-_TEMPLATE = Path(__file__).parent / "assets" / "review.html.j2"
+_TEMPLATE = Path(__file__).parent / "templates" / "review.html.j2"
 # The metrics each quality or sync reason is decided on: highlighted in its section.
 _DECIDING = {
     reasons.NO_FACE: ("landmark_presence",), reasons.FACE_TOO_SMALL: ("face_px",), reasons.BLURRY: ("sharpness",),

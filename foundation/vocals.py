@@ -9,7 +9,7 @@ folder is audio-separator's own `model_file_dir` layout:
     BASE/uvr/mdx_model_data.json         UVR's model parameters, keyed by the MD5 of the model file
     BASE/uvr/vr_model_data.json
 
-`python -m model.pretrained fetch` downloads them; `python -m model.pretrained tiny` writes a stand-in
+`python -m model.pretrained fetch` downloads them; `python -m examples.standins` writes a stand-in
 with the same contract. audio-separator itself loads the model (file hash -> parameters) and runs its
 MDX code (STFT, chunking with overlap, the ONNX session, inverse STFT, compensation); only the file
 writing around it is left out: the clip goes in and comes out as an array.

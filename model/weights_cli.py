@@ -2,7 +2,6 @@
 `python -m model.weights`). The arguments are parsed, and `--help` answered, before torch is imported.
 
     hallo-weights fetch --to BASE                 the real bases and Hallo's net.pth (sizes listed first)
-    hallo-weights tiny --to BASE                  offline stand-ins in the same layout
     hallo-weights init --base BASE --to WEIGHTS   a weights folder from the bases
     hallo-weights hallo --base BASE --to WEIGHTS  Hallo's released net.pth converted
     hallo-weights bundle WEIGHTS                  copy the bases in: the folder generates anywhere
@@ -20,6 +19,8 @@ from pathlib import Path
 from foundation.config import ConfigError, describe_markdown
 from model.presets import PRESETS, get_preset
 
+TINY_SUCCESSOR = "`hallo-standins --to BASE` (python -m examples.standins; docs/install.md)"
+
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
@@ -31,11 +32,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     fetch.add_argument("--also", action="append", default=[], metavar="NAME",
                        help="also an audio encoder (chinese-wav2vec2-base) into BASE/audio_encoders/NAME, or whisper "
                             "(spoken-language identification) into BASE/whisper (repeatable)")
-    tiny = sub.add_parser("tiny", help="write stand-ins in the same layout (offline; random but for the tiny VAE)")
-    tiny.add_argument("--to", type=Path, required=True)
-    tiny.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="sizes (sd15: full-size random weights)")
-    tiny.add_argument("--language", default="", help="also write BASE/whisper: a language-identification stand-in that "
-                                                     "always detects this language (en, zh, ...)")
+    # The stand-ins are an example's, not the library's: the old subcommand names its successor.
+    sub.add_parser("tiny", help=f"moved: {TINY_SUCCESSOR}")
     init = sub.add_parser("init", help="build a weights folder for generation/training from a base folder")
     init.add_argument("--base", type=Path, required=True)
     init.add_argument("--preset", choices=sorted(PRESETS), default="sd15")
@@ -70,10 +68,6 @@ def run(args: argparse.Namespace) -> str:
         from model.pretrained import fetch
 
         fetch(args.to, tuple(args.also))
-    elif args.command == "tiny":
-        from model.standins import write_standins  # torch.onnx export machinery, only here
-
-        write_standins(get_preset(args.preset), args.to, language=args.language)
     elif args.command == "init":
         from model.pretrained import init_weights
 
@@ -100,6 +94,10 @@ def run(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None, prog: str = "hallo-weights") -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["tiny"]:
+        print(f"error: `{prog} tiny` moved: use {TINY_SUCCESSOR}", file=sys.stderr)
+        return 2
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

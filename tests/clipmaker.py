@@ -1,4 +1,4 @@
-"""Tiny synthetic H.264/AAC clips for tests of the media plumbing (real faces come from curation.fixtures)."""
+"""Tiny synthetic H.264/AAC clips for tests of the media plumbing (real faces come from examples.fixtures)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -10,7 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def fixture_media(tmp_path_factory) -> list:
     """Every fixture variant (real faces + real speech, and broken inputs), generated once per session."""
-    from curation import fixtures
+    from examples import fixtures
 
     return fixtures.generate_all(tmp_path_factory.mktemp("fixture_media"))
 
@@ -23,11 +23,11 @@ def fixture_by_variant(fixture_media) -> dict:
 @pytest.fixture(scope="session")
 def tiny_pretrained(tmp_path_factory) -> Path:
     """Tiny random stand-ins of the pretrained bases (wav2vec2, insightface, ...), written once per
-    session by `python -m model.pretrained tiny` in the same layout as the real ones."""
-    from model.pretrained import main as pretrained_main
+    session by `python -m examples.standins` in the same layout as the real ones."""
+    from examples.standins_cli import main as standins_main
 
     base = tmp_path_factory.mktemp("tiny_pretrained")
-    assert pretrained_main(["tiny", "--to", str(base)]) == 0
+    assert standins_main(["--to", str(base)]) == 0
     return base
 
 

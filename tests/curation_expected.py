@@ -1,6 +1,6 @@
 """What the full curation pipeline (with speech and lip-sync) makes of each fixture variant.
 
-curation.fixtures records the outcomes of the face and quality steps; at the default config (no
+examples.fixtures records the outcomes of the face and quality steps; at the default config (no
 SyncNet weights here, so lip sync falls back to the weight-free envelope scorer) the speech and
 lip-sync steps change one of them:
 - `silent`: no speech -> `no_speech`;
@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Optional
 
 from curation import reasons
-from curation.fixtures import FixtureInfo
+from examples.fixtures import FixtureInfo
 
 SYNC_REJECTS = {"silent": reasons.NO_SPEECH}
 

@@ -36,10 +36,10 @@ def write_config_base(fixture: Path, base: Path) -> Path:
 
 
 def write_standin_base(fixture: Path, base: Path) -> Path:
-    """Tiny stand-ins of every base (`python -m model.pretrained tiny`) with a wav2vec2 at the fixture's
+    """Tiny stand-ins of every base (`python -m examples.standins`) with a wav2vec2 at the fixture's
     sizes, so that curation, training and generation run with the converted fixture."""
     from model.presets import get_preset
-    from model.standins import write_standins
+    from examples.standins import write_standins
 
     tiny = get_preset("tiny")
     sizes = wav2vec2_sizes(fixture)

@@ -1,6 +1,6 @@
 """Real fixture talking clips made still, frozen or cut into slideshows, and one whose mouth stays shut.
 
-Every picture comes from curation.fixtures' real photos and every track is the real speech; nothing
+Every picture comes from examples.fixtures' real photos and every track is the real speech; nothing
 here animates a mouth by the motion rules under test.
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Optional
 import av
 import numpy as np
 
-from curation import fixtures
-from curation.articulation import REST_APERTURE, MouthTrack
+from examples import fixtures
+from examples.articulation import REST_APERTURE, MouthTrack
 
 
 def decoded_frames(path: Path) -> list[np.ndarray]:

@@ -8,7 +8,7 @@ import pytest
 from foundation import schema
 from curation.annotations import Annotator, check_model_dirs, pin_model_dirs
 from curation.config import AnnotationsConfig, CurationConfig
-from curation.fixtures import speech_track
+from examples.fixtures import speech_track
 from curation.speech_sync_annotate import clip_models, preflight
 from foundation.masks import FACE_OVAL_IDS, LIP_IDS
 from foundation.config import ConfigError, load_config

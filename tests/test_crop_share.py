@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import skimage.data
 
-from curation import fixtures, reasons
+from curation import reasons
+from examples import fixtures
 from curation.config import CurationConfig, QualityConfig
 from curation.pipeline import process_source
 from curation.sources import parse_source

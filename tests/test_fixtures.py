@@ -11,7 +11,8 @@ import mediapipe as mp
 import numpy as np
 import pytest
 
-from curation import articulation, fixtures, reasons
+from curation import reasons
+from examples import articulation, fixtures
 
 DURATION_S = 5.0
 FRAMES = round(DURATION_S * fixtures.FPS)

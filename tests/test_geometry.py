@@ -1,6 +1,6 @@
 """Frames as a player shows them: display-matrix rotation and anamorphic (non-square) pixels.
 
-The fixtures are copies of one real talking clip (curation.fixtures) whose video is re-encoded so
+The fixtures are copies of one real talking clip (examples.fixtures) whose video is re-encoded so
 that a player shows the original: the frames stored turned the other way, with a display matrix
 that turns them back (PyAV's `set_display_rotation`, documented counter-clockwise as ffmpeg's
 av_display_rotation_get reads it), or squeezed to 3/4 of the width and stored with a 4:3 sample
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import webdataset as wds
 
-from curation import fixtures
+from examples import fixtures
 from curation.config import CurationConfig, MediaConfig
 from curation.media import iter_frames, probe
 from curation.pipeline import process_source

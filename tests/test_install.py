@@ -17,8 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ("hallo-curate", "hallo-cache-latents", "hallo-train", "hallo-generate", "hallo-evaluate", "hallo-weights",
-            "hallo-submit", "hallo-demo")
-SHIPPED = ("pyproject.toml", "README.md", "curation", "training", "model", "orchestration", "foundation", "configs")
+            "hallo-submit", "hallo-demo", "hallo-standins")
+SHIPPED = ("pyproject.toml", "README.md", "curation", "training", "model", "orchestration", "foundation", "examples", "configs")
 
 
 def _run(cmd: list, cwd: Path, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -71,7 +71,7 @@ def test_the_wheel_installs_the_packages_the_commands_and_the_configs(installed,
 def test_the_installed_commands_run_the_demo_steps_from_another_directory(installed, fixture_by_variant, tmp_path):
     bin_dir, env = installed
     base, curated, latents, run = tmp_path / "base", tmp_path / "curated", tmp_path / "latents", tmp_path / "run"
-    _run([bin_dir / "hallo-weights", "tiny", "--to", base], tmp_path, env)
+    _run([bin_dir / "hallo-standins", "--to", base], tmp_path, env)
     (tmp_path / "list.txt").write_text(f"{fixture_by_variant['in_sync'].path}\n")
     _run([bin_dir / "hallo-curate", "--source", "list.txt", "--out", curated, "--num-cpus", "1",
           "--set", f"annotations.wav2vec2_dir={base / 'wav2vec2'}",
@@ -86,7 +86,7 @@ def test_the_installed_commands_run_the_demo_steps_from_another_directory(instal
                     "--set", f"model.pretrained_dir={base}", "--set", f"run.output_dir={run}",
                     "--set", "run.max_steps=2", "--set", "run.validate_every=0"], tmp_path, env)
     assert "stage1 done: 2 steps" in trained.stderr and (run / "export" / "model_index.json").is_file()
-    _run([bin_dir / "hallo-generate", "--weights", run / "export", "--image", ROOT / "curation/assets/astronaut.jpg",
+    _run([bin_dir / "hallo-generate", "--weights", run / "export", "--image", ROOT / "examples/assets/astronaut.jpg",
           "--audio", fixture_by_variant["in_sync"].path, "--out", "talk.mp4", "--steps", "1",
           "--set", "progress=false"], tmp_path, env)
     assert (tmp_path / "talk.mp4").stat().st_size > 0

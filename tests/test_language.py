@@ -14,14 +14,14 @@ import webdataset as wds
 from curation import reasons
 from curation.config import CurationConfig, SpeechConfig
 from curation.speech_sync_annotate import preflight
-from curation.fixtures import speech_track
+from examples.fixtures import speech_track
 from curation.language import LanguageIdentifier, check_language_model
 from curation.manifest import plot_funnel, summarize
 from curation.pipeline import process_source_safely
 from curation.sources import parse_source
 from foundation import schema
 from foundation.config import ConfigError, load_config
-from model.standins import write_whisper
+from examples.standins import write_whisper
 
 
 @pytest.fixture(scope="module")

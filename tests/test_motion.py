@@ -9,7 +9,8 @@ import curation.pipeline
 import curation.screen
 import motion_media
 from clipmaker import make_clip
-from curation import fixtures, reasons
+from curation import reasons
+from examples import fixtures
 from curation.config import CurationConfig
 from curation.media import iter_frames, probe
 from curation.pipeline import process_source

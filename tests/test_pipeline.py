@@ -14,7 +14,7 @@ import curation.speech_sync_annotate
 from curation import reasons
 from foundation import schema
 from curation.config import CurationConfig
-from curation.fixtures import loudness_envelope, speech_track
+from examples.fixtures import loudness_envelope, speech_track
 from curation.pipeline import process_source_safely
 from curation.sources import parse_source
 from curation.sync import EnvelopeScorer

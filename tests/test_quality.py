@@ -14,7 +14,7 @@ from PIL import Image
 from curation import reasons
 from curation.config import QualityConfig
 from foundation.faces import FaceAnalyzer, FacesConfig
-from curation.fixtures import load_photo, open_mouth
+from examples.fixtures import load_photo, open_mouth
 from curation.quality import clip_metrics, frame_metrics, head_pose, judge
 
 

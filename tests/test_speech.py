@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from curation.config import CurationConfig, SpeechConfig
-from curation.fixtures import SAMPLE_RATE, chord_bed, speech_track, with_background
+from examples.fixtures import SAMPLE_RATE, chord_bed, speech_track, with_background
 from curation.speech import (dnsmos, load_separator, make_separator, no_separation, resolve_separation, separate,
                              speech_ratio)
 from foundation.config import ConfigError, load_config

@@ -13,7 +13,7 @@ from curation import reasons
 from foundation import schema
 from curation.config import CurationConfig, SyncConfig
 from curation.faces import segment_faces
-from curation.fixtures import SAMPLE_RATE, speech_loop, speech_track
+from examples.fixtures import SAMPLE_RATE, speech_loop, speech_track
 from curation.media import iter_frames, probe
 from curation.speech_sync_annotate import fill_missing_landmarks, preflight
 from curation.pipeline import analyse, process_source_safely

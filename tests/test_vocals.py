@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from curation.fixtures import SAMPLE_RATE, speech_track
+from examples.fixtures import SAMPLE_RATE, speech_track
 from foundation.vocals import MODEL_FILE, MdxVocals, missing_files, model_hash, model_in
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import webdataset as wds
 
-from curation import fixtures
+from examples import fixtures
 from curation.config import CurationConfig, MediaConfig
 from curation.media import find_picture, iter_frames, load_audio, probe
 from curation.pipeline import process_source

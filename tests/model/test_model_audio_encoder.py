@@ -11,7 +11,7 @@ from hallo_fixture import HALLO_TINY, wav2vec2_sizes, write_config_base
 from model.pretrained import main as pretrained_main
 from model.presets import get_preset
 from model.sizes import component_counts, main as sizes_main, with_audio_encoder
-from model.standins import write_audio_encoder
+from examples.standins import write_audio_encoder
 from model.weights import load_net, read_index
 
 

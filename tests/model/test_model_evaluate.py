@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from curation import fixtures
+from examples import fixtures
 from foundation.media_io import read_audio, read_video, write_video
 from foundation.syncnet import FaceTrack, SyncNet, SyncNetScorer, face_track_crops
 from model.evaluate import evaluate_video, face_boxes, main

@@ -114,7 +114,7 @@ def test_inputs_are_checked_in_one_line_before_any_model_loads(tiny_weights, por
 
 
 def test_an_image_without_a_face_needs_allow_no_face(tiny_weights, short_speech, tmp_path, no_generation, capsys):
-    faceless = Path(__file__).resolve().parents[2] / "curation" / "assets" / "coffee.jpg"
+    faceless = Path(__file__).resolve().parents[2] / "examples" / "assets" / "coffee.jpg"
     args = ["--weights", str(tiny_weights), "--image", str(faceless), "--audio", str(short_speech), "--out", str(tmp_path / "o.mp4")]
     assert main(args) == 2
     assert _error_line(capsys) == (f"error: no face found in {faceless}: generation animates a portrait; pass "

@@ -23,7 +23,7 @@ from model.generate_config import GenerateConfig
 from model.presets import get_preset
 
 ROOT = Path(__file__).resolve().parents[2]
-ASSETS = ROOT / "curation" / "assets"
+ASSETS = ROOT / "examples" / "assets"
 FRAME_BYTES = 64 * 64 * 3  # one tiny-preset frame
 
 # Runs model.generate.main in this child with tracemalloc on; its peak is reset once the models are loaded

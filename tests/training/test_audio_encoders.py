@@ -23,7 +23,7 @@ from model.net import COMPONENT_CLASSES
 from model.preflight import check_generation
 from model.pretrained import main as pretrained_main
 from model.presets import TINY_WAV2VEC2
-from model.standins import write_audio_encoder
+from examples.standins import write_audio_encoder
 from model.weights import read_index
 from training import loop
 from training.stage1 import Stage1
@@ -136,8 +136,8 @@ def test_a_wider_encoder_trains_end_to_end_and_its_model_refuses_other_encoders(
     audio_proj = COMPONENT_CLASSES["audio_proj"].load_config(export / "audio_proj")
     assert (audio_proj["num_layers"], audio_proj["feature_dim"]) == (2, 48)
 
-    cfg = GenerateConfig(weights=str(export), image=str(ROOT / "curation/assets/astronaut.jpg"),
-                         audio=str(ROOT / "curation/assets/speech_0930.wav"), out=str(tmp_path / "out.mp4"))
+    cfg = GenerateConfig(weights=str(export), image=str(ROOT / "examples/assets/astronaut.jpg"),
+                         audio=str(ROOT / "examples/assets/speech_0930.wav"), out=str(tmp_path / "out.mp4"))
     assert check_generation(cfg).audio_encoder == hubert.resolve()
     with pytest.raises(ConfigError, match="another shape"):
         check_generation(GenerateConfig(**{**vars(cfg), "audio_encoder": str(tiny_pretrained / "wav2vec2")}))

@@ -93,12 +93,12 @@ def test_convert_hallo_fine_tune_stage2_and_generate(hallo_weights, hallo_base, 
     idle = {f"denoising_unet.motion_modules.{kind}.{i}." for kind, i in (("down_blocks", 3), ("up_blocks", 0))}
     assert not any(name.startswith(tuple(idle)) for name in changed)  # Hallo never runs those: they stay as they are
 
-    data, rate = sf.read(ROOT / "curation" / "assets" / "speech_0930.wav", dtype="float32")
+    data, rate = sf.read(ROOT / "examples" / "assets" / "speech_0930.wav", dtype="float32")
     speech = tmp_path / "speech.wav"
     sf.write(speech, data[: int(1.1 * rate)], rate)  # 28 frames: not a whole number of 16-frame clips
     video = tmp_path / "gen.mp4"
     gen = _run("-m", "model.generate", "--weights", str(out / "export"), "--image",
-               str(ROOT / "curation" / "assets" / "astronaut.jpg"), "--audio", str(speech), "--out", str(video),
+               str(ROOT / "examples" / "assets" / "astronaut.jpg"), "--audio", str(speech), "--out", str(video),
                "--steps", "1", "--cfg", "3.5")
     assert gen.returncode == 0, gen.stderr[-3000:]
     with av.open(str(video)) as container:

@@ -13,7 +13,7 @@ import logging
 import pytest
 import torch
 
-from curation import fixtures
+from examples import fixtures
 from curation.config import CurationConfig
 from curation.pipeline import process_source_safely
 from curation.sources import parse_source
@@ -22,7 +22,7 @@ from model.presets import get_preset
 from model.pretrained import base_paths
 from model.pretrained import main as pretrained_main
 from model.weights import load_vae, read_index
-from orchestration.learning import RealClip, generate, psnr
+from examples.learning import RealClip, generate, psnr
 
 from stagerun import build_cache, losses, run_stage
 
@@ -103,7 +103,7 @@ def test_overfit_one_clip_then_generate_it_back(one_clip, tiny_pretrained, tmp_p
     log.info("%s", report)
     assert plain.psnr > before.psnr + 10, report  # untrained weights: about 8 dB
     assert plain.psnr > still.psnr + 2, report  # the still ignores the mouth and the head's sway
-    # The fixture's mouth shapes what is said (curation.articulation) and moves less than the head: the
+    # The fixture's mouth shapes what is said (examples.articulation) and moves less than the head: the
     # repeated frame is a strong baseline in the lip box (21.5 dB), and the trained mouth beats it by 2.9 dB.
     assert plain.mouth_psnr > still.mouth_psnr + 2.5, report
     assert plain.mouth_corr > 0.5, report  # the mouth opens and shuts with the real one

@@ -1,14 +1,14 @@
 """Talking-clip test fixtures: real face photos that speak real speech, plus broken inputs.
 
 Each variant is an mp4 (H.264 yuv420p + AAC, 25 fps) rendered from the photos and LibriVox speech in
-`curation/assets`, together with the manifest outcome the curation pipeline should reach for it.
-The mouth follows what is said, not how loud it is (`curation.articulation`): its aperture comes
+`examples/assets`, together with the manifest outcome the curation pipeline should reach for it.
+The mouth follows what is said, not how loud it is (`examples.articulation`): its aperture comes
 from the vowel quality and frication of the sound, the lips spread or round with it, they lead
 the sound by 1.5 frames, and the utterances are separated by pauses of varying length. The lower
 lip and jaw are warped down and the gap is filled dark, the mouth region is stretched or squeezed
 across, so face-mesh landmarks (inner lips 13/14, corners 78/308) really move.
 
-    python -m curation.fixtures --out DIR [--variants in_sync,two_faces] [--duration 5] [--size 640x480]
+    python -m examples.fixtures --out DIR [--variants in_sync,two_faces] [--duration 5] [--size 640x480]
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import numpy as np
 import soundfile as sf
 
 from curation import reasons
-from curation.articulation import MouthTrack, articulation
+from examples.articulation import MouthTrack, articulation
 from curation.config import ClipsConfig
 
 log = logging.getLogger(__name__)

@@ -1,18 +1,18 @@
-"""Make the tiny VAE stand-in (`model/standin_vae/`): an AutoencoderKL at the tiny preset's sizes that
+"""Make the tiny VAE stand-in (`examples/standin_vae/`): an AutoencoderKL at the tiny preset's sizes that
 really reconstructs the bundled media, so that the tests and the demo can show training learn.
 
-    python -m orchestration.standin_vae [--out model/standin_vae] [--steps 4000] [--seed 0]
+    python -m examples.train_standin_vae [--out examples/standin_vae] [--steps 4000] [--seed 0]
 
 A random VAE reconstructs a frame at about 10 dB PSNR and its latents carry no image, so nothing
 downstream can learn. This one is trained briefly and deterministically (seeded, one CPU thread) on
 64x64 crops of what the tests and the demo feed it:
-- the frames of the fixture talking clips (`curation.fixtures`: both face photos, the mouth open and
+- the frames of the fixture talking clips (`examples.fixtures`: both face photos, the mouth open and
   shut), cropped around the face as curation and generation crop, with jittered crop boxes;
-- random crops of the three bundled photos (`curation/assets`), for everything else.
+- random crops of the three bundled photos (`examples/assets`), for everything else.
 Loss: MSE + L1 on pixels and a 1e-6 KL term. The posterior's log-variance starts at -10 (std 0.007),
 so the sampled latents training draws are the image plus a little noise, not noise (the random VAE's
 posterior std was 0.19 against latents of std 0.04). The scaling factor is set to 1/std of the
-latents, so scaled latents have unit variance as SD's do. `python -m model.pretrained tiny` copies the
+latents, so scaled latents have unit variance as SD's do. `python -m examples.standins` copies the
 folder. The same torch version reproduces the weights; the printed PSNR is on frames it never saw
 (a fixture clip rendered with another seed, and the photos cropped as generation crops them).
 """
@@ -29,14 +29,14 @@ import torch
 from diffusers import AutoencoderKL
 from tqdm import tqdm
 
-from curation import fixtures
+from examples import fixtures
 from foundation.faces import FaceAnalyzer, FacesConfig, crop_boxes, crop_frame
 from foundation.media_io import read_video
 from model.portrait import prepare_portrait
 from model.preflight import read_image
 from model.presets import TINY_VAE
-from model.standins import STANDIN_VAE
-from orchestration.learning import psnr
+from examples.standins import STANDIN_VAE
+from examples.learning import psnr
 
 log = logging.getLogger(__name__)
 

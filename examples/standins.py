@@ -2,8 +2,8 @@
 
 They let tests and the demo run the exact loading code of real weights without any download:
 - unet/: diffusers save_pretrained at the preset's sizes
-- vae/: at the tiny preset's sizes a copy of `model/standin_vae/`, a tiny VAE trained on the bundled
-  media (made by `python -m orchestration.standin_vae`) so that training can learn; random otherwise
+- vae/: at the tiny preset's sizes a copy of `examples/standin_vae/`, a tiny VAE trained on the bundled
+  media (made by `python -m examples.train_standin_vae`) so that training can learn; random otherwise
 - motion_module/mm_sd_v15_v2.ckpt: a state dict in AnimateDiff's layout
 - wav2vec2/: transformers Wav2Vec2Model + Wav2Vec2FeatureExtractor (`write_audio_encoder` writes any other
   wav2vec2-family encoder, e.g. HuBERT of another width, for the tests)
@@ -19,6 +19,7 @@ They let tests and the demo run the exact loading code of real weights without a
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -198,3 +199,9 @@ def write_whisper(folder: Path, language: str) -> None:
     model.generation_config = GenerationConfig(decoder_start_token_id=first, lang_to_id=lang_to_id, is_multilingual=True)
     model.save_pretrained(folder)
     WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
+
+
+if __name__ == "__main__":
+    from examples.standins_cli import main
+
+    sys.exit(main())
