@@ -1,5 +1,6 @@
-"""`python -m orchestration.docs`: regenerate the reason and config tables in README.md and docs/*.md (curation,
-training, latent cache, generation) from the code."""
+"""`python docs/generate_tables.py`: regenerate the reason and config tables in README.md and docs/*.md (curation,
+training, latent cache, generation) from the code. A maintainer's tool: it lives with the pages it writes, not in
+a library package."""
 from __future__ import annotations
 
 import re
