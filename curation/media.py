@@ -29,7 +29,7 @@ import numpy as np
 from curation import reasons
 from curation.config import MediaConfig
 from curation.reasons import Rejected
-from foundation.media_io import Geometry, display_frame, stream_geometry
+from foundation.media_io import Geometry, audio_stream, display_frame, stream_geometry, video_stream
 
 log = logging.getLogger(__name__)
 
@@ -141,11 +141,13 @@ def check_gaps(info: MediaInfo, cfg: MediaConfig) -> None:
 def probe(path: Path, cfg: MediaConfig) -> MediaInfo:
     """Check the container; raise `Rejected` for no video / no audio / undecodable / too short."""
     with _open(path) as container:
-        if not container.streams.video:
-            raise Rejected(reasons.NO_VIDEO, f"{len(container.streams.audio)} audio stream(s), no video")
-        if not container.streams.audio:
+        video = video_stream(container)
+        if video is None:
+            pictures = len(container.streams.video)
+            raise Rejected(reasons.NO_VIDEO, f"{len(container.streams.audio)} audio stream(s), no video"
+                           + (f" ({pictures} attached picture(s): cover art)" if pictures else ""))
+        if audio_stream(container) is None:
             raise Rejected(reasons.NO_AUDIO, "the file has no audio stream")
-        video = container.streams.video[0]
         source_fps = float(video.average_rate or video.guessed_rate or 0)
         start = float(video.start_time * video.time_base) if video.start_time is not None else 0.0
         geometry = stream_geometry(video, _first_frame(container, video))
@@ -233,7 +235,7 @@ def iter_frames(
     end_frame = info.num_frames if end_frame is None else min(end_frame, info.num_frames)
     size = scaled_size(info.width, info.height, short_side)
     with _open(info.path) as container:
-        stream = container.streams.video[0]
+        stream = video_stream(container)
         stream.thread_type = "AUTO"
         origin = info.video_start_s
         if start_frame > 0:
@@ -273,9 +275,9 @@ def load_audio(info: MediaInfo, sample_rate: int) -> np.ndarray:
     first_time: float | None = None
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
     with _open(info.path) as container:
-        if not container.streams.audio:
+        stream = audio_stream(container)
+        if stream is None:
             raise Rejected(reasons.NO_AUDIO, "the file has no audio stream")
-        stream = container.streams.audio[0]
         like = stream.codec_context
         try:
             for item in _decoded(container, stream, info.gaps):

@@ -21,6 +21,20 @@ log = logging.getLogger(__name__)
 _CV2_TURNS = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
 
 
+
+def video_stream(container: av.container.InputContainer) -> Optional[av.VideoStream]:
+    """The picture a player shows: the largest video stream that is not an attached picture (cover art), as
+    ffmpeg chooses; a thumbnail track or cover art muxed before the video is not it. None: no such stream."""
+    moving = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    return max(moving, key=lambda s: s.codec_context.width * s.codec_context.height, default=None)
+
+
+def audio_stream(container: av.container.InputContainer) -> Optional[av.AudioStream]:
+    """The track a player plays: the one flagged default (a dubbed or commentary track may come first), else the
+    first. None: no audio stream."""
+    tracks = list(container.streams.audio)
+    return next((s for s in tracks if s.disposition & av.stream.Disposition.default), tracks[0] if tracks else None)
+
 @dataclass(frozen=True)
 class Geometry:
     """How a player shows a video stream's stored frames.
@@ -95,11 +109,11 @@ def display_frame(frame: av.VideoFrame, geometry: Geometry, size: tuple[int, int
 
 
 def read_audio(path: str | Path, sample_rate: int | None = None, mono: bool = True) -> tuple[np.ndarray, int]:
-    """The first audio stream as float32 (channels, samples); native rate/layout unless asked otherwise."""
+    """The played audio stream (`audio_stream`) as float32 (channels, samples); native rate/layout unless asked otherwise."""
     with av.open(str(path)) as container:
-        if not container.streams.audio:
+        stream = audio_stream(container)
+        if stream is None:
             raise ValueError(f"{path} has no audio stream")
-        stream = container.streams.audio[0]
         rate = sample_rate or stream.codec_context.sample_rate
         layout = "mono" if mono or stream.codec_context.channels == 1 else "stereo"
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
@@ -111,15 +125,15 @@ def read_audio(path: str | Path, sample_rate: int | None = None, mono: bool = Tr
 
 
 def read_video(path: str | Path, fps: int) -> np.ndarray:
-    """Every frame of the first video stream as RGB uint8 (T, H, W, 3) at a constant `fps`, upright with
+    """Every frame of the shown video stream (`video_stream`) as RGB uint8 (T, H, W, 3) at a constant `fps`, upright with
     square pixels (`Geometry`): each tick takes the source frame whose timestamp is nearest (ties: the
     later one), as curation resamples (curation/media.py) and ffmpeg's fps filter does; frames are
     repeated or dropped as the rates need."""
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
+            stream = video_stream(container)
+            if stream is None:
                 raise ValueError(f"{path} has no video stream")
-            stream = container.streams.video[0]
             decoded: list[tuple[float, np.ndarray]] = []
             geometry: Optional[Geometry] = None
             for frame in container.decode(stream):

@@ -21,7 +21,8 @@ import webdataset as wds
 
 from examples import fixtures
 from curation.config import CurationConfig, MediaConfig
-from curation.media import find_picture, iter_frames, load_audio, probe
+from curation import reasons
+from curation.media import Rejected, find_picture, iter_frames, load_audio, probe
 from curation.pipeline import process_source
 from curation.sources import parse_source
 from foundation.config import load_config
@@ -212,3 +213,63 @@ def test_wild_copies_curate_like_the_plain_clip(plain, decoded, tmp_path):
     assert min(worst_db.values(), default=99) > MIN_CROP_PSNR_DB, worst_db
     if not worst_db:
         pytest.skip("this PyAV build has none of the encoders")
+
+
+def _mono_frames(audio: np.ndarray, stream: av.AudioStream) -> list:
+    mono = av.AudioFrame.from_ndarray(audio[None, :].astype(np.float32), format="fltp", layout="mono")
+    mono.sample_rate = fixtures.SAMPLE_RATE
+    resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=fixtures.SAMPLE_RATE,
+                                  frame_size=stream.codec_context.frame_size or None)
+    return [*resampler.resample(mono), *resampler.resample(None)]
+
+
+def _with_thumbnail_and_commentary(frames: np.ndarray, audio: np.ndarray, dst: Path) -> Path:
+    """Matroska as downloaders and remuxers write it: a 160x120 preview track before the video, and a silent
+    track (another language, a commentary) before the speech, which carries the default flag."""
+    with av.open(str(dst), "w", format="matroska") as out:
+        thumb, video = (out.add_stream("libx264", rate=FPS) for _ in range(2))
+        for stream, (w, h) in ((thumb, (160, 120)), (video, SIZE)):
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        silent, speech = (out.add_stream("aac", rate=fixtures.SAMPLE_RATE, layout="mono") for _ in range(2))
+        silent.disposition, speech.disposition = 0, av.stream.Disposition.default
+        for rgb in frames:
+            out.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
+            out.mux(thumb.encode(av.VideoFrame.from_ndarray(np.full((120, 160, 3), 90, np.uint8), format="rgb24")))
+        for stream, samples in ((video, None), (thumb, None), (silent, np.zeros_like(audio)), (speech, audio)):
+            for chunk in [] if samples is None else _mono_frames(samples, stream):
+                out.mux(stream.encode(chunk))
+            out.mux(stream.encode(None))
+    return dst
+
+
+def test_the_shown_video_and_the_default_audio_track_are_read_not_the_first_streams(plain, decoded, tmp_path):
+    path = _with_thumbnail_and_commentary(*decoded, tmp_path / "thumb_commentary.mkv")
+    info, plain_info = probe(path, MediaConfig()), probe(plain, MediaConfig())
+    assert (info.width, info.height, info.num_frames) == (*SIZE, plain_info.num_frames)
+    want = dict(iter_frames(plain_info, 40, 44, short_side=360))
+    for index, frame in iter_frames(info, 40, 44, short_side=360):
+        assert psnr(frame, want[index]) > MIN_FRAME_PSNR_DB, index
+    assert read_video(path, FPS).shape[1:3] == (SIZE[1], SIZE[0])
+    audio = load_audio(info, fixtures.SAMPLE_RATE)
+    assert np.sqrt(np.mean(audio ** 2)) > 0.3 * np.sqrt(np.mean(decoded[1] ** 2))  # the speech, not the silence
+    assert np.sqrt(np.mean(read_audio(path, fixtures.SAMPLE_RATE)[0] ** 2)) > 0.3 * np.sqrt(np.mean(decoded[1] ** 2))
+
+
+def test_music_with_cover_art_is_no_video(decoded, tmp_path):
+    path = tmp_path / "song_with_cover.mp4"
+    with av.open(str(path), "w", format="mp4") as out:
+        sound = out.add_stream("aac", rate=fixtures.SAMPLE_RATE, layout="mono")
+        cover = out.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 64, 64, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        out.mux(cover.encode(av.VideoFrame.from_ndarray(np.full((64, 64, 3), 128, np.uint8), format="rgb24")
+                             .reformat(format="yuvj420p")))
+        out.mux(cover.encode(None))
+        for chunk in _mono_frames(decoded[1], sound):
+            out.mux(sound.encode(chunk))
+        out.mux(sound.encode(None))
+    with pytest.raises(Rejected, match="attached picture") as err:
+        probe(path, MediaConfig())
+    assert err.value.reason == reasons.NO_VIDEO
+    with pytest.raises(ValueError, match="no video stream"):
+        read_video(path, FPS)
