@@ -24,7 +24,6 @@ from model.presets import get_preset
 
 log = logging.getLogger("demo")
 ROOT = Path(__file__).resolve().parents[1]
-ASSETS = ROOT / "examples" / "assets"
 
 
 def write_source_list(media: list[Path], path: Path) -> Path:
@@ -115,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("5/7 stage 2 weights in %s", stage2)
     learning_check(out, base, stage2, args.steps)
     video = out / "generated.mp4"
-    photo, speech = ASSETS / "astronaut.jpg", ASSETS / "speech_0930.wav"  # the face most of the clips show
+    photo, speech = fixtures.ASSETS / "astronaut.jpg", fixtures.ASSETS / "speech_0930.wav"  # the face most of the clips show
     run([sys.executable, "-m", "model.generate", "--weights", str(stage2), "--image", str(photo),
          "--audio", str(speech), "--out", str(video), "--sampler", "ddim", "--steps", str(args.steps)])
     log.info("7/7 generated %s from %s and %s", video, photo, speech)

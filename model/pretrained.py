@@ -18,8 +18,8 @@ Base folder layout (the same for real weights and stand-ins, so one loading path
 
     python -m model.pretrained fetch --to BASE [--also chinese-wav2vec2-base --also whisper]
                                                         (needs internet and the Hugging Face hub)
-    python -m examples.standins --to BASE           (stand-ins, tiny preset by default, offline: random,
-                                                         except the tiny VAE, trained on the bundled media)
+    python -m examples.standins --to BASE               (stand-ins in the same layout, offline; an example's,
+                                                         not the library's: `tiny` here names it and exits 2)
     python -m model.pretrained init --base BASE --preset sd15 --to WEIGHTS
         -> a generation/training-ready weights folder (model.weights): SD-1.5 in the ReferenceNet and
            the denoising UNet, AnimateDiff in the motion modules, the rest freshly initialised.

@@ -73,6 +73,16 @@ class _Sink(io.RawIOBase):
         return len(chunk)
 
 
+def encoder_frames(audio: np.ndarray, stream: av.AudioStream, layout: str = "mono",
+                   rate: int = fixtures.SAMPLE_RATE) -> list:
+    """Mono 16 kHz `audio` as frames `stream`'s encoder takes (its sample format, frame size, `layout`, `rate`)."""
+    mono = av.AudioFrame.from_ndarray(audio[None, :].astype(np.float32), format="fltp", layout="mono")
+    mono.sample_rate = fixtures.SAMPLE_RATE
+    resampler = av.AudioResampler(format=stream.codec_context.format.name, layout=layout, rate=rate,
+                                  frame_size=stream.codec_context.frame_size or None)
+    return [*resampler.resample(mono), *resampler.resample(None)]
+
+
 def encode(frames: np.ndarray, audio: np.ndarray, dst: Path, fmt: str, vcodec: str, pix_fmt: str, acodec: str,
            rate: int, layout: str, bars: Optional[tuple[int, int]] = None, streamed: bool = False,
            options: Optional[dict[str, str]] = None) -> Path:
@@ -91,11 +101,7 @@ def encode(frames: np.ndarray, audio: np.ndarray, dst: Path, fmt: str, vcodec: s
                 rgb = np.pad(rgb, ((bars[1], bars[1]), (bars[0], bars[0]), (0, 0)))
             out.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
         out.mux(video.encode(None))
-        mono = av.AudioFrame.from_ndarray(audio[None, :], format="fltp", layout="mono")
-        mono.sample_rate = fixtures.SAMPLE_RATE
-        resampler = av.AudioResampler(format=sound.codec_context.format.name, layout=layout, rate=rate,
-                                      frame_size=sound.codec_context.frame_size or None)
-        for chunk in [*resampler.resample(mono), *resampler.resample(None)]:
+        for chunk in encoder_frames(audio, sound, layout, rate):
             out.mux(sound.encode(chunk))
         out.mux(sound.encode(None))
     if streamed:
@@ -215,14 +221,6 @@ def test_wild_copies_curate_like_the_plain_clip(plain, decoded, tmp_path):
         pytest.skip("this PyAV build has none of the encoders")
 
 
-def _mono_frames(audio: np.ndarray, stream: av.AudioStream) -> list:
-    mono = av.AudioFrame.from_ndarray(audio[None, :].astype(np.float32), format="fltp", layout="mono")
-    mono.sample_rate = fixtures.SAMPLE_RATE
-    resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=fixtures.SAMPLE_RATE,
-                                  frame_size=stream.codec_context.frame_size or None)
-    return [*resampler.resample(mono), *resampler.resample(None)]
-
-
 def _with_thumbnail_and_commentary(frames: np.ndarray, audio: np.ndarray, dst: Path) -> Path:
     """Matroska as downloaders and remuxers write it: a 160x120 preview track before the video, and a silent
     track (another language, a commentary) before the speech, which carries the default flag."""
@@ -236,7 +234,7 @@ def _with_thumbnail_and_commentary(frames: np.ndarray, audio: np.ndarray, dst: P
             out.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
             out.mux(thumb.encode(av.VideoFrame.from_ndarray(np.full((120, 160, 3), 90, np.uint8), format="rgb24")))
         for stream, samples in ((video, None), (thumb, None), (silent, np.zeros_like(audio)), (speech, audio)):
-            for chunk in [] if samples is None else _mono_frames(samples, stream):
+            for chunk in [] if samples is None else encoder_frames(samples, stream):
                 out.mux(stream.encode(chunk))
             out.mux(stream.encode(None))
     return dst
@@ -265,7 +263,7 @@ def test_music_with_cover_art_is_no_video(decoded, tmp_path):
         out.mux(cover.encode(av.VideoFrame.from_ndarray(np.full((64, 64, 3), 128, np.uint8), format="rgb24")
                              .reformat(format="yuvj420p")))
         out.mux(cover.encode(None))
-        for chunk in _mono_frames(decoded[1], sound):
+        for chunk in encoder_frames(decoded[1], sound):
             out.mux(sound.encode(chunk))
         out.mux(sound.encode(None))
     with pytest.raises(Rejected, match="attached picture") as err:
