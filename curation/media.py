@@ -29,6 +29,7 @@ import numpy as np
 from curation import reasons
 from curation.config import MediaConfig
 from curation.reasons import Rejected
+from foundation.deinterlace import Deinterlacer
 from foundation.media_io import Geometry, audio_stream, display_frame, stream_geometry, video_stream
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,10 @@ def _decoded(container: av.container.InputContainer, stream: av.stream.Stream, g
              ) -> Iterator[Union[av.frame.Frame, tuple[Optional[float], float]]]:
     """The stream's frames in order; for a packet the decoder refuses, (its start time, its duration) instead.
 
-    Container-level errors (demuxing) still raise: there is no packet boundary to resume from.
+    Interlaced video frames come out deinterlaced (one frame late). Container-level errors (demuxing) still
+    raise: there is no packet boundary to resume from.
     """
+    deinterlacer = Deinterlacer() if stream.type == "video" else None
     for packet in container.demux(stream):
         try:
             frames = packet.decode()
@@ -126,7 +129,10 @@ def _decoded(container: av.container.InputContainer, stream: av.stream.Stream, g
             log.debug("skipping an undecodable %s packet at %s s: %s", stream.type, start, err)
             yield start, seconds
             continue
-        yield from frames
+        for frame in frames:
+            yield from deinterlacer.push(frame) if deinterlacer else (frame,)
+    if deinterlacer:
+        yield from deinterlacer.flush()
 
 
 def check_gaps(info: MediaInfo, cfg: MediaConfig) -> None:

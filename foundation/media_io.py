@@ -2,7 +2,8 @@
 
 Video frames come out as a player shows them (`Geometry`): stretched to square pixels by the
 stream's sample aspect ratio and turned upright by its display matrix; a caller that found black
-bars (curation.media) also gets them cut off.
+bars (curation.media) also gets them cut off. Interlaced frames are deinterlaced
+(foundation.deinterlace) and HDR ones tone-mapped to SDR BT.709 (foundation.tone_mapping).
 """
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ import av
 import cv2
 import numpy as np
 
+from foundation.deinterlace import progressive
+from foundation.tone_mapping import HDR_TRANSFERS, to_sdr
+
 log = logging.getLogger(__name__)
 
 # counter-clockwise display turn -> cv2.rotate code (about 12x faster than copying a turned numpy view)
 _CV2_TURNS = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
-
 
 
 def video_stream(container: av.container.InputContainer) -> Optional[av.VideoStream]:
@@ -34,6 +37,7 @@ def audio_stream(container: av.container.InputContainer) -> Optional[av.AudioStr
     first. None: no audio stream."""
     tracks = list(container.streams.audio)
     return next((s for s in tracks if s.disposition & av.stream.Disposition.default), tracks[0] if tracks else None)
+
 
 @dataclass(frozen=True)
 class Geometry:
@@ -101,7 +105,12 @@ def display_frame(frame: av.VideoFrame, geometry: Geometry, size: tuple[int, int
         left, top = min(round(x * scale_x), full[0] - size[0]), min(round(y * scale_y), full[1] - size[1])
     width, height = geometry.stored_size(full)
     shrink = (width, height) != (frame.width, frame.height) and width <= frame.width and height <= frame.height
-    rgb = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA" if shrink else None)
+    interpolation = "AREA" if shrink else None
+    if frame.color_trc in HDR_TRANSFERS:
+        rgb = to_sdr(frame.to_ndarray(width=width, height=height, format="rgb48le", interpolation=interpolation),
+                     frame.color_trc)
+    else:
+        rgb = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation=interpolation)
     rgb = cv2.rotate(rgb, _CV2_TURNS[geometry.rotation_deg]) if geometry.rotation_deg else rgb
     if full == size:
         return rgb
@@ -136,7 +145,7 @@ def read_video(path: str | Path, fps: int) -> np.ndarray:
                 raise ValueError(f"{path} has no video stream")
             decoded: list[tuple[float, np.ndarray]] = []
             geometry: Optional[Geometry] = None
-            for frame in container.decode(stream):
+            for frame in progressive(container.decode(stream)):
                 if frame.time is None:
                     continue
                 geometry = geometry or stream_geometry(stream, frame)

@@ -77,9 +77,12 @@ def test_bad_inputs_are_rejected_with_reasons(tmp_path: Path) -> None:
 
     text = tmp_path / "notes.mp4"
     text.write_text("this is not a video\n" * 50)
-    with pytest.raises(Rejected) as err:
-        probe(text, MediaConfig())
-    assert err.value.reason == reasons.CORRUPT_MEDIA
+    empty = tmp_path / "empty.mp4"  # a download that died before its first byte
+    empty.touch()
+    for broken in (text, empty):
+        with pytest.raises(Rejected) as err:
+            probe(broken, MediaConfig())
+        assert err.value.reason == reasons.CORRUPT_MEDIA
 
     good = make_clip(tmp_path / "g.mp4", seconds=3.0)
     truncated = tmp_path / "t.mp4"

@@ -3,7 +3,8 @@
 The copies are encoded here with PyAV's own encoders (each test names the codec it needs and is
 skipped, with the reason, where this PyAV lacks it): HEVC 10-bit, VP9 + Opus 48 kHz stereo muxed to
 a stream that cannot seek back (as browsers and pipes write it: no duration in the header), AC-3
-5.1 in Matroska, letterbox and pillarbox bars, and an mp4 whose index comes first and whose tail is
+5.1 in Matroska, letterbox and pillarbox bars, interlaced h264 in MPEG-TS (as 1080i broadcast is sent),
+HDR PQ and HLG HEVC 10-bit (as phones record), and an mp4 whose index comes first and whose tail is
 cut off (the header promises frames the file lacks). Curating a copy must give what the plain clip
 gives; the measured results of the whole class (also re-packed with the ffmpeg binary) are in
 docs/curation.md, "Formats tried".
@@ -11,6 +12,7 @@ docs/curation.md, "Formats tried".
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -27,18 +29,75 @@ from curation.pipeline import process_source
 from curation.sources import parse_source
 from foundation.config import load_config
 from foundation.media_io import read_audio, read_video
+from foundation.tone_mapping import HLG, PQ
 
 SIZE = (640, 480)
 FPS = 25
-# name -> (container, video codec, pixel format, audio codec, audio rate, audio layout, bars (x, y) padding)
+
+
+def weave(frames: np.ndarray) -> np.ndarray:
+    """Interlaced frames from progressive ones: each frame's odd lines (its second field) from the next frame."""
+    woven = frames.copy()
+    woven[:-1, 1::2] = frames[1:, 1::2]
+    return woven
+
+
+# ITU-R BT.2087: linear BT.709 RGB -> linear BT.2020 RGB
+BT709_TO_BT2020 = np.array([[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]])
+
+
+def hdr_signal(rgb: np.ndarray, transfer: int) -> np.ndarray:
+    """SDR BT.709 uint8 RGB as HDR (BT.2100 PQ or HLG) 16-bit RGB, mapped as BT.2408 says: SDR white
+    (shown with gamma 2.4) at the 203 cd/m2 of HDR reference white."""
+    display = (rgb / 255.0) ** 2.4 @ BT709_TO_BT2020.T * 203.0  # cd/m2, BT.2020 primaries
+    if transfer == PQ:
+        m1, m2, c1, c2, c3 = 0.1593017578125, 78.84375, 0.8359375, 18.8515625, 18.6875
+        y = (display / 10000.0) ** m1
+        signal = ((c1 + c2 * y) / (1 + c3 * y)) ** m2
+    else:  # HLG: the inverse OOTF for a 1000 cd/m2 display (gamma 1.2), then the OETF
+        luma = np.maximum(display @ np.array([0.2627, 0.6780, 0.0593]), 1e-9)[..., None]
+        scene = display / 1000.0 * (luma / 1000.0) ** (1 / 1.2 - 1)
+        a, b, c = 0.17883277, 0.28466892, 0.55991073
+        signal = np.where(scene <= 1 / 12, np.sqrt(3 * scene), a * np.log(np.maximum(12 * scene - b, 1e-9)) + c)
+    return np.round(np.clip(signal, 0, 1) * 65535).astype(np.uint16)
+
+
+def hdr_frame(transfer: int):
+    def frame(rgb: np.ndarray) -> av.VideoFrame:
+        out = av.VideoFrame.from_ndarray(hdr_signal(rgb, transfer), format="rgb48le").reformat(
+            format="yuv420p10le", dst_colorspace=av.video.reformatter.Colorspace.BT2020)
+        out.color_trc, out.color_primaries = transfer, BT2020
+        return out
+    return frame
+
+
+@dataclass(frozen=True)
+class Copy:
+    """How one copy of the plain clip is packed."""
+
+    fmt: str
+    vcodec: str
+    pix_fmt: str
+    acodec: str
+    rate: int
+    layout: str
+    bars: Optional[tuple[int, int]] = None  # (x, y) black padding
+    streamed: bool = False  # written to a sink that cannot seek: the muxer leaves the duration out
+    interlaced: bool = False  # frames woven from two instants, coded as interlaced
+    transfer: Optional[int] = None  # HDR: PQ or HLG, BT.2020 10-bit
+
+
+BT2020 = 9  # AVCOL_PRI_BT2020 / AVCOL_SPC_BT2020_NCL
 COPIES = {
-    "hevc10": ("mp4", "libx265", "yuv420p10le", "aac", 16000, "mono", None),
-    "vp9_opus_stream": ("webm", "libvpx-vp9", "yuv420p", "libopus", 48000, "stereo", None),
-    "ac3_51": ("matroska", "libx264", "yuv420p", "ac3", 48000, "5.1", None),
-    "letterbox": ("mp4", "libx264", "yuv420p", "aac", 44100, "stereo", (0, 80)),
-    "pillarbox": ("mp4", "libx264", "yuv420p", "aac", 44100, "stereo", (106, 0)),
+    "hevc10": Copy("mp4", "libx265", "yuv420p10le", "aac", 16000, "mono"),
+    "vp9_opus_stream": Copy("webm", "libvpx-vp9", "yuv420p", "libopus", 48000, "stereo", streamed=True),
+    "ac3_51": Copy("matroska", "libx264", "yuv420p", "ac3", 48000, "5.1"),
+    "letterbox": Copy("mp4", "libx264", "yuv420p", "aac", 44100, "stereo", bars=(0, 80)),
+    "pillarbox": Copy("mp4", "libx264", "yuv420p", "aac", 44100, "stereo", bars=(106, 0)),
+    "interlaced": Copy("mpegts", "libx264", "yuv420p", "aac", 48000, "stereo", interlaced=True),
+    "hdr_pq": Copy("mp4", "libx265", "yuv420p10le", "aac", 48000, "stereo", transfer=PQ),
+    "hdr_hlg": Copy("mov", "libx265", "yuv420p10le", "aac", 48000, "stereo", transfer=HLG),
 }
-STREAMED = {"vp9_opus_stream"}  # written to a sink that cannot seek: the muxer leaves the duration out
 # Measured: the copies' stored crops are 23.2 (pillarbox) to 32.0 dB (hevc10) from the plain clip's at
 # their worst frame (re-encodes; boxes move by a pixel with the detections); before bars were cut off, the letterbox
 # crops were at 14.6 dB. Analysis frames of a barred copy are 31.9 dB (pillarbox) from the plain
@@ -83,28 +142,35 @@ def encoder_frames(audio: np.ndarray, stream: av.AudioStream, layout: str = "mon
     return [*resampler.resample(mono), *resampler.resample(None)]
 
 
-def encode(frames: np.ndarray, audio: np.ndarray, dst: Path, fmt: str, vcodec: str, pix_fmt: str, acodec: str,
-           rate: int, layout: str, bars: Optional[tuple[int, int]] = None, streamed: bool = False,
+def encode(frames: np.ndarray, audio: np.ndarray, dst: Path, copy: Copy,
            options: Optional[dict[str, str]] = None) -> Path:
-    """frames (T, H, W, 3) and mono 16 kHz `audio` as one file; `bars` pads the picture with black."""
-    sink = _Sink() if streamed else None
-    with av.open(sink if streamed else str(dst), "w", format=fmt, options=options or {}) as out:
-        video = out.add_stream(vcodec, rate=FPS)
+    """frames (T, H, W, 3) and mono 16 kHz `audio` as one file packed as `copy` says."""
+    sink = _Sink() if copy.streamed else None
+    bars = copy.bars
+    with av.open(sink if copy.streamed else str(dst), "w", format=copy.fmt, options=options or {}) as out:
+        video = out.add_stream(copy.vcodec, rate=FPS)
         height, width = frames.shape[1:3]
         video.width, video.height = (width + 2 * bars[0], height + 2 * bars[1]) if bars else (width, height)
-        video.pix_fmt = pix_fmt
-        video.options = {"crf": "16", "preset": "veryfast"} if vcodec.startswith("libx26") else {
+        video.pix_fmt = copy.pix_fmt
+        video.options = {"crf": "16", "preset": "veryfast"} if copy.vcodec.startswith("libx26") else {
             "crf": "20", "b": "0", "deadline": "realtime", "cpu-used": "8"}
-        sound = out.add_stream(acodec, rate=rate, layout=layout)
-        for rgb in frames:
+        if copy.interlaced:  # MBAFF, top field first: what 1080i broadcast h264 is
+            video.options = {**video.options, "flags": "+ildct+ilme"}
+        if copy.transfer:  # written into the stream's VUI, where players read it
+            video.codec_context.color_trc, video.codec_context.color_primaries = copy.transfer, BT2020
+            video.codec_context.colorspace = BT2020
+        to_frame = hdr_frame(copy.transfer) if copy.transfer else (
+            lambda rgb: av.VideoFrame.from_ndarray(rgb, format="rgb24"))
+        sound = out.add_stream(copy.acodec, rate=copy.rate, layout=copy.layout)
+        for rgb in weave(frames) if copy.interlaced else frames:
             if bars:
                 rgb = np.pad(rgb, ((bars[1], bars[1]), (bars[0], bars[0]), (0, 0)))
-            out.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
+            out.mux(video.encode(to_frame(np.ascontiguousarray(rgb))))
         out.mux(video.encode(None))
-        for chunk in encoder_frames(audio, sound, layout, rate):
+        for chunk in encoder_frames(audio, sound, copy.layout, copy.rate):
             out.mux(sound.encode(chunk))
         out.mux(sound.encode(None))
-    if streamed:
+    if copy.streamed:
         dst.write_bytes(bytes(sink.data))
     return dst
 
@@ -122,12 +188,11 @@ def decoded(plain) -> tuple[np.ndarray, np.ndarray]:
 
 
 def copy_of(name: str, decoded, folder: Path) -> Path:
-    fmt, vcodec, pix_fmt, acodec, rate, layout, bars = COPIES[name]
-    need(vcodec)
-    need(acodec)
-    suffix = {"matroska": "mkv"}.get(fmt, fmt)
-    return encode(*decoded, folder / f"{name}.{suffix}", fmt, vcodec, pix_fmt, acodec, rate, layout, bars,
-                  streamed=name in STREAMED)
+    copy = COPIES[name]
+    need(copy.vcodec)
+    need(copy.acodec)
+    suffix = {"matroska": "mkv", "mpegts": "ts"}.get(copy.fmt, copy.fmt)
+    return encode(*decoded, folder / f"{name}.{suffix}", copy)
 
 
 def test_a_stream_without_duration_and_a_file_cut_after_its_index_last_as_long_as_their_frames(decoded, tmp_path):
@@ -138,7 +203,7 @@ def test_a_stream_without_duration_and_a_file_cut_after_its_index_last_as_long_a
     assert abs(info.duration_s - 3.0) <= 1 / FPS and info.num_frames in (75, 76)
 
     need("libx264")
-    whole = encode(*decoded, tmp_path / "whole.mp4", "mp4", "libx264", "yuv420p", "aac", 44100, "stereo",
+    whole = encode(*decoded, tmp_path / "whole.mp4", Copy("mp4", "libx264", "yuv420p", "aac", 44100, "stereo"),
                    options={"movflags": "faststart"})
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
@@ -156,7 +221,7 @@ def test_a_stream_without_duration_and_a_file_cut_after_its_index_last_as_long_a
 @pytest.mark.parametrize("name", ["letterbox", "pillarbox"])
 def test_black_bars_are_cut_off(plain, decoded, tmp_path, name):
     info, plain_info = probe(copy_of(name, decoded, tmp_path), MediaConfig()), probe(plain, MediaConfig())
-    x, y = COPIES[name][-1]
+    x, y = COPIES[name].bars
     assert (info.width, info.height) == SIZE
     assert info.geometry.full_size == (SIZE[0] + 2 * x, SIZE[1] + 2 * y)
     for short_side in (360, None):
@@ -271,3 +336,36 @@ def test_music_with_cover_art_is_no_video(decoded, tmp_path):
     assert err.value.reason == reasons.NO_VIDEO
     with pytest.raises(ValueError, match="no video stream"):
         read_video(path, FPS)
+
+
+def comb(frame: np.ndarray) -> float:
+    """Mean distance of each line from the mean of its neighbours: comb teeth (lines of two instants) raise it."""
+    luma = frame.astype(np.float32).mean(axis=2)
+    return float(np.abs(luma[1:-1] - (luma[:-2] + luma[2:]) / 2).mean())
+
+
+def test_interlaced_video_is_deinterlaced(plain, decoded, tmp_path):
+    path = copy_of("interlaced", decoded, tmp_path)
+    with av.open(str(path)) as container:  # the premise: flagged interlaced, and combed when read as it is
+        raw = [f.to_ndarray(format="rgb24") for f in container.decode(video=0) if f.interlaced_frame]
+    plain_comb = np.mean([comb(f) for f in decoded[0]])
+    assert len(raw) >= 70 and np.mean([comb(f) for f in raw]) > 1.6 * plain_comb
+    info = probe(path, MediaConfig())
+    assert (info.width, info.height, info.num_frames) == (*SIZE, probe(plain, MediaConfig()).num_frames)
+    frames = [frame for _, frame in iter_frames(info)]
+    assert len(frames) == info.num_frames and np.mean([comb(f) for f in frames]) < 1.35 * plain_comb
+    assert np.mean([comb(f) for f in read_video(path, FPS)]) < 1.35 * plain_comb
+
+
+@pytest.mark.parametrize("name", ["hdr_pq", "hdr_hlg"])
+def test_hdr_video_is_tone_mapped_to_sdr(plain, decoded, tmp_path, name):
+    path = copy_of(name, decoded, tmp_path)
+    info, plain_info = probe(path, MediaConfig()), probe(plain, MediaConfig())
+    want = dict(iter_frames(plain_info, 40, 44))
+    with av.open(str(path)) as container:  # the premise: tagged HDR, and grey when read as if it were SDR
+        first = next(container.decode(video=0))
+        assert (first.color_trc, first.color_primaries) == (COPIES[name].transfer, BT2020)
+        assert psnr(first.to_ndarray(format="rgb24"), decoded[0][0]) < 20
+    for index, frame in iter_frames(info, 40, 44):
+        assert psnr(frame, want[index]) > MIN_FRAME_PSNR_DB, (name, index)
+    assert psnr(read_video(path, FPS)[42], want[42]) > MIN_FRAME_PSNR_DB
