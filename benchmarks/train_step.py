@@ -71,7 +71,7 @@ def prepare(work: Path, preset: str, pretrained: Optional[Path], device: str) ->
 def cache_latents(shards: list[str], vae: Path, resolution: int, device: str, out: Path) -> Path:
     """The latent cache of `shards`, written by the cache job's per-shard code (no Ray)."""
     from training.config import CacheEncodeConfig
-    from training.latent_shards import ClipEncoder, build_cache_shard
+    from training.latent_cache.encode import ClipEncoder, build_cache_shard
 
     encoder = ClipEncoder(CacheEncodeConfig(vae_dir=str(vae), resolution=resolution, device=device))
     for shard in shards:

@@ -30,7 +30,7 @@ class DataConfig:
         {}, "relative weight of each spoken language (ClipMeta.language, e.g. {zh: 0.3, en: 1}): a clip is used with "
             "probability its language's weight / the largest weight, so mostly-Mandarin data can keep English in the "
             "mix; languages not listed (and clips without one) weigh 1; {} = every clip as it comes")
-    latents: Optional[str] = opt(None, "latent-cache folder (python -m training.cache_latents --out): train on its VAE "
+    latents: Optional[str] = opt(None, "latent-cache folder (python -m training.latent_cache --out): train on its VAE "
                                        "latents instead of decoding and encoding the video; None = pixels", results=False)
 
 

@@ -42,7 +42,7 @@ from training.checkpoint import TAG, complete_tags, step_of
 from training.config import TrainConfig
 from training.data import open_shard
 from training.engine import check_devices, deepspeed_json
-from training.latents import check_cache
+from training.latent_cache.read import check_cache
 
 log = logging.getLogger(__name__)
 

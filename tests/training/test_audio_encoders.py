@@ -153,7 +153,8 @@ def test_the_latent_cache_keeps_the_record_and_refuses_a_shard_curated_again(hub
     from dataclasses import replace
 
     from training.data import CacheMismatch, shard_with_latents
-    from training.latents import KEY_INFO, LatentFrames, vae_identity
+    from training.latent_cache.format import KEY_INFO, vae_identity
+    from training.latent_cache.read import LatentFrames
 
     from stagerun import build_cache
 
