@@ -37,7 +37,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     preset: Literal["tiny", "sd15"] = opt("tiny", "model sizes (model/presets.py)")
-    pretrained_dir: str = opt("pretrained", "folder from `python -m model.pretrained fetch|tiny` (unet/, vae/, motion_module/, "
+    pretrained_dir: str = opt("pretrained", "folder from `hallo-weights fetch` or `hallo-standins` (unet/, vae/, motion_module/, "
                                             "...), or a hub id holding that layout; an object URL is mirrored to the local cache first")
     init_from: Optional[str] = opt(None, "weights folder to start from: stage 1's export/ (stage 2 needs one), a converted "
                                    "Hallo checkpoint, any export (a local folder, a run.export_url or a hub id); stage 1 "

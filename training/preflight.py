@@ -76,7 +76,7 @@ def check_bases(stage: str, cfg: TrainConfig) -> Path:
     """The pretrained base folder (resolved), with every part this stage needs."""
     base = cfg.model.pretrained_folder()
     paths = base_paths(base)
-    hint = "(`python -m model.pretrained fetch --to DIR`, or `tiny --to DIR` for stand-ins)"
+    hint = "(`hallo-weights fetch --to DIR`, or `hallo-standins --to DIR` for stand-ins)"
     for part in stage_bases(stage, cfg):
         if part == "motion":
             if not paths[part].is_file():
