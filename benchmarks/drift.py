@@ -41,7 +41,7 @@ from model.weights import read_index
 from examples.demo import train
 from examples.learning import RealClip, generate, psnr
 from training.config import CacheEncodeConfig
-from training.latent_shards import ClipEncoder, build_cache_shard
+from training.latent_cache.encode import ClipEncoder, build_cache_shard
 
 log = logging.getLogger("drift")
 CLIP_S = 3.0  # the learning test's clip

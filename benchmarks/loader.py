@@ -12,7 +12,7 @@ raw sequential read of the same bytes.
     loader       the training DataLoader (training.data.ResumableBatches) with --workers processes
 
 for the tiny and sd15 resolution presets. The cache shards are written by the cache job's own
-writer (training.latent_shards.build_cache_shard) with latents of the real shape and size but
+writer (training.latent_cache.encode.build_cache_shard) with latents of the real shape and size but
 random values (running the sd15 VAE on this CPU would take longer than the benchmark; reading
 cost does not depend on the values). The shards are curated here from fixture clips with a
 wav2vec2-base-size stand-in, so the stored audio features have the real size (12 x 768 per frame).
@@ -111,7 +111,7 @@ def shape_only_latents(resolution: int) -> Callable[[bytes], tuple[Any, Any]]:
 def build_cache(shards: list[str], preset: str, out: Path) -> dict[str, float]:
     """Cache shards for `shards` at the preset's resolution; returns their size per sample and per hour of video."""
     from model.presets import get_preset
-    from training.latent_shards import build_cache_shard
+    from training.latent_cache.encode import build_cache_shard
 
     resolution = get_preset(preset).resolution
     reports = [build_cache_shard(s, out, shape_only_latents(resolution), STANDIN_VAE, resolution) for s in shards]

@@ -16,7 +16,7 @@ nothing built); the cache's is taken after its warm-up, which runs first and alo
 
     python -m benchmarks.train_step                               # CPU: tiny preset, fp32
     python -m benchmarks.train_step --device cuda                 # GPU: sd15 preset, bf16, the paper's batches
-    python -m benchmarks.train_step --device cuda --pretrained BASE   # real bases (model.pretrained fetch)
+    python -m benchmarks.train_step --device cuda --pretrained BASE   # real bases (hallo-weights fetch)
 
 Without --pretrained the bases are random stand-ins at the preset's sizes; speed and memory do not
 depend on the weights' values. For sd15 that is about 16 GB on disk in --work: 6 GB of bases and
@@ -71,7 +71,7 @@ def prepare(work: Path, preset: str, pretrained: Optional[Path], device: str) ->
 def cache_latents(shards: list[str], vae: Path, resolution: int, device: str, out: Path) -> Path:
     """The latent cache of `shards`, written by the cache job's per-shard code (no Ray)."""
     from training.config import CacheEncodeConfig
-    from training.latent_shards import ClipEncoder, build_cache_shard
+    from training.latent_cache.encode import ClipEncoder, build_cache_shard
 
     encoder = ClipEncoder(CacheEncodeConfig(vae_dir=str(vae), resolution=resolution, device=device))
     for shard in shards:

@@ -6,7 +6,7 @@ of any wav2vec2-family encoder, whose record (`foundation.audio_encoder`) every 
 The models load once per worker process (`Annotator`); `check_model_dirs` lets the entry point
 fail at start-up when a folder is missing instead of failing every source. Model folders may be
 local paths or Hugging Face hub ids (`foundation.hub`); unset, they are looked up in
-`pretrained_dir` (default `pretrained/`, where `python -m model.pretrained fetch` puts them).
+`pretrained_dir` (default `pretrained/`, where `hallo-weights fetch` puts them).
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def model_dirs(cfg: AnnotationsConfig, base: str | Path) -> dict[str, str]:
 def check_model_dirs(cfg: AnnotationsConfig, base: str | Path) -> dict[str, Path]:
     """{config key: local folder} of the annotation models (hub ids resolved); ConfigError naming the key
     when a folder is missing or lacks its files."""
-    hint = ("get them with `python -m model.pretrained fetch --to BASE` (or `tiny --to BASE` for random "
+    hint = ("get them with `hallo-weights fetch --to BASE` (or `hallo-standins --to BASE` for random "
             "stand-ins), or set annotations.enabled=false")
     needs = {"annotations.wav2vec2_dir": WAV2VEC2_FILES, "annotations.insightface_dir": hub.ONNX}
     folders = {}

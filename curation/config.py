@@ -190,7 +190,7 @@ class RunConfig:
 
 @dataclass
 class CurationConfig:
-    pretrained_dir: str = opt("pretrained", "base folder of `python -m model.pretrained fetch` (BASE): the annotation "
+    pretrained_dir: str = opt("pretrained", "base folder of `hallo-weights fetch` (BASE): the annotation "
                                             "model folders left unset and the SyncNet weights are looked up in it")
     download: DownloadConfig = section(DownloadConfig, "yt-dlp download")
     media: MediaConfig = section(MediaConfig, "probe and normalisation")

@@ -3,7 +3,7 @@
 Whisper decides the language the way its `detect_language` does: one decoder step from the start-of-
 transcript token over the log-Mel spectrogram of (up to) 30 s of audio, softmax over the language tokens
 only (`generation_config.lang_to_id`). Any multilingual Whisper checkpoint works (openai/whisper-base,
-which `python -m model.pretrained fetch --also whisper` puts into BASE/whisper, or -small for more accuracy);
+which `hallo-weights fetch --also whisper` puts into BASE/whisper, or -small for more accuracy);
 an English-only one (`.en`) has no language tokens and is refused. The folder needs config.json,
 generation_config.json, preprocessor_config.json and the weights; no tokenizer.
 """
@@ -42,7 +42,7 @@ def check_language_model(cfg: SpeechConfig, base: str | Path) -> Optional[Path]:
         if cfg.languages:
             raise ConfigError(f"config key 'speech.languages' keeps only {cfg.languages} but no language model is "
                               f"set ({KEY}) or found at {Path(base) / 'whisper'}: get one with "
-                              "`python -m model.pretrained fetch --to BASE --also whisper`")
+                              "`hallo-weights fetch --to BASE --also whisper`")
         return None
     return hub.model_folder(ref, KEY, WHISPER_FILES)
 

@@ -1,5 +1,5 @@
 """Speech presence (silero-vad), speech quality (DNSMOS) and vocal separation: models that ship in
-their wheels, but for the separator's, which `python -m model.pretrained fetch` puts in the base folder.
+their wheels, but for the separator's, which `hallo-weights fetch` puts in the base folder.
 
 Vocal separation is audio-separator running MDX-Net Kim_Vocal_2 (foundation.vocals), as in Hallo; it
 is on when its files are found (`speech.separation`). To plug another separator, point
@@ -23,7 +23,7 @@ from foundation.vocals import NAME as MDX_NAME
 from foundation.vocals import MdxVocals, missing_files, model_in
 
 SEPARATION_WARNING = ("no vocal separator model at {path}: speech, lip sync, DNSMOS and the audio features judge the "
-                      "unseparated mixture (run `python -m model.pretrained fetch`, or set speech.separation=off)")
+                      "unseparated mixture (run `hallo-weights fetch`, or set speech.separation=off)")
 DNSMOS_RATE = 16000  # the rate DNSMOS's models were trained on
 
 
@@ -61,7 +61,7 @@ def resolve_separation(cfg: SpeechConfig, pretrained_dir: str) -> SpeechConfig:
     missing = [] if cfg.separator else missing_files(separator_model(cfg, pretrained_dir))
     if cfg.separation == "on" and missing:
         raise ConfigError(f"config key 'speech.separation' is on but {', '.join(missing)} not found "
-                          "(run `python -m model.pretrained fetch`, or set speech.separator_model)")
+                          "(run `hallo-weights fetch`, or set speech.separator_model)")
     if cfg.separation == "auto":
         return replace(cfg, separation="off" if missing else "on")
     return cfg

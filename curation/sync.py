@@ -158,7 +158,7 @@ def resolve_backend(cfg: SyncConfig, base: str | Path) -> SyncConfig:
 FALLBACK_WARNING = ("no SyncNet weights (sync.weights, or {path}): lip sync is judged by the weight-free envelope "
                     "scorer, which cannot confirm sync on real speech; clips it cannot judge are kept as "
                     "unverified (manifest sync_verified=false), only confidently shifted ones are rejected. "
-                    "Fetch the weights with `python -m model.pretrained fetch --to BASE` and set pretrained_dir=BASE.")
+                    "Fetch the weights with `hallo-weights fetch --to BASE` and set pretrained_dir=BASE.")
 
 
 def make_scorer(cfg: SyncConfig, base: str | Path) -> SyncScorer:

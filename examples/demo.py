@@ -4,7 +4,7 @@
 2. Write tiny stand-ins of the pretrained bases (`python -m examples.standins`: random, but for a
    tiny VAE trained on the bundled media).
 3. Curate the samples with `curation.run` on a local Ray into annotated shards + manifest.
-4. Cache the curated clips' VAE latents (`training.cache_latents`): training then decodes no video.
+4. Cache the curated clips' VAE latents (`training.latent_cache`): training then decodes no video.
 5. Train stage 1, then stage 2 on the cached clips (`hallo-train stage{1,2} --config configs/learn/...`),
    long enough for the tiny model to learn them.
 6. Show that it learned: generate the curated `in_sync` clip back from its first frame and its audio,
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if code != 0:
         return code
     log.info("3/7 curated: %s/curated/{manifest.parquet,summary.json,funnel.png,shards/}", out)
-    run([sys.executable, "-m", "training.cache_latents", "--shards", str(out / "curated" / "shards" / "*.tar"),
+    run([sys.executable, "-m", "training.latent_cache", "--shards", str(out / "curated" / "shards" / "*.tar"),
          "--out", str(out / "latents"), "--num-cpus", str(args.num_cpus), "--set", f"encode.vae_dir={base / 'vae'}",
          "--set", f"encode.resolution={get_preset('tiny').resolution}"])
     log.info("4/7 latents of the curated clips in %s", out / "latents")

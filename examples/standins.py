@@ -146,7 +146,7 @@ def write_vae(preset: Preset, folder: Path) -> None:
 
 
 def write_standins(preset: Preset, to: Path, seed: int = 0, language: str = "") -> None:
-    """Base weights at the preset's sizes in the layout `python -m model.pretrained fetch` writes:
+    """Base weights at the preset's sizes in the layout `hallo-weights fetch` writes:
     random, except the tiny VAE (see `write_vae`); with `language`, the Whisper stand-in answering it."""
     torch.manual_seed(seed)
     UNet2DConditionModel(**preset.unet).save_pretrained(to / "unet")

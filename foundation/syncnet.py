@@ -43,7 +43,7 @@ BOX_SMOOTH = 13  # median filter over the face box track, as syncnet_python's tr
 PAD_GREY = 110  # what syncnet_python fills outside the frame with
 MAX_OFFSET = 15  # syncnet_python's vshift: offsets searched each way, in frames
 BATCH = 64  # windows per network call; batches span clips
-WEIGHTS_FILE = Path("syncnet") / "syncnet_v2.model"  # inside a base folder from `model.pretrained fetch`
+WEIGHTS_FILE = Path("syncnet") / "syncnet_v2.model"  # inside a base folder from `hallo-weights fetch`
 
 # (kind, out_channels, kernel, stride, padding); every conv is followed by batch norm and ReLU
 _AUDIO_LAYERS = [
@@ -146,7 +146,7 @@ def load_syncnet(path: str | Path) -> SyncNet:
 
 
 def weights_in(base: str | Path) -> Path:
-    """Where `python -m model.pretrained fetch --to BASE` puts the SyncNet weights."""
+    """Where `hallo-weights fetch --to BASE` puts the SyncNet weights."""
     return Path(base) / WEIGHTS_FILE
 
 

@@ -9,7 +9,7 @@ folder is audio-separator's own `model_file_dir` layout:
     BASE/uvr/mdx_model_data.json         UVR's model parameters, keyed by the MD5 of the model file
     BASE/uvr/vr_model_data.json
 
-`python -m model.pretrained fetch` downloads them; `python -m examples.standins` writes a stand-in
+`hallo-weights fetch` downloads them; `python -m examples.standins` writes a stand-in
 with the same contract. audio-separator itself loads the model (file hash -> parameters) and runs its
 MDX code (STFT, chunking with overlap, the ONNX session, inverse STFT, compensation); only the file
 writing around it is left out: the clip goes in and comes out as an array.
@@ -36,7 +36,7 @@ NAME = "audio-separator:" + MODEL_FILE  # recorded in the clips' metadata and th
 
 
 def model_in(base: Union[str, Path]) -> Path:
-    """Where `python -m model.pretrained fetch` puts the separator model inside a base folder."""
+    """Where `hallo-weights fetch` puts the separator model inside a base folder."""
     return Path(base) / "uvr" / MODEL_FILE
 
 
@@ -78,7 +78,7 @@ class MdxVocals:
         missing = missing_files(model)
         if missing:
             raise FileNotFoundError(f"vocal separator files missing: {', '.join(missing)} "
-                                    "(run `python -m model.pretrained fetch`)")
+                                    "(run `hallo-weights fetch`)")
         separator_class = _import_separator()
         # info_only skips the start-up probes, one of which refuses to run without an ffmpeg binary
         # (used only to write stems with pydub; stems are never written here). The device is set up as

@@ -5,8 +5,9 @@
     pipe(image="face.jpg", audio="speech.wav", out="talking.mp4", steps=40)
 
 `save_weights` writes model_index.json (the five components, each as ["model.diffusers_pipeline", class]:
-diffusers looks the class and its loading base, ModelMixin, up in that module) and pipeline.py, which only imports `HalloForgePipeline` from here: diffusers runs that file (hence
-`trust_remote_code=True`), so the folder loads offline wherever hallo-forge is installed, and the same
+diffusers looks the class and its loading base, ModelMixin, up in this module) and pipeline.py, which only
+imports `HalloForgePipeline` from here (both written by model/diffusers_files.py): diffusers runs that file
+(hence `trust_remote_code=True`), so the folder loads offline wherever hallo-forge is installed, and the same
 from a hub id. The bases (VAE, wav2vec2, insightface) are not components: weights.yaml names them, as
 for `hallo-generate`.
 """
@@ -21,34 +22,11 @@ from diffusers import DiffusionPipeline, ModelMixin  # noqa: F401 - diffusers re
 from foundation.config import load_config
 from model.face_locator import FaceLocator  # noqa: F401 - the component classes model_index.json names here
 from model.generate_config import GenerateConfig
-from model.net import COMPONENT_CLASSES, COMPONENTS, HalloModules, HalloNet
+from model.net import COMPONENTS, HalloModules, HalloNet
 from model.projections import AudioProj, ImageProj  # noqa: F401
 from model.reference_unet import ReferenceUNet  # noqa: F401
 from model.unet3d import DenoisingUNet3D  # noqa: F401
 from model.weights import INDEX_FILE, read_index
-
-MODEL_INDEX = "model_index.json"
-PIPELINE_FILE = "pipeline.py"
-PIPELINE_SOURCE = '''\
-# Written by hallo-forge (model/diffusers_pipeline.py) so that plain diffusers loads this folder:
-#   DiffusionPipeline.from_pretrained(FOLDER, trust_remote_code=True)   (needs `pip install hallo-forge`)
-from model.diffusers_pipeline import HalloForgePipeline  # noqa: F401
-'''
-
-
-def model_index() -> dict[str, Any]:
-    """model_index.json: the pipeline class in pipeline.py, each component's class (imported here)."""
-    import diffusers
-
-    index: dict[str, Any] = {"_class_name": [Path(PIPELINE_FILE).stem, "HalloForgePipeline"],
-                             "_diffusers_version": diffusers.__version__}
-    index.update({name: [__name__, COMPONENT_CLASSES[name].__name__] for name in COMPONENTS})
-    return index
-
-
-def write_pipeline_files(folder: Path) -> None:
-    (folder / MODEL_INDEX).write_text(json.dumps(model_index(), indent=2) + "\n")
-    (folder / PIPELINE_FILE).write_text(PIPELINE_SOURCE)
 
 
 class HalloForgePipeline(DiffusionPipeline):

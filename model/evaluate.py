@@ -10,7 +10,7 @@ its points per frame) rather than syncnet_python's S3FD detector. Where no frame
 barely trained model), the box where this project's crops put the face is used instead, and the
 output says so.
 
-Needs SyncNet's weights: BASE/syncnet/syncnet_v2.model from `python -m model.pretrained fetch`.
+Needs SyncNet's weights: BASE/syncnet/syncnet_v2.model from `hallo-weights fetch`.
 """
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                                             "conf and min dist over the whole video).")
     parser.add_argument("--video", type=Path, required=True, help="mp4 (or any video PyAV reads) with its audio track")
     parser.add_argument("--base", type=Path, default=Path("pretrained"),
-                        help="base folder from `python -m model.pretrained fetch` (default: ./pretrained)")
+                        help="base folder from `hallo-weights fetch` (default: ./pretrained)")
     parser.add_argument("--weights", type=Path, help="SyncNet weights file; default BASE/syncnet/syncnet_v2.model")
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -107,7 +107,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     weights = args.weights or weights_in(args.base)
     if not weights.is_file():
-        print(f"error: no SyncNet weights at {weights}; fetch them with `python -m model.pretrained fetch --to BASE`",
+        print(f"error: no SyncNet weights at {weights}; fetch them with `hallo-weights fetch --to BASE`",
               file=sys.stderr)
         return 2
     if not args.video.is_file():

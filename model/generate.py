@@ -5,7 +5,7 @@
          --pose-weight 1 --face-weight 1 --lip-weight 1 --seed 42 --device auto --dtype auto --compile]
 
 Settings come from GenerateConfig's defaults < `--config configs/generate.yaml` < `--set key=value`
-< the flags above, all range-checked. WEIGHTS is a folder written by `python -m model.pretrained init`
+< the flags above, all range-checked. WEIGHTS is a folder written by `hallo-weights init`
 or by training (or a hub id). Every input is checked before a model loads (model/preflight.py).
 Next to the video, OUT.json records what ran: the settings, the sampler, its steps, the guided steps,
 the denoiser passes and the seconds per frame.

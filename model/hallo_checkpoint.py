@@ -109,7 +109,7 @@ def read_hallo_net(path: str | Path) -> dict[str, torch.Tensor]:
     """torch.load with weights_only=True (memory-mapped: nothing is read until used)."""
     path = Path(path)
     if not path.is_file():
-        raise HalloCheckpointError(f"{path} not found (python -m model.pretrained fetch downloads it)")
+        raise HalloCheckpointError(f"{path} not found (hallo-weights fetch downloads it)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # torch raises several types for truncated or foreign files

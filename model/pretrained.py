@@ -16,14 +16,14 @@ Base folder layout (the same for real weights and stand-ins, so one loading path
     BASE/uvr/Kim_Vocal_2.onnx            MDX-Net vocal separator + audio-separator's model data (foundation.vocals;
                                          Hallo's HF repo audio_separator/, else UVR's model repository)
 
-    python -m model.pretrained fetch --to BASE [--also chinese-wav2vec2-base --also whisper]
+    hallo-weights fetch --to BASE [--also chinese-wav2vec2-base --also whisper]
                                                         (needs internet and the Hugging Face hub)
     python -m examples.standins --to BASE               (stand-ins in the same layout, offline; an example's,
                                                          not the library's: `tiny` here names it and exits 2)
-    python -m model.pretrained init --base BASE --preset sd15 --to WEIGHTS
+    hallo-weights init --base BASE --preset sd15 --to WEIGHTS
         -> a generation/training-ready weights folder (model.weights): SD-1.5 in the ReferenceNet and
            the denoising UNet, AnimateDiff in the motion modules, the rest freshly initialised.
-    python -m model.pretrained hallo --base BASE [--net BASE/hallo/net.pth] --to WEIGHTS
+    hallo-weights hallo --base BASE [--net BASE/hallo/net.pth] --to WEIGHTS
         -> Hallo's released weights as a weights folder that computes what Hallo computes
            (model/hallo_checkpoint.py; behaviours: model/weights_behaviour.py HALLO). Exit status 2 on a
            file that is not a Hallo net.pth fitting the base's UNet, with one line naming the key.
@@ -318,11 +318,7 @@ def convert_hallo(base: Path, net: Path, preset: Preset, to: Path, audio_encoder
     return index
 
 
-def main(argv: list[str] | None = None) -> int:
-    from model.weights_cli import main as cli
-
-    return cli(argv, prog="python -m model.pretrained")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the command is model/weights_cli.py, on top: the library does not import it
+    print(f"error: `python -m model.pretrained` moved: use `hallo-weights {' '.join(sys.argv[1:])}` "
+          "(`python -m model.weights_cli` in a clone; docs/install.md)", file=sys.stderr)
+    sys.exit(2)

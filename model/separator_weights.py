@@ -1,5 +1,5 @@
 """Fetch the vocal separator (MDX-Net Kim_Vocal_2 and audio-separator's model data) for
-`python -m model.pretrained fetch` into BASE/uvr/ (foundation.vocals).
+`hallo-weights fetch` into BASE/uvr/ (foundation.vocals).
 
 Sources, in order: Hallo's Hugging Face repository, which publishes the four files under
 `audio_separator/` (a mirror works through HF_ENDPOINT), then the addresses audio-separator itself

@@ -1,5 +1,5 @@
 """Fetch SyncNet's released weights (`syncnet_v2.model`, syncnet_python's format) for
-`python -m model.pretrained fetch`: the lip-sync filter of curation and the LSE-C / LSE-D metrics
+`hallo-weights fetch`: the lip-sync filter of curation and the LSE-C / LSE-D metrics
 of `model.evaluate` and training validation read them from BASE/syncnet/syncnet_v2.model.
 
 Sources, in order: LatentSync's Hugging Face repositories, which publish the file under

@@ -8,16 +8,16 @@
       face_locator/
       image_proj/
       audio_proj/
-      model_index.json    the same folder as a diffusers pipeline (model/diffusers_pipeline.py), with
+      model_index.json    the same folder as a diffusers pipeline (model/diffusers_files.py), with
       pipeline.py         the file that names its class: DiffusionPipeline.from_pretrained(WEIGHTS, trust_remote_code=True)
 
-`python -m model.pretrained init` writes one from pretrained bases; training exports into the same
+`hallo-weights init` writes one from pretrained bases; training exports into the same
 layout with `save_weights`. A base entry in weights.yaml is an absolute path (what `save_weights`
 writes for a local base outside the folder, so the folder works wherever it is copied on machines
 that see the bases at the same path), an object URL (`s3://bucket/pretrained/vae`, mirrored into
 the local cache) or a hub id resolved through the Hugging Face cache (`stabilityai/sd-vae-ft-mse`),
 both recorded as the base was named, or a path relative to the folder (what it writes for a base
-inside it). `python -m model.weights bundle WEIGHTS` copies the bases into WEIGHTS/bases/ and points
+inside it). `hallo-weights bundle WEIGHTS` copies the bases into WEIGHTS/bases/ and points
 the entries there, which makes the folder self-contained: it generates on any machine.
 """
 from __future__ import annotations
@@ -41,6 +41,7 @@ from foundation.config import ConfigError, load_config, opt, section
 from foundation.storage import is_url
 from foundation.vocals import MODEL_DATA_FILES, MODEL_FILE
 from model.weights_behaviour import ModelBehaviour
+from model.diffusers_files import write_pipeline_files
 from model.net import COMPONENT_CLASSES, COMPONENTS, HalloModules, HalloNet
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class WeightsIndex:
 def read_index(folder: str | Path) -> WeightsIndex:
     path = Path(folder) / INDEX_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: not a weights folder (see `python -m model.pretrained init`)")
+        raise FileNotFoundError(f"{path} not found: not a weights folder (see `hallo-weights init`)")
     return load_config(WeightsIndex, path)
 
 
@@ -98,7 +99,7 @@ def resolve(folder: str | Path, entry: str, key: str) -> Path:
         return local.resolve()
     if Path(entry).is_absolute() or not hub.is_hub_id(entry):
         raise ConfigError(f"config key '{key}': base model {entry} not found (a weights folder copied to another "
-                          "machine needs its bases there: run `python -m model.weights bundle WEIGHTS` where they are, "
+                          "machine needs its bases there: run `hallo-weights bundle WEIGHTS` where they are, "
                           "or edit the entry to a local path or hub id)")
     return hub.resolve(entry, key)
 
@@ -147,8 +148,6 @@ def save_weights(modules: HalloModules | HalloNet, folder: str | Path, index: We
     for key in BASES:
         entries[key] = _entry(entries[key], folder)
     (folder / INDEX_FILE).write_text(yaml.safe_dump(entries, sort_keys=False))
-    from model.diffusers_pipeline import write_pipeline_files  # it imports this module
-
     write_pipeline_files(folder)
 
 
@@ -225,11 +224,7 @@ def load_vae(folder: str | Path, dtype: torch.dtype = torch.float32) -> Autoenco
     return AutoencoderKL.from_pretrained(str(folder), torch_dtype=dtype)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from model.weights_cli import main as cli
-
-    return cli(argv, prog="python -m model.weights")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the command is model/weights_cli.py, on top: the library does not import it
+    print(f"error: `python -m model.weights` moved: use `hallo-weights {' '.join(sys.argv[1:])}` "
+          "(`python -m model.weights_cli` in a clone; docs/install.md)", file=sys.stderr)
+    sys.exit(2)

@@ -1,5 +1,5 @@
-"""`hallo-weights`: pretrained bases and weights folders, one command (also `python -m model.pretrained` and
-`python -m model.weights`). The arguments are parsed, and `--help` answered, before torch is imported.
+"""`hallo-weights`: pretrained bases and weights folders, one command (`python -m model.weights_cli` in a clone).
+The arguments are parsed, and `--help` answered, before torch is imported.
 
     hallo-weights fetch --to BASE                 the real bases and Hallo's net.pth (sizes listed first)
     hallo-weights init --base BASE --to WEIGHTS   a weights folder from the bases
@@ -22,8 +22,8 @@ from model.presets import PRESETS, get_preset
 TINY_SUCCESSOR = "`hallo-standins --to BASE` (python -m examples.standins; docs/install.md)"
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hallo-weights", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--print-config", action="store_true", help="print every weights.yaml key with its default and exit")
     sub = parser.add_subparsers(dest="command")
@@ -93,12 +93,12 @@ def run(args: argparse.Namespace) -> str:
     return f"wrote {args.to}"
 
 
-def main(argv: list[str] | None = None, prog: str = "hallo-weights") -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["tiny"]:
-        print(f"error: `{prog} tiny` moved: use {TINY_SUCCESSOR}", file=sys.stderr)
+        print(f"error: `hallo-weights tiny` moved: use {TINY_SUCCESSOR}", file=sys.stderr)
         return 2
-    parser = build_parser(prog)
+    parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.print_config:

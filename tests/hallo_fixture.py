@@ -1,6 +1,6 @@
 """Base folders for Hallo parity fixtures (tests/fixtures/hallo_tiny and others of its layout).
 
-A user converts Hallo's net.pth against a base folder (python -m model.pretrained hallo --base BASE):
+A user converts Hallo's net.pth against a base folder (hallo-weights hallo --base BASE):
 its unet/config.json and wav2vec2 config fix the sizes. A fixture's are tiny, so these write a base
 folder at the fixture's sizes.
 """

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from model.presets import get_preset
 from training.config import CacheEncodeConfig
-from training.latent_shards import ClipEncoder, build_cache_shard
+from training.latent_cache.encode import ClipEncoder, build_cache_shard
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every step's loss and clip ids, logged at debug level on every rank (run_stage turns debug on).
@@ -44,7 +44,7 @@ def keys_by_rank(output: str) -> dict[int, set[str]]:
 
 
 def build_cache(shards: list[str], vae_dir: Path, out: Path, resolution: int = get_preset("tiny").resolution) -> Path:
-    """What `python -m training.cache_latents` writes for `shards`, built in this process without Ray."""
+    """What `python -m training.latent_cache` writes for `shards`, built in this process without Ray."""
     encoder = ClipEncoder(CacheEncodeConfig(vae_dir=str(vae_dir), resolution=resolution, batch_frames=32))
     for shard in shards:
         build_cache_shard(shard, out, encoder, encoder.identity, resolution)

@@ -108,7 +108,7 @@ def test_audio_feature_frames_follow_the_clip_length(annotations_cfg) -> None:
 
 
 def test_model_folders_default_to_the_pretrained_folder(tiny_pretrained, tmp_path: Path, monkeypatch) -> None:
-    """`curation.run` with no model flags finds ./pretrained (what `python -m model.pretrained fetch --to pretrained`
+    """`curation.run` with no model flags finds ./pretrained (what `hallo-weights fetch --to pretrained`
     writes) and hands Ray workers absolute paths, since their working directory differs."""
     import curation.run
     import orchestration.curation_job

@@ -1,7 +1,7 @@
 """Layers import one way: examples -> orchestration -> training -> model, curation -> foundation (README, Curation).
 
 Read from the source with `ast`, lazy imports inside functions included. Only entry points that sit on
-top of their package (`python -m curation.run`, `python -m training.cache_latents`) may reach up to the
+top of their package (`python -m curation.run`, `python -m training.latent_cache`) may reach up to the
 orchestration that schedules their work.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ FORBIDDEN = {  # package -> packages it must never import
     "orchestration": {"examples"},
     "examples": set(),  # the demo, fixtures and stand-ins: on top, they may import every layer
 }
-ENTRY_POINTS = {"curation/run.py": {"orchestration"}, "training/cache_latents.py": {"orchestration"}}
+ENTRY_POINTS = {"curation/run.py": {"orchestration"}, "training/latent_cache/cli.py": {"orchestration"}}
 
 
 def imported_packages(path: Path) -> set[str]:

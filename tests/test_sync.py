@@ -186,7 +186,7 @@ def _syncnet_python_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def syncnet_weights(tmp_path_factory) -> Path:
-    """Random weights where `model.pretrained fetch` puts the real ones: BASE/syncnet/syncnet_v2.model."""
+    """Random weights where `hallo-weights fetch` puts the real ones: BASE/syncnet/syncnet_v2.model."""
     path = tmp_path_factory.mktemp("base") / "syncnet" / "syncnet_v2.model"
     path.parent.mkdir()
     torch.save(_syncnet_python_state_dict(), path)

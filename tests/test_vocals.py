@@ -42,7 +42,7 @@ def test_missing_separator_files_are_named(tmp_path) -> None:
     (tmp_path / MODEL_FILE).write_bytes(b"x")
     assert missing_files(tmp_path / MODEL_FILE) == [str(tmp_path / n) for n in
                                                     ("download_checks.json", "mdx_model_data.json", "vr_model_data.json")]
-    with pytest.raises(FileNotFoundError, match="model.pretrained fetch"):
+    with pytest.raises(FileNotFoundError, match="hallo-weights fetch"):
         MdxVocals(tmp_path / MODEL_FILE)
 
 

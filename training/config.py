@@ -30,14 +30,14 @@ class DataConfig:
         {}, "relative weight of each spoken language (ClipMeta.language, e.g. {zh: 0.3, en: 1}): a clip is used with "
             "probability its language's weight / the largest weight, so mostly-Mandarin data can keep English in the "
             "mix; languages not listed (and clips without one) weigh 1; {} = every clip as it comes")
-    latents: Optional[str] = opt(None, "latent-cache folder (python -m training.cache_latents --out): train on its VAE "
+    latents: Optional[str] = opt(None, "latent-cache folder (python -m training.latent_cache --out): train on its VAE "
                                        "latents instead of decoding and encoding the video; None = pixels", results=False)
 
 
 @dataclass
 class ModelConfig:
     preset: Literal["tiny", "sd15"] = opt("tiny", "model sizes (model/presets.py)")
-    pretrained_dir: str = opt("pretrained", "folder from `python -m model.pretrained fetch|tiny` (unet/, vae/, motion_module/, "
+    pretrained_dir: str = opt("pretrained", "folder from `hallo-weights fetch` or `hallo-standins` (unet/, vae/, motion_module/, "
                                             "...), or a hub id holding that layout; an object URL is mirrored to the local cache first")
     init_from: Optional[str] = opt(None, "weights folder to start from: stage 1's export/ (stage 2 needs one), a converted "
                                    "Hallo checkpoint, any export (a local folder, a run.export_url or a hub id); stage 1 "

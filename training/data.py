@@ -12,7 +12,7 @@ it up to that offset without decoding, which rebuilds the shuffle buffer exactly
 window of raw reads, however many steps the run had taken.
 
 With `data.latents` set, every shard is read together with its latent-cache shard (same file
-name under that folder, same samples in the same order; see training/cache_latents.py), whose
+name under that folder, same samples in the same order; see training/latent_cache/cli.py), whose
 entries join the sample.
 
 With `data.language_weights` set, each reader keeps a sample with probability its spoken language's
@@ -132,7 +132,7 @@ def shard_with_latents(shard: str, root: str) -> Iterator[dict[str, Any]]:
         if extra is None or extra["__key__"] != sample["__key__"]:
             found = "nothing" if extra is None else f"sample {extra['__key__']}"
             raise CacheMismatch(f"latent cache {cache_shard(shard, root)} has {found} where {shard} has sample "
-                                f"{sample['__key__']}: rebuild it with python -m training.cache_latents")
+                                f"{sample['__key__']}: rebuild it with python -m training.latent_cache")
         sample.update((k, v) for k, v in extra.items() if not k.startswith("__"))
         yield sample
 

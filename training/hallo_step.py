@@ -5,7 +5,7 @@ frames and the audio. The frozen VAE is deliberately not a registered submodule,
 of the optimizer, of ZeRO partitioning and of the checkpoints.
 
 A batch carries either uint8 pixels (`reference`, `motion_frames`, `frames`), converted and
-encoded here, or latents from the cache (training/latents.py: `reference_latents`,
+encoded here, or latents from the cache (training/latent_cache/read.py: `reference_latents`,
 `motion_latents`, `target_mean`, `target_std`), which skip the VAE; the noise draws are the same.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from model.scheduler import make_scheduler
 from training.config import DiffusionConfig
 from training.diffusion import min_snr_weights, sample_noise, v_loss
 from training.frames import to_unit_range
-from training.latents import sample_latents
+from training.latent_cache.read import sample_latents
 
 
 def set_trainable(net: HalloNet, trainable: list[nn.Module]) -> None:

@@ -42,7 +42,7 @@ from training.checkpoint import TAG, complete_tags, step_of
 from training.config import TrainConfig
 from training.data import open_shard
 from training.engine import check_devices, deepspeed_json
-from training.latents import check_cache
+from training.latent_cache.read import check_cache
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def check_bases(stage: str, cfg: TrainConfig) -> Path:
     """The pretrained base folder (resolved), with every part this stage needs."""
     base = cfg.model.pretrained_folder()
     paths = base_paths(base)
-    hint = "(`python -m model.pretrained fetch --to DIR`, or `tiny --to DIR` for stand-ins)"
+    hint = "(`hallo-weights fetch --to DIR`, or `hallo-standins --to DIR` for stand-ins)"
     for part in stage_bases(stage, cfg):
         if part == "motion":
             if not paths[part].is_file():

@@ -5,7 +5,7 @@ applies to the single reference image; audio windows are built with model.projec
 whose clamped indices never go out of range (the reference's IndexError on short audio).
 
 The frames come from a frame source: `PixelFrames` decodes them from the mp4 (uint8, converted
-on the training device), `training.latents.LatentFrames` reads their latents from the cache.
+on the training device), `training.latent_cache.read.LatentFrames` reads their latents from the cache.
 Both draw the same frame indices from the same generator, so a cached run sees the same frames.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from model.projections import audio_windows
 from training.config import DataConfig
 from training.data import BadSample, Decoder, SkippedSample
 from training.frames import decode_frames
-from training.latents import LatentFrames
+from training.latent_cache.read import LatentFrames
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from foundation import hub  # noqa: E402
 from model.pretrained import init_from_base  # noqa: E402
 from model.presets import get_preset  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
-from training.latents import cached_vae  # noqa: E402
+from training.latent_cache.read import cached_vae  # noqa: E402
 from training.loop import main  # noqa: E402
 from training.hallo_stage import HalloStage, load_init_from  # noqa: E402
 from training.samples import Stage1Decoder  # noqa: E402

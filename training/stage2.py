@@ -18,7 +18,7 @@ if __package__ in (None, ""):  # run as a script (deepspeed/torchrun/python trai
 
 from model.net import HalloNet  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
-from training.latents import cached_vae  # noqa: E402
+from training.latent_cache.read import cached_vae  # noqa: E402
 from training.loop import main  # noqa: E402
 from training.samples import Stage2Decoder  # noqa: E402
 from training.hallo_stage import HalloStage, load_init_from  # noqa: E402

@@ -1,6 +1,6 @@
 """Lip-sync metrics of the validation videos, logged as TensorBoard scalars `validation/sync_c`
 (LSE-C) and `validation/sync_d` (LSE-D) whenever SyncNet's weights are in the base folder
-(model.pretrained_dir/syncnet/syncnet_v2.model, from `python -m model.pretrained fetch`)."""
+(model.pretrained_dir/syncnet/syncnet_v2.model, from `hallo-weights fetch`)."""
 from __future__ import annotations
 
 import logging

@@ -10,7 +10,7 @@ import torch
 
 from model.net import HalloNet, build_hallo_modules
 from examples.standins_cli import main as standins_main
-from model.pretrained import main as pretrained_main
+from model.weights_cli import main as weights_cli
 from model.presets import Preset, get_preset
 
 
@@ -90,7 +90,7 @@ def tiny_base(tmp_path_factory) -> Path:
 def tiny_weights(tiny_base, tmp_path_factory) -> Path:
     """A generation-ready weights folder initialised from the tiny bases."""
     weights = tmp_path_factory.mktemp("tiny_weights")
-    assert pretrained_main(["init", "--base", str(tiny_base), "--preset", "tiny", "--to", str(weights)]) == 0
+    assert weights_cli(["init", "--base", str(tiny_base), "--preset", "tiny", "--to", str(weights)]) == 0
     return weights
 
 

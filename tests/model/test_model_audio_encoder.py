@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from hallo_fixture import HALLO_TINY, wav2vec2_sizes, write_config_base
-from model.pretrained import main as pretrained_main
+from model.weights_cli import main as weights_cli
 from model.presets import get_preset
 from model.sizes import component_counts, main as sizes_main, with_audio_encoder
 from examples.standins import write_audio_encoder
@@ -38,8 +38,8 @@ def test_an_encoder_of_hallos_shape_converts_hallo_unchanged_and_is_recorded(tmp
                                               "conv_dim": [8] * 7, "num_conv_pos_embeddings": 16,
                                               "num_conv_pos_embedding_groups": 1}, "hubert")
     common = ["hallo", "--base", str(base), "--net", str(HALLO_TINY / "net.pth")]
-    assert pretrained_main([*common, "--to", str(tmp_path / "english")]) == 0
-    assert pretrained_main([*common, "--to", str(tmp_path / "hubert_weights"), "--audio-encoder", str(tmp_path / "hubert")]) == 0
+    assert weights_cli([*common, "--to", str(tmp_path / "english")]) == 0
+    assert weights_cli([*common, "--to", str(tmp_path / "hubert_weights"), "--audio-encoder", str(tmp_path / "hubert")]) == 0
     record = read_index(tmp_path / "hubert_weights").audio_encoder
     assert (record["model_type"], record["layers"], record["width"]) == ("hubert", sizes["num_hidden_layers"], sizes["hidden_size"])
     assert read_index(tmp_path / "hubert_weights").wav2vec2 == str((tmp_path / "hubert").resolve())
@@ -72,7 +72,7 @@ def test_fetch_knows_the_mandarin_encoder_and_whisper(tmp_path, monkeypatch) -> 
         return str(Path(local_dir) / filename)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    assert pretrained_main(["fetch", "--to", str(base), "--also", "chinese-wav2vec2-base", "--also", "whisper"]) == 0
+    assert weights_cli(["fetch", "--to", str(base), "--also", "chinese-wav2vec2-base", "--also", "whisper"]) == 0
     assert ("TencentGameMate/chinese-wav2vec2-base", "pytorch_model.bin", "audio_encoders/chinese-wav2vec2-base") in asked
     assert ("TencentGameMate/chinese-wav2vec2-base", "preprocessor_config.json", "audio_encoders/chinese-wav2vec2-base") in asked
     assert ("facebook/wav2vec2-base-960h", "model.safetensors", "wav2vec2") in asked

@@ -87,7 +87,7 @@ def test_cli_prints_json_and_explains_what_is_missing(talking, weights, tmp_path
     assert main(["--video", str(talking.path), "--weights", str(weights), "--device", "cpu"]) == 0
     assert "LSE-C (confidence)" in capsys.readouterr().out
     assert main(["--video", str(talking.path), "--base", str(tmp_path)]) == 2
-    assert "python -m model.pretrained fetch" in capsys.readouterr().err
+    assert "hallo-weights fetch" in capsys.readouterr().err
     assert main(["--video", str(tmp_path / "none.mp4"), "--weights", str(weights)]) == 2
     write_video(tmp_path / "mute.mp4", np.zeros((8, 32, 32, 3), np.uint8), 25)
     assert main(["--video", str(tmp_path / "mute.mp4"), "--weights", str(weights)]) == 1

@@ -1,4 +1,4 @@
-"""`python -m model.pretrained hallo`: strict conversion of Hallo's net.pth, at full size and on bad files."""
+"""`hallo-weights hallo`: strict conversion of Hallo's net.pth, at full size and on bad files."""
 from __future__ import annotations
 
 import json
@@ -15,7 +15,8 @@ from hallo_fixture import HALLO_TINY, write_config_base
 from model.hallo_checkpoint import hallo_to_ours, ours_to_hallo, read_hallo_net
 from model.net import COMPONENTS
 from model.presets import get_preset
-from model.pretrained import hallo_modules, main
+from model.pretrained import hallo_modules
+from model.weights_cli import main
 
 HALLO_KEYS = Path(__file__).resolve().parents[1] / "fixtures" / "hallo_keys" / "hallo_net_keys.json"
 PE = "denoising_unet.up_blocks.2.motion_modules.1.temporal_transformer.transformer_blocks.0.attention_blocks.1.pos_encoder.pe"

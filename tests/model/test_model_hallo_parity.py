@@ -1,4 +1,4 @@
-"""Parity with Hallo's own numbers: a tiny random Hallo net.pth, converted by `python -m model.pretrained
+"""Parity with Hallo's own numbers: a tiny random Hallo net.pth, converted by `hallo-weights
 hallo`, must reproduce what Hallo's classes computed from it (tests/fixtures/hallo_tiny/README.md).
 
 HALLO_PARITY_FIXTURE=/path/to/fixture runs the same test on another fixture of that layout (other sizes,
@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from hallo_fixture import HALLO_TINY, fixture_config, write_config_base
 from model.weights_behaviour import HALLO
 from model.net import HalloNet
-from model.pretrained import main as pretrained_main
+from model.weights_cli import main as weights_cli
 from model.weights import load_net, read_index
 
 FIXTURE = Path(os.environ.get("HALLO_PARITY_FIXTURE") or HALLO_TINY)
@@ -58,7 +58,7 @@ def converted(tmp_path_factory) -> tuple[HalloNet, dict, dict[str, torch.Tensor]
     tmp = tmp_path_factory.mktemp("hallo_parity")
     write_config_base(FIXTURE, tmp / "base")
     args = ["hallo", "--base", str(tmp / "base"), "--net", str(FIXTURE / "net.pth"), "--to", str(tmp / "weights")]
-    assert pretrained_main(args) == 0
+    assert weights_cli(args) == 0
     assert read_index(tmp / "weights").behaviour == HALLO  # a converted checkpoint computes as Hallo does
     net = load_net(tmp / "weights").eval()
     return net, cfg, load_file(FIXTURE / "inputs.safetensors"), load_file(FIXTURE / "outputs.safetensors")

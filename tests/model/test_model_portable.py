@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from model import weights as weights_cli
 from model.generate import main as generate
-from model.pretrained import main as pretrained
+from model.weights_cli import main as weights_cli
 
 from hubcache import add_to_cache
 
@@ -30,26 +29,26 @@ def test_a_copied_weights_folder_generates(tiny_weights, portrait, short_speech,
 def test_a_bundled_weights_folder_generates_without_its_bases(tiny_base, portrait, short_speech, tmp_path, capsys):
     base, weights = tmp_path / "base", tmp_path / "weights"
     shutil.copytree(tiny_base, base)
-    assert pretrained(["init", "--base", str(base), "--preset", "tiny", "--to", str(weights)]) == 0
-    assert weights_cli.main(["bundle", str(weights)]) == 0
+    assert weights_cli(["init", "--base", str(base), "--preset", "tiny", "--to", str(weights)]) == 0
+    assert weights_cli(["bundle", str(weights)]) == 0
     index = yaml.safe_load((weights / "weights.yaml").read_text())
     assert [index[k] for k in ("vae", "wav2vec2", "insightface")] == ["bases/vae", "bases/wav2vec2", "bases/insightface"]
     shutil.rmtree(base)  # the bases are gone, or the folder went to another machine
     moved = tmp_path / "elsewhere"
     shutil.move(weights, moved)
-    assert weights_cli.main(["check", str(moved)]) == 0
+    assert weights_cli(["check", str(moved)]) == 0
     assert _generate(str(moved), portrait, short_speech, tmp_path / "out.mp4") == 0
 
 
 def test_an_unbundled_copy_without_its_bases_is_named(tiny_base, tmp_path, capsys):
     base, weights = tmp_path / "base", tmp_path / "weights"
     shutil.copytree(tiny_base, base)
-    assert pretrained(["init", "--base", str(base), "--preset", "tiny", "--to", str(weights)]) == 0
+    assert weights_cli(["init", "--base", str(base), "--preset", "tiny", "--to", str(weights)]) == 0
     shutil.rmtree(base)
-    assert weights_cli.main(["check", str(weights)]) == 2
+    assert weights_cli(["check", str(weights)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"error: config key 'WEIGHTS': in {weights / 'weights.yaml'}, config key 'vae': base model "
-                          f"{base / 'vae'} not found") and "python -m model.weights bundle" in err
+                          f"{base / 'vae'} not found") and "hallo-weights bundle" in err
 
 
 @pytest.fixture
@@ -83,7 +82,7 @@ def test_a_weights_index_out_of_range_is_named(tiny_weights, tmp_path, capsys):
     shutil.copytree(tiny_weights, weights)
     index = yaml.safe_load((weights / "weights.yaml").read_text())
     (weights / "weights.yaml").write_text(yaml.safe_dump({**index, "clip_frames": 0}))
-    assert weights_cli.main(["check", str(weights)]) == 2
+    assert weights_cli(["check", str(weights)]) == 2
     assert capsys.readouterr().err.strip() == (f"error: config key 'WEIGHTS': in {weights / 'weights.yaml'}, "
                                                "config key 'clip_frames' must be >= 1, got 0")
 

@@ -11,7 +11,8 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from model.motion_checkpoint import read_checkpoint, to_animatediff_state_dict
-from model.pretrained import base_paths, main
+from model.pretrained import base_paths
+from model.weights_cli import main
 from model.weights import load_net, read_index, resolve
 
 
@@ -109,7 +110,7 @@ def test_fetch_without_the_hub_lists_what_it_fetches_then_fails_in_one_line(netw
             sock.bind(("127.0.0.1", 0))
             env["HF_ENDPOINT"] = f"http://127.0.0.1:{sock.getsockname()[1]}"
     env["HF_HOME"] = str(tmp_path / "hf")  # an empty cache
-    result = subprocess.run([sys.executable, "-m", "model.pretrained", "fetch", "--to", str(tmp_path / "base")],
+    result = subprocess.run([sys.executable, "-m", "model.weights_cli", "fetch", "--to", str(tmp_path / "base")],
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert "stable-diffusion-v1-5/stable-diffusion-v1-5 unet/" in result.stderr and "3.4 GB" in result.stderr

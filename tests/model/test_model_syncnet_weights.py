@@ -1,4 +1,4 @@
-"""`model.pretrained fetch` and SyncNet's weights: LatentSync's repositories as listed at fetch time,
+"""`hallo-weights fetch` and SyncNet's weights: LatentSync's repositories as listed at fetch time,
 then syncnet_python's address; only a file that loads as SyncNet takes its place. The hub is
 replaced by a recording stand-in and the address by a server on 127.0.0.1 (no internet here)."""
 from __future__ import annotations

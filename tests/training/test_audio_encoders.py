@@ -21,7 +21,7 @@ from foundation.config import ConfigError, load_config
 from model.generate_config import GenerateConfig
 from model.net import COMPONENT_CLASSES
 from model.preflight import check_generation
-from model.pretrained import main as pretrained_main
+from model.weights_cli import main as weights_cli
 from model.presets import TINY_WAV2VEC2
 from examples.standins import write_audio_encoder
 from model.weights import read_index
@@ -120,7 +120,7 @@ def test_training_refuses_shards_of_two_encoders_or_of_another_one(
 def test_a_wider_encoder_trains_end_to_end_and_its_model_refuses_other_encoders(
         hubert, hubert_shards, tiny_pretrained, tmp_path) -> None:
     # The model built for the encoder from the bases (what stage 1 builds), then trained with its features.
-    assert pretrained_main(["init", "--base", str(tiny_pretrained), "--preset", "tiny", "--audio-encoder", str(hubert),
+    assert weights_cli(["init", "--base", str(tiny_pretrained), "--preset", "tiny", "--audio-encoder", str(hubert),
                             "--to", str(tmp_path / "init")]) == 0
     shards = {"train": hubert_shards, "validation": hubert_shards}
     steps = {"run.max_steps": 1, "run.validate_every": 0, "run.checkpoint_every": 1}
@@ -153,7 +153,8 @@ def test_the_latent_cache_keeps_the_record_and_refuses_a_shard_curated_again(hub
     from dataclasses import replace
 
     from training.data import CacheMismatch, shard_with_latents
-    from training.latents import KEY_INFO, LatentFrames, vae_identity
+    from training.latent_cache.format import KEY_INFO, vae_identity
+    from training.latent_cache.read import LatentFrames
 
     from stagerun import build_cache
 

@@ -16,7 +16,7 @@ from foundation.audio_features import num_frames
 from foundation.config import load_config
 from hallo_fixture import HALLO_TINY, write_standin_base
 from model.weights_behaviour import HALLO
-from model.pretrained import main as pretrained_main
+from model.weights_cli import main as weights_cli
 from model.weights import load_net, read_index
 from stagerun import ROOT, losses, run_stage, stage_overrides
 from training.config import TrainConfig
@@ -49,10 +49,10 @@ def hallo_shards(fixture_by_variant, hallo_base, tmp_path_factory) -> dict[str, 
 
 @pytest.fixture(scope="module")
 def hallo_weights(hallo_base, tmp_path_factory) -> Path:
-    """The fixture's net.pth converted by the command's own entry point (python -m model.pretrained hallo ...)."""
+    """The fixture's net.pth converted by the command's own entry point (hallo-weights hallo ...)."""
     weights = tmp_path_factory.mktemp("hallo") / "weights"
     args = ["hallo", "--base", str(hallo_base), "--net", str(HALLO_TINY / "net.pth"), "--to", str(weights), "--preset", "tiny"]
-    assert pretrained_main(args) == 0
+    assert weights_cli(args) == 0
     assert read_index(weights).behaviour == HALLO
     return weights
 

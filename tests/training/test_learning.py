@@ -20,7 +20,7 @@ from curation.sources import parse_source
 from foundation.config import load_config
 from model.presets import get_preset
 from model.pretrained import base_paths
-from model.pretrained import main as pretrained_main
+from model.weights_cli import main as weights_cli
 from model.weights import load_vae, read_index
 from examples.learning import RealClip, generate, psnr
 
@@ -77,7 +77,7 @@ def test_overfit_one_clip_then_generate_it_back(one_clip, tiny_pretrained, tmp_p
     real = RealClip.from_shards(one_clip, get_preset("tiny").resolution)
     image, audio = real.write_inputs(tmp_path / "inputs")
     untrained = tmp_path / "untrained"
-    assert pretrained_main(["init", "--base", str(tiny_pretrained), "--preset", "tiny", "--to", str(untrained)]) == 0
+    assert weights_cli(["init", "--base", str(tiny_pretrained), "--preset", "tiny", "--to", str(untrained)]) == 0
     latents = build_cache(one_clip, base_paths(tiny_pretrained)["vae"], tmp_path / "latents")
     stage1 = _train("stage1", one_clip, latents, tiny_pretrained, tmp_path / "stage1")
     stage2 = _train("stage2", one_clip, latents, tiny_pretrained, tmp_path / "stage2",

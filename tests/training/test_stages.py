@@ -29,7 +29,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def base_with_syncnet(tiny_pretrained, tmp_path_factory) -> Path:
-    """The tiny bases plus random SyncNet weights where `model.pretrained fetch` puts the real ones."""
+    """The tiny bases plus random SyncNet weights where `hallo-weights fetch` puts the real ones."""
     base = tmp_path_factory.mktemp("base")
     for entry in tiny_pretrained.iterdir():
         (base / entry.name).symlink_to(entry)

@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from foundation.config import ConfigError
 from training.config import CacheEncodeConfig, LatentCacheConfig
-from training.latent_shards import ClipEncoder, ShardReport, build_cache_shard, read_report
-from training.latents import FORMAT
+from training.latent_cache.encode import ClipEncoder, ShardReport, build_cache_shard, read_report
+from training.latent_cache.format import FORMAT
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
-"""Build one latent-cache shard from one curated shard: the work of one `training.cache_latents` task.
+"""Build one latent-cache shard from one curated shard: the work of one `training.latent_cache` task.
 
-Free of Ray (orchestration/latents_job.py schedules it). The cache shard is written under a
+Free of Ray (orchestration/latent_cache_job.py schedules it). The cache shard is written under a
 temporary name and renamed when complete, then its report `parts/NAME.json` is written the same
 way: the report's presence means the shard is done, so a re-run skips it.
 """
@@ -23,7 +23,7 @@ from foundation import schema
 from training.config import CacheEncodeConfig
 from training.data import shard_samples
 from training.frames import frame_batches, to_unit_range
-from training.latents import FORMAT, KEY_INFO, KEY_MEAN, KEY_STD, vae_identity
+from training.latent_cache.format import FORMAT, KEY_INFO, KEY_MEAN, KEY_STD, vae_identity
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,9 @@ from model.weights import load_vae
 from training import frames as frames_module
 from training.config import DataConfig, TrainConfig
 from training.data import BadSample, ResumableBatches, ShardStream, shard_samples
-from training.latent_shards import read_report
-from training.latents import KEY_INFO, KEY_MEAN, KEY_STD, check_cache, vae_identity
+from training.latent_cache.encode import read_report
+from training.latent_cache.format import KEY_INFO, KEY_MEAN, KEY_STD, vae_identity
+from training.latent_cache.read import check_cache
 from training.samples import Stage1Decoder, Stage2Decoder
 
 from stagerun import ROOT, build_cache
@@ -198,7 +199,7 @@ def test_a_cached_step_has_the_pixel_step_s_losses_without_running_the_vae(name,
 
 
 def cache_job(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "training.cache_latents", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "training.latent_cache", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
 
 

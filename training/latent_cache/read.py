@@ -1,25 +1,7 @@
-"""The latent cache: every frame's VAE latent distribution, computed once per curated dataset.
-
-For each curated shard `NAME.tar`, the cache folder holds a shard `NAME.tar` with the same samples
-(same `__key__`, same order) and these entries (`python -m training.cache_latents` writes them):
-
-| entry             | content                                                                       |
-|-------------------|-------------------------------------------------------------------------------|
-| `latent.json`     | `{"vae": sha256 of the VAE's weights, "resolution": R, "frames": n, ...}`;     |
-|                   | `"audio_encoder"`: the curated sample's encoder record, kept from its shard;   |
-|                   | with an `"error"` instead of latents for a clip that could not be encoded      |
-| `latent_mean.npy` | float16 (n, 4, R/8, R/8): mean of the VAE encoder's Gaussian, every frame      |
-| `latent_std.npy`  | float16 (n, 4, R/8, R/8): its standard deviation                               |
-
-Both parameters are stored (not one fixed sample), so training draws the target frames' latents
-afresh at every step, `mean + std * noise` from the step's generator, exactly as the pixel path's
-`latent_dist.sample(generator)` does; reference and motion frames use the mean, as the pixel path
-uses the mode. Values are unscaled: the step multiplies by its VAE's scaling factor.
-"""
+"""Training on the latent cache (format in training/latent_cache/format.py): a sample's latents read from
+its cache shard, the target latents drawn as the VAE draws them, and the checks before a run."""
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Optional
@@ -32,23 +14,7 @@ from foundation.audio_encoder import describe, same_encoder
 from foundation.config import ConfigError
 from training.config import TrainConfig
 from training.data import BadSample, CacheMismatch, cache_shard, expand_shards, shard_samples
-
-KEY_INFO = "latent.json"
-KEY_MEAN = "latent_mean.npy"
-KEY_STD = "latent_std.npy"
-FORMAT = 1  # bumped when the entries change meaning
-
-
-@functools.lru_cache(maxsize=4)
-def vae_identity(vae_dir: str) -> str:
-    """sha256 of the VAE's weights (names, shapes and float32 values; not the file format), cached per process."""
-    from model.weights import load_vae
-
-    digest = hashlib.sha256()
-    for name, tensor in sorted(load_vae(vae_dir, torch.float32).state_dict().items()):
-        digest.update(f"{name}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+from training.latent_cache.format import KEY_INFO, KEY_MEAN, KEY_STD, check_info, vae_identity
 
 
 class LatentFrames:
@@ -70,25 +36,13 @@ class LatentFrames:
         if cached and meta.audio_encoder and not same_encoder(cached, meta.audio_encoder):
             raise CacheMismatch(f"latent cache {raw.get('__url__', '?')} was built from {meta.clip_id} as curated with "
                                 f"{describe(cached)}, the shard now holds {describe(meta.audio_encoder)}'s features: "
-                                "rebuild it with python -m training.cache_latents")
+                                "rebuild it with python -m training.latent_cache")
         means = torch.from_numpy(schema.npy_view(raw[KEY_MEAN])[[reference, *motion, *targets]])
         out = {"reference_latents": means[0], "target_mean": means[1 + len(motion):],
                "target_std": torch.from_numpy(schema.npy_view(raw[KEY_STD])[targets])}
         if motion:
             out["motion_latents"] = means[1:1 + len(motion)]
         return out
-
-
-def check_info(info: dict[str, Any], vae: str, resolution: int, where: str) -> None:
-    """Refuse, in one line, a cache entry made with other weights, at another size or in another format."""
-    if info.get("format") != FORMAT:
-        raise CacheMismatch(f"latent cache {where} has format {info.get('format')}, this code reads {FORMAT}: rebuild it")
-    if info["vae"] != vae:
-        raise CacheMismatch(f"latent cache {where} was built with another VAE (weights sha256 {info['vae'][:12]}, "
-                            f"this run's VAE is {vae[:12]}): rebuild it with this VAE or point data.latents elsewhere")
-    if info["resolution"] != resolution:
-        raise CacheMismatch(f"latent cache {where} holds {info['resolution']} px latents, this run trains at "
-                            f"{resolution} px: rebuild it with --set encode.resolution={resolution}")
 
 
 def sample_latents(mean: torch.Tensor, std: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
@@ -129,11 +83,11 @@ def check_cache(cfg: TrainConfig) -> None:
         return  # the stream reports missing shards itself
     if "://" not in root:
         if not Path(root).is_dir():
-            raise ConfigError(f"data.latents: {root} is not a folder (build it with python -m training.cache_latents)")
+            raise ConfigError(f"data.latents: {root} is not a folder (build it with python -m training.latent_cache)")
         missing = [s for s in shards if not Path(cache_shard(s, root)).is_file()]
         if missing:
             raise ConfigError(f"data.latents: {len(missing)} of {len(shards)} shards have no cache shard in {root} "
-                              f"(first: {Path(missing[0]).name}); run python -m training.cache_latents on them")
+                              f"(first: {Path(missing[0]).name}); run python -m training.latent_cache on them")
     first = next(shard_samples(cache_shard(shards[0], root)), None)
     if first is None or KEY_INFO not in first:
         raise ConfigError(f"data.latents: {cache_shard(shards[0], root)} holds no latent-cache sample")
