@@ -79,14 +79,14 @@ def cache_latents(shards: list[str], vae: Path, resolution: int, device: str, ou
     return out
 
 
-def _stage(name: str) -> Any:
+def _stage_class(name: str) -> Any:
     if name == "stage1":
         from training.stage1 import Stage1
 
-        return Stage1()
+        return Stage1
     from training.stage2 import Stage2
 
-    return Stage2()
+    return Stage2
 
 
 def run_config(spec: dict[str, Any]) -> dict[str, Any]:
@@ -111,18 +111,19 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
         "data.shuffle_buffer": 1,
     }
     cfg = load_config(TrainConfig, None, [f"{k}={v}" for k, v in overrides.items()])
-    stage = _stage(spec["stage"])
+    stage_class = _stage_class(spec["stage"])
     _, world, local_rank = init_distributed()
     device = device_for(cfg, local_rank)
     cuda = device.type == "cuda"
     rss_before = restart_peak_rss()  # libraries loaded, nothing built yet
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    engine = build_engine(stage.build(cfg, device), cfg, world)
+    stage = stage_class(cfg, device)
+    engine = build_engine(stage.module, cfg, world)
     batches = {}
     for name in sorted(spec["inputs"]):  # "cache" first: its warm-up alone gives its peak memory
-        cfg.data.latents = spec["cache"] if name == "cache" else None
-        batch = next(iter(ShardStream(cfg.data.shards, stage.decoder(cfg), cfg.data, cfg.run.batch_size, cfg.run.seed)))
+        cfg.data.latents = spec["cache"] if name == "cache" else None  # stage.cfg is cfg: its decoder follows
+        batch = next(iter(ShardStream(cfg.data.shards, stage.decoder(), cfg.data, cfg.run.batch_size, cfg.run.seed)))
         batch.pop("reader_state")
         batches[name] = batch
     generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed)

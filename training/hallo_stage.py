@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import io
 import logging
 import os
@@ -52,7 +53,9 @@ def load_init_from(cfg: TrainConfig) -> tuple[HalloNet, Preset]:
 
 
 class HalloStage(abc.ABC):
-    """Subclasses set `name` and `temporal`; build_net sets self.preset and self.trainable.
+    """One training stage, built whole from its run's config: `module` (what DeepSpeed wraps), the data
+    decoder, exports and validation videos. Subclasses set `name` and `temporal` and say how the network
+    starts and which of its modules train.
 
     The run's behaviour (model/weights_behaviour.py) is the initial weights' own with model.behaviour applied;
     training computes with it and every export records it.
@@ -60,41 +63,42 @@ class HalloStage(abc.ABC):
 
     name: str
     temporal: bool
-    preset: Preset
-    trainable: list[torch.nn.Module]
-    behaviour: ModelBehaviour
 
-    @abc.abstractmethod
-    def build_net(self, cfg: TrainConfig) -> HalloNet:
-        """The network with its initial weights."""
-
-    @abc.abstractmethod
-    def decoder(self, cfg: TrainConfig) -> Decoder:
-        """Raw shard sample -> training sample."""
-
-    def build(self, cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
+    def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         self.cfg = cfg
-        net = self.build_net(cfg)
-        net.behaviour = self.behaviour = self.trained_behaviour(with_overrides(net.behaviour, cfg.model.behaviour), cfg)
-        set_trainable(net, self.trainable)
+        net, self.preset = self.initial_net()
+        net.behaviour = self.behaviour = self.trained_behaviour(with_overrides(net.behaviour, cfg.model.behaviour))
+        set_trainable(net, self.trainable(net))
         if not self.behaviour.motion_in_plain_blocks:  # modules that never run stay as they are
             for module in net.denoising_unet.plain_block_motion_modules():
                 module.requires_grad_(False)
         if cfg.model.gradient_checkpointing:
             enable_checkpointing(net)
-        self.bases = base_paths(cfg.model.pretrained_folder())
         dtype = DTYPES[cfg.run.precision]
-        vae = load_vae(self.bases["vae"], dtype).to(device)
+        vae = load_vae(base_paths(cfg.model.pretrained_folder())["vae"], dtype).to(device)
         # Buffers too (e.g. the motion modules' positional tables), which DeepSpeed leaves in fp32.
-        return HalloTrainStep(net.to(device, dtype), vae, cfg.diffusion, self.temporal)
+        self.module = HalloTrainStep(net.to(device, dtype), vae, cfg.diffusion, self.temporal)
 
-    def trained_behaviour(self, inherited: ModelBehaviour, cfg: TrainConfig) -> ModelBehaviour:
+    @abc.abstractmethod
+    def initial_net(self) -> tuple[HalloNet, Preset]:
+        """The network with its initial weights, and the preset at their sizes."""
+
+    @abc.abstractmethod
+    def trainable(self, net: HalloNet) -> list[torch.nn.Module]:
+        """The modules of `net` this stage trains."""
+
+    @abc.abstractmethod
+    def decoder(self) -> Decoder:
+        """Raw shard sample -> training sample (tensors)."""
+
+    def trained_behaviour(self, inherited: ModelBehaviour) -> ModelBehaviour:
         """How the weights compute after this stage (exported, and used by validation).
 
         temporal: whether this stage trains the motion and audio modules. Guidance may drop the
         face-locator features only if this run trains without them and the initial weights allow it.
         """
-        trained_without = cfg.diffusion.drop_face_region > 0 or cfg.diffusion.drop_unconditional > 0
+        diffusion = self.cfg.diffusion
+        trained_without = diffusion.drop_face_region > 0 or diffusion.drop_unconditional > 0
         dropped = trained_without and inherited.uncond_face_region == "drop"
         return dataclasses.replace(inherited, temporal=self.temporal, uncond_face_region="drop" if dropped else "keep")
 
@@ -111,19 +115,18 @@ class HalloStage(abc.ABC):
         os.replace(tmp, out_dir)
         shutil.rmtree(old, ignore_errors=True)
 
-    def _held_out(self) -> dict[str, Any]:
+    @functools.cached_property
+    def held_out(self) -> dict[str, Any]:
         """The first sample of data.validation_shards (or, lacking those, of the training shards)."""
-        if not hasattr(self, "_validation_raw"):
-            shards = expand_shards(self.cfg.data.validation_shards)
-            if not shards:
-                log.warning("no data.validation_shards: validating on a training sample")
-                shards = expand_shards(self.cfg.data.shards)
-            self._validation_raw = next(raw_samples(shards, 0, 1, self.cfg.run.seed))
-        return self._validation_raw
+        shards = expand_shards(self.cfg.data.validation_shards)
+        if not shards:
+            log.warning("no data.validation_shards: validating on a training sample")
+            shards = expand_shards(self.cfg.data.shards)
+        return next(raw_samples(shards, 0, 1, self.cfg.run.seed))
 
     def validate(self, module: torch.nn.Module, out_dir: Path, steps: int) -> Optional[np.ndarray]:
         """Animate a held-out clip's middle frame with its own audio; writes validation.mp4, returns frames."""
-        raw = self._held_out()
+        raw = self.held_out
         meta = schema.check_sample(raw)
         size, middle = self.preset.resolution, meta.num_frames // 2
         landmarks = schema.decode_npy(raw[schema.KEY_LANDMARKS]).astype(np.float32)[middle] * (size / meta.size)

@@ -5,9 +5,8 @@ import logging
 import math
 import sys
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Optional
 
-import numpy as np
 import torch
 
 from foundation.config import ConfigError
@@ -15,34 +14,17 @@ from foundation.storage import publish_folder
 from model.weights import INDEX_FILE
 from foundation.cpu_threads import set_cpu_threads
 from training import checkpoint
-from training.cli import parse_args
+from training.arguments import parse_args
 from training.config import TrainConfig
-from training.data import Decoder, ResumableBatches, ShardStream
+from training.data import ResumableBatches, ShardStream
 from training.engine import build_engine, device_for, init_distributed
+from training.hallo_stage import HalloStage
 from training.preflight import preflight
 from training.progress import Progress, duration
 from training.samples import SyncFilter
 from training.sync_metrics import log_sync_metrics, validation_scorer
 
 log = logging.getLogger(__name__)
-
-
-class Stage(Protocol):
-    """What differs between stage 1 and stage 2."""
-
-    name: str
-
-    def build(self, cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
-        """The module DeepSpeed wraps: forward(batch, generator) -> scalar loss; frozen parts have requires_grad=False."""
-
-    def decoder(self, cfg: TrainConfig) -> Decoder:
-        """Raw shard sample -> training sample (tensors)."""
-
-    def export(self, module: torch.nn.Module, out_dir: Path) -> None:
-        """Write the trainable modules in diffusers format (what generation and stage 2 load)."""
-
-    def validate(self, module: torch.nn.Module, out_dir: Path, steps: int) -> Optional[np.ndarray]:
-        """Generate a short video from a held-out sample into out_dir; return its frames (T, H, W, 3)."""
 
 
 def _scalar_logger(out_dir: Path, rank: int):
@@ -53,8 +35,8 @@ def _scalar_logger(out_dir: Path, rank: int):
     return SummaryWriter(str(out_dir / "tensorboard"))
 
 
-def train(stage: Stage, cfg: TrainConfig) -> list[float]:
-    """Run (or resume) training to run.max_steps; returns this process's per-step losses."""
+def train(stage_class: type[HalloStage], cfg: TrainConfig) -> list[float]:
+    """Build the stage and run (or resume) its training to run.max_steps; returns this process's per-step losses."""
     rank, world, local_rank = init_distributed()
     device = device_for(cfg, local_rank)
     if device.type == "cpu":
@@ -62,15 +44,15 @@ def train(stage: Stage, cfg: TrainConfig) -> list[float]:
     out_dir = Path(cfg.run.output_dir)
     ckpt_dir = out_dir / "checkpoints"
     torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank
-    module = stage.build(cfg, device)
-    engine = build_engine(module, cfg, world)
+    stage = stage_class(cfg, device)
+    engine = build_engine(stage.module, cfg, world)
     generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed * 1000 + rank)
 
     state = checkpoint.load(engine, ckpt_dir) if cfg.run.resume == "latest" else None
     step = state["step"] if state else 0
     if state:
         checkpoint.restore_rng(state["per_rank"]["rng"], generator)
-    stream = ShardStream(cfg.data.shards, SyncFilter(stage.decoder(cfg), cfg.data), cfg.data, cfg.run.batch_size,
+    stream = ShardStream(cfg.data.shards, SyncFilter(stage.decoder(), cfg.data), cfg.data, cfg.run.batch_size,
                          cfg.run.seed, rank, world)
     batches = ResumableBatches.from_state(stream, cfg.data.num_workers, state["per_rank"]["data"] if state else None)
     scalars = _scalar_logger(out_dir, rank)
@@ -139,17 +121,21 @@ def train(stage: Stage, cfg: TrainConfig) -> list[float]:
     return losses
 
 
-def main(stage: Stage, argv: Optional[list[str]] = None) -> int:
-    cfg = parse_args(stage.name, argv)
-    if cfg is None:
-        return 0
+def main(stage_class: type[HalloStage], argv: Optional[list[str]] = None) -> int:
+    """`deepspeed training/stage1.py ...` and the like: the arguments, then run."""
+    cfg = parse_args(stage_class.name, argv)
+    return 0 if cfg is None else run(stage_class, cfg)
+
+
+def run(stage_class: type[HalloStage], cfg: TrainConfig) -> int:
+    """Check the config (exit status 2 and one line on a mistake), then train."""
     logging.basicConfig(level=cfg.run.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        cfg = preflight(stage.name, cfg)  # before DeepSpeed and the model build
+        cfg = preflight(stage_class.name, cfg)  # before DeepSpeed and the model build
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    train(stage, cfg)
+    train(stage_class, cfg)
     return 0
 
 

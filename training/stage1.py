@@ -16,11 +16,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script (deepspeed/torchrun/python training/stage1.py)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch  # noqa: E402
+
 from model.net import HalloNet  # noqa: E402
 from foundation import hub  # noqa: E402
 from model.pretrained import init_from_base  # noqa: E402
-from model.presets import get_preset  # noqa: E402
-from training.config import TrainConfig  # noqa: E402
+from model.presets import Preset, get_preset  # noqa: E402
 from training.latent_cache.read import cached_vae  # noqa: E402
 from training.loop import main  # noqa: E402
 from training.hallo_stage import HalloStage, load_init_from  # noqa: E402
@@ -31,19 +32,20 @@ class Stage1(HalloStage):
     name = "stage1"
     temporal = False
 
-    def build_net(self, cfg: TrainConfig) -> HalloNet:
+    def initial_net(self) -> tuple[HalloNet, Preset]:
+        cfg = self.cfg
         if cfg.model.init_from:
-            net, self.preset = load_init_from(cfg)
-        else:
-            encoder = hub.resolve(cfg.model.audio_encoder, "model.audio_encoder") if cfg.model.audio_encoder else None
-            modules, self.preset = init_from_base(cfg.model.pretrained_folder(), get_preset(cfg.model.preset), encoder)
-            net = HalloNet(modules)
-        self.trainable = [net.reference_unet, net.denoising_unet.spatial, net.face_locator, net.image_proj]
-        return net
+            return load_init_from(cfg)
+        encoder = hub.resolve(cfg.model.audio_encoder, "model.audio_encoder") if cfg.model.audio_encoder else None
+        modules, preset = init_from_base(cfg.model.pretrained_folder(), get_preset(cfg.model.preset), encoder)
+        return HalloNet(modules), preset
 
-    def decoder(self, cfg: TrainConfig) -> Stage1Decoder:
-        return Stage1Decoder(self.preset, cfg.data.min_ref_gap, cfg.data.resolution, cached_vae(cfg))
+    def trainable(self, net: HalloNet) -> list[torch.nn.Module]:
+        return [net.reference_unet, net.denoising_unet.spatial, net.face_locator, net.image_proj]
+
+    def decoder(self) -> Stage1Decoder:
+        return Stage1Decoder(self.preset, self.cfg.data.min_ref_gap, self.cfg.data.resolution, cached_vae(self.cfg))
 
 
 if __name__ == "__main__":
-    sys.exit(main(Stage1()))
+    sys.exit(main(Stage1))

@@ -16,8 +16,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script (deepspeed/torchrun/python training/stage2.py)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch  # noqa: E402
+
 from model.net import HalloNet  # noqa: E402
-from training.config import TrainConfig  # noqa: E402
+from model.presets import Preset  # noqa: E402
 from training.latent_cache.read import cached_vae  # noqa: E402
 from training.loop import main  # noqa: E402
 from training.samples import Stage2Decoder  # noqa: E402
@@ -28,17 +30,19 @@ class Stage2(HalloStage):
     name = "stage2"
     temporal = True
 
-    def build_net(self, cfg: TrainConfig) -> HalloNet:
+    def initial_net(self) -> tuple[HalloNet, Preset]:
+        cfg = self.cfg
         if not cfg.model.init_from:
             raise ValueError("stage 2 needs model.init_from: stage 1's export folder (runs/stage1/export) or "
-                             "converted Hallo weights (python -m model.pretrained hallo)")
-        net, self.preset = load_init_from(cfg)
-        self.trainable = [net.audio_proj, net.denoising_unet.audio_modules, net.denoising_unet.motion_modules]
-        return net
+                             "converted Hallo weights (hallo-weights hallo)")
+        return load_init_from(cfg)
 
-    def decoder(self, cfg: TrainConfig) -> Stage2Decoder:
-        return Stage2Decoder(self.preset, cfg.data.resolution, cached_vae(cfg))
+    def trainable(self, net: HalloNet) -> list[torch.nn.Module]:
+        return [net.audio_proj, net.denoising_unet.audio_modules, net.denoising_unet.motion_modules]
+
+    def decoder(self) -> Stage2Decoder:
+        return Stage2Decoder(self.preset, self.cfg.data.resolution, cached_vae(self.cfg))
 
 
 if __name__ == "__main__":
-    sys.exit(main(Stage2()))
+    sys.exit(main(Stage2))

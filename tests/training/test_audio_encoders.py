@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 import webdataset as wds
 
 from curation.config import CurationConfig
@@ -97,7 +98,7 @@ def _preflight_error(shards: list[str], tiny_pretrained: Path, tmp_path: Path, c
     sets = {"data.shards": "[" + ",".join(shards) + "]", "model.pretrained_dir": str(tiny_pretrained),
             "run.output_dir": str(tmp_path / "run"), "run.device": "cpu", "run.precision": "fp32"}
     argv = [a for key, value in sets.items() for a in ("--set", f"{key}={value}")]
-    code = loop.main(Stage1(), [*argv, *(a for e in extra for a in ("--set", e))])
+    code = loop.main(Stage1, [*argv, *(a for e in extra for a in ("--set", e))])
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err
     return code, err.splitlines()[-1] if err else ""
@@ -112,8 +113,9 @@ def test_training_refuses_shards_of_two_encoders_or_of_another_one(
     assert code == 2 and f"made by {hubert}" in line and f"built for {tiny_pretrained / 'wav2vec2'}" in line
     code, line = _preflight_error(hubert_shards, tiny_pretrained, tmp_path, capsys, f"model.audio_encoder={hubert}")
     assert code == 0 and started[-1].model.audio_encoder == str(hubert)
-    stage = Stage1()  # stage 1 from the bases builds the audio projection for that encoder
-    audio_proj = stage.build_net(started[-1]).audio_proj.config
+    # Stage 1 from the bases builds the audio projection for that encoder.
+    stage = Stage1(started[-1], torch.device("cpu"))
+    audio_proj = stage.module.net.audio_proj.config
     assert (audio_proj.num_layers, audio_proj.feature_dim) == (2, 48) and stage.preset.audio_dim == 48
 
 

@@ -66,8 +66,8 @@ def test_stage1_starts_from_converted_weights_with_their_behaviour(hallo_weights
 
     cfg = load_config(TrainConfig, None, [f"model.init_from={hallo_weights}", f"model.pretrained_dir={hallo_base}",
                                           "model.behaviour={motion_in_plain_blocks: true}", "run.precision=fp32"])
-    stage = Stage1()
-    net = stage.build(cfg, torch.device("cpu")).net
+    stage = Stage1(cfg, torch.device("cpu"))
+    net = stage.module.net
     assert net.behaviour == stage.behaviour == dataclasses.replace(HALLO, motion_in_plain_blocks=True, temporal=False)
     converted = load_net(hallo_weights).state_dict()
     assert all(torch.equal(v, converted[k]) for k, v in net.state_dict().items())

@@ -147,15 +147,12 @@ def test_the_cached_stream_decodes_no_video_draws_the_same_clips_and_resumes_exa
 
 def stage_module(name: str, cfg: TrainConfig):
     if name == "stage1":
-        from training.stage1 import Stage1
-
-        stage = Stage1()
+        from training.stage1 import Stage1 as stage_class
     else:
-        from training.stage2 import Stage2
-
-        stage = Stage2()
+        from training.stage2 import Stage2 as stage_class
     torch.manual_seed(0)
-    return stage, stage.build(cfg, torch.device("cpu"))
+    stage = stage_class(cfg, torch.device("cpu"))
+    return stage, stage.module
 
 
 # Both paths draw the same VAE sampling noise from the same generator; what differs is the float16
@@ -180,7 +177,7 @@ def test_a_cached_step_has_the_pixel_step_s_losses_without_running_the_vae(name,
         stage, module = stage_module(name, cfg)
         if latents:
             module.vae.encode = lambda *a, **k: (_ for _ in ()).throw(AssertionError("the VAE encoded"))
-        stream = ShardStream(cfg.data.shards, stage.decoder(cfg), cfg.data, batch_size=2, seed=11)
+        stream = ShardStream(cfg.data.shards, stage.decoder(), cfg.data, batch_size=2, seed=11)
         batches = iter(stream)
         optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-3)
         generator = torch.Generator().manual_seed(5)

@@ -56,14 +56,14 @@ def _one_line_error(err: str) -> str:
     ("model.init_from=/nowhere/export", "config key 'model.init_from': /nowhere/export does not exist"),
 ])
 def test_start_up_mistakes_are_one_line_before_any_heavy_work(args, override, message, started, capsys) -> None:
-    code, err = _main(Stage1(), [*args, "--set", override], capsys)
+    code, err = _main(Stage1, [*args, "--set", override], capsys)
     assert code == 2 and not started
     assert message in _one_line_error(err)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error of a machine without CUDA")
 def test_a_missing_gpu_is_named(args, started, capsys) -> None:
-    code, err = _main(Stage1(), [*args, "--set", "run.device=cuda"], capsys)
+    code, err = _main(Stage1, [*args, "--set", "run.device=cuda"], capsys)
     assert code == 2 and "config key 'run.device': cuda asked for, but torch sees no CUDA device" in _one_line_error(err)
 
 
@@ -71,26 +71,26 @@ def test_incomplete_bases_and_exports_are_named(args, tiny_pretrained, tmp_path,
     base = tmp_path / "base"
     shutil.copytree(tiny_pretrained, base)
     (base / "unet" / "diffusion_pytorch_model.safetensors").unlink()
-    code, err = _main(Stage1(), [*args, "--set", f"model.pretrained_dir={base}"], capsys)
+    code, err = _main(Stage1, [*args, "--set", f"model.pretrained_dir={base}"], capsys)
     assert code == 2 and f"{base}/unet is incomplete: no diffusion_pytorch_model" in _one_line_error(err)
-    code, err = _main(Stage2(), args, capsys)
+    code, err = _main(Stage2, args, capsys)
     assert code == 2 and "config key 'model.init_from' is not set" in _one_line_error(err)
     export = tmp_path / "export"
     export.mkdir()
-    code, err = _main(Stage2(), [*args, "--set", f"model.init_from={export}"], capsys)
+    code, err = _main(Stage2, [*args, "--set", f"model.init_from={export}"], capsys)
     assert code == 2 and f"config key 'model.init_from': {export} is incomplete: no weights.yaml" in _one_line_error(err)
     assert not started
 
 
 def test_the_deepspeed_json_is_found_from_any_working_directory(args, tmp_path, monkeypatch, started, capsys) -> None:
     monkeypatch.chdir(tmp_path)
-    code, err = _main(Stage1(), args, capsys)
+    code, err = _main(Stage1, args, capsys)
     assert code == 0 and len(started) == 1, err
 
 
 def _earlier_run(out: Path, args: list[str], capsys) -> None:
     """A run that wrote its config and a complete checkpoint at step 2 (training itself replaced)."""
-    assert _main(Stage1(), args, capsys)[0] == 0
+    assert _main(Stage1, args, capsys)[0] == 0
     step = out / "checkpoints" / "step-0000002"
     step.mkdir(parents=True)
     (step / COMPLETE).write_text("2")
@@ -102,12 +102,12 @@ def test_resume_under_a_config_that_changes_results_is_refused(args, tmp_path, s
     out = tmp_path / "run"
     _earlier_run(out, args, capsys)
     assert yaml.safe_load((out / "config.yaml").read_text())["run"]["output_dir"] == str(out)
-    code, err = _main(Stage1(), [*args, "--set", "diffusion.snr_gamma=0", "--set", "data.min_ref_gap=5"], capsys)
+    code, err = _main(Stage1, [*args, "--set", "diffusion.snr_gamma=0", "--set", "data.min_ref_gap=5"], capsys)
     line = _one_line_error(err)
     assert code == 2 and "holds checkpoints of a run with a different config" in line
     assert "data.min_ref_gap: 30 -> 5" in line and "diffusion.snr_gamma: 5.0 -> 0.0" in line
     # Step counts, logging and the optimizer may change; the change is logged and recorded.
-    code, err = _main(Stage1(), [*args, "--set", "run.max_steps=9", "--set", "optim.lr=2e-5"], capsys)
+    code, err = _main(Stage1, [*args, "--set", "run.max_steps=9", "--set", "optim.lr=2e-5"], capsys)
     assert code == 0 and len(started) == 2, err
     assert "does not change results: run.max_steps: 30000 -> 9" in caplog.text
     assert yaml.safe_load((out / "config.yaml").read_text())["run"]["max_steps"] == 9
@@ -117,11 +117,11 @@ def test_a_fresh_start_into_a_used_folder_needs_overwrite(args, tmp_path, starte
     out = tmp_path / "run"
     _earlier_run(out, args, capsys)
     (out / "export").mkdir()
-    code, err = _main(Stage1(), [*args, "--set", "run.resume=none"], capsys)
+    code, err = _main(Stage1, [*args, "--set", "run.resume=none"], capsys)
     line = _one_line_error(err)
     assert code == 2 and f"{out} holds an earlier run (checkpoints up to step 2)" in line and "run.overwrite=true" in line
     assert (out / "checkpoints" / "step-0000002" / COMPLETE).exists()
-    code, err = _main(Stage1(), [*args, "--set", "run.resume=none", "--set", "run.overwrite=true",
+    code, err = _main(Stage1, [*args, "--set", "run.resume=none", "--set", "run.overwrite=true",
                                  "--set", "diffusion.snr_gamma=0"], capsys)
     assert code == 0, err
     assert not (out / "checkpoints").exists() and not (out / "export").exists()
@@ -131,7 +131,7 @@ def test_a_fresh_start_into_a_used_folder_needs_overwrite(args, tmp_path, starte
 def test_every_training_entry_point_prints_its_config(capsys) -> None:
     from orchestration import deepspeed_launch
 
-    for stage in (Stage1(), Stage2()):
+    for stage in (Stage1, Stage2):
         assert loop.main(stage, ["--print-config"]) == 0
         out = capsys.readouterr().out
         assert "| `run.overwrite` | `False` |" in out and "| `data.shards` |" in out
