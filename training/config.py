@@ -49,7 +49,8 @@ class ModelConfig:
               "(pretrained_dir)")
     behaviour: dict[str, Any] = opt({}, "ModelBehaviour fields to change for this run and its exports, e.g. "
                                     "{motion_in_plain_blocks: true}; the others come from init_from's weights.yaml "
-                                    "(else the defaults). See model/weights_behaviour.py")
+                                    "(else the defaults), but separate_vocals from how the shards were curated "
+                                    "(docs/generation.md). See model/weights_behaviour.py")
     gradient_checkpointing: bool = opt(True, "recompute activations in the backward pass (every block, motion modules included)", results=False)
 
     def pretrained_folder(self) -> Path:

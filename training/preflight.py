@@ -2,7 +2,8 @@
 
 `preflight` checks that the shards exist, that the DeepSpeed JSON exists and parses, that the asked
 devices are there, that the pretrained bases and stage 1's export are complete, and that every shard's
-audio features come from one encoder, the one the model is built for (`check_audio_encoder`); then it
+audio features come from one encoder, the one the model is built for (`check_audio_encoder`), and
+makes the run's behaviour.separate_vocals follow the shards' (`separate_like_the_shards`); then it
 settles the output folder:
 
 - `run.resume=latest` with checkpoints: the folder's `config.yaml` (the config its run was started
@@ -38,6 +39,7 @@ from foundation.storage import StorageError, expand_shards, file_exists, is_url
 from model.pretrained import base_paths, base_refs
 from model.weights import BASE_NEEDS as EXPORT_BASE_NEEDS
 from model.weights import check_weights_folder, read_index, resolve
+from model.weights_behaviour import ModelBehaviour
 from training.checkpoint import TAG, complete_tags, step_of
 from training.config import TrainConfig
 from training.data import open_shard
@@ -148,10 +150,14 @@ def run_encoder(cfg: TrainConfig, base: Path, init_from: Optional[str]) -> tuple
     return name, record
 
 
-def check_audio_encoder(shards: list[str], encoder: Record) -> None:
-    """Every shard's features from one encoder, `encoder` (read from each shard's first sample, concurrently)."""
+def shard_metas(shards: list[str]) -> dict[str, Optional[schema.ClipMeta]]:
+    """Each shard's first sample's metadata, read concurrently (None: unreadable, training reports it)."""
     with ThreadPoolExecutor(8) as pool:
-        metas = dict(zip(shards, pool.map(first_meta, shards)))
+        return dict(zip(shards, pool.map(first_meta, shards)))
+
+
+def check_audio_encoder(metas: dict[str, Optional[schema.ClipMeta]], encoder: Record) -> None:
+    """Every shard's features (`shard_metas`) from one encoder, `encoder`."""
     found: dict[str, tuple[Record, list[str]]] = {}
     for shard, meta in metas.items():
         if meta is not None and meta.audio_encoder:
@@ -166,6 +172,28 @@ def check_audio_encoder(shards: list[str], encoder: Record) -> None:
             raise ConfigError(f"data.shards' audio features were made by {describe(record)} (e.g. {where[0]}), but the "
                               f"model is built for {describe(encoder)}: set model.audio_encoder to the shards' encoder, "
                               "or curate them with this one")
+
+
+def separate_like_the_shards(cfg: TrainConfig, metas: dict[str, Optional[schema.ClipMeta]]) -> TrainConfig:
+    """The run's behaviour.separate_vocals follows how the shards' audio features were made, so generation
+    feeds the model what training did: curated without a vocal separator (features of the mixture),
+    exports record separate_vocals=false. An explicit model.behaviour.separate_vocals, shards of both kinds
+    (a warning) or shards that say nothing leave the inherited behaviour as it is."""
+    kinds = {meta.vocal_separator is not None for meta in metas.values() if meta is not None}
+    if "separate_vocals" in cfg.model.behaviour or len(kinds) != 1:
+        if len(kinds) > 1:
+            log.warning("data.shards mix clips curated with and without vocal separation; set "
+                        "model.behaviour.separate_vocals to say which generation should do")
+        return cfg
+    separated = kinds.pop()
+    inherited = read_index(cfg.model.init_from).behaviour if cfg.model.init_from else ModelBehaviour()
+    if separated == inherited.separate_vocals:
+        return cfg
+    log.info("data.shards were curated %s vocal separation: the exports record behaviour.separate_vocals=%s "
+             "(set model.behaviour.separate_vocals to choose)", "with" if separated else "without",
+             str(separated).lower())
+    behaviour = {**cfg.model.behaviour, "separate_vocals": separated}
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, behaviour=behaviour))
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -256,8 +284,10 @@ def preflight(stage: str, cfg: TrainConfig, rank: int | None = None) -> TrainCon
     pretrained_dir = str(base) if Path(cfg.model.pretrained_dir).expanduser().exists() else cfg.model.pretrained_dir
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained_dir=pretrained_dir, init_from=init_from))
     encoder_name, encoder = run_encoder(cfg, base, init_from)
-    check_audio_encoder(expand_shards([*cfg.data.shards, *cfg.data.validation_shards]), encoder)
+    metas = shard_metas(expand_shards([*cfg.data.shards, *cfg.data.validation_shards]))
+    check_audio_encoder(metas, encoder)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, audio_encoder=encoder_name))
+    cfg = separate_like_the_shards(cfg, metas)
     check_cache(cfg)  # a missing or foreign latent cache: one line now, not a traceback from a worker
     prepare_output(cfg, rank)
     return cfg

@@ -3,14 +3,19 @@ the run folder keeps its config, refuses a resume that would mix configs and a f
 earlier run (unless told to overwrite)."""
 from __future__ import annotations
 
+import dataclasses
+import io
 import logging
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
 import torch
+import webdataset as wds
 import yaml
 
+from foundation import schema
 from training import loop
 from training.checkpoint import COMPLETE
 from training.stage1 import Stage1
@@ -137,3 +142,36 @@ def test_every_training_entry_point_prints_its_config(capsys) -> None:
         assert "| `run.overwrite` | `False` |" in out and "| `data.shards` |" in out
     assert deepspeed_launch.main(["stage2", "--print-config"]) == 0  # no cluster is contacted
     assert "| `model.init_from` |" in capsys.readouterr().out
+
+
+def _as_curated_without_separator(shard: str, dst: Path) -> Path:
+    """`shard` as curation writes it without a vocal separator: no vocals.wav, `vocal_separator` unset."""
+    with tarfile.open(shard) as src, tarfile.open(dst, "w") as out:
+        for info in src:
+            if info.name.endswith("." + schema.KEY_VOCALS):
+                continue
+            data = src.extractfile(info).read()
+            if info.name.endswith("." + schema.KEY_META):
+                data = dataclasses.replace(schema.ClipMeta.from_json(data), vocal_separator=None).to_json()
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+    return dst
+
+
+def test_exports_separate_vocals_as_the_shards_were_curated(args, curated_shards, tmp_path, started, capsys,
+                                                            caplog) -> None:
+    separated = curated_shards["train"][0]
+    assert schema.ClipMeta.from_json(next(iter(wds.WebDataset(separated, shardshuffle=False)))["json"]).vocal_separator
+    mixture = str(_as_curated_without_separator(separated, tmp_path / "mixture.tar"))
+
+    def behaviour(shards: list[str], *sets: str) -> dict:
+        extra = [a for s in (f"data.shards=[{','.join(shards)}]", *sets) for a in ("--set", s)]
+        assert _main(Stage1, [*args, *extra], capsys)[0] == 0
+        return started[-1].model.behaviour
+
+    assert "separate_vocals" not in behaviour([separated])  # the bases' behaviour separates already
+    assert behaviour([mixture]) == {"separate_vocals": False}
+    assert behaviour([mixture], "model.behaviour={separate_vocals: true}") == {"separate_vocals": True}
+    caplog.set_level(logging.WARNING)
+    assert "separate_vocals" not in behaviour([separated, mixture])
+    assert "mix clips curated with and without vocal separation" in caplog.text
