@@ -30,7 +30,7 @@ demo: setup
 	$(PY) -m examples.demo --out $(DEMO_OUT)
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
