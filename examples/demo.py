@@ -66,10 +66,10 @@ def learning_check(out: Path, base: Path, trained: Path, steps: int) -> None:
     untrained = folder / "untrained_weights"
     init_weights(base, preset, untrained)
     results = {}
-    for stem, weights, cfg in (("trained", trained, "3.5"), ("trained", trained, "1"), ("untrained", untrained, "3.5")):
-        video = generate(weights, image, audio, folder / f"{stem}_cfg{cfg}.mp4", "--sampler", "ddim", "--steps", str(steps),
-                         "--cfg", cfg)
-        results[f"{stem}, cfg {cfg}"] = real.compare(video)
+    for stem, weights, scale in (("trained", trained, "3.5"), ("trained", trained, "1"), ("untrained", untrained, "3.5")):
+        video = generate(weights, image, audio, folder / f"{stem}_cfg{scale}.mp4", "--sampler", "ddim", "--steps",
+                         str(steps), "--guidance-scale", scale)
+        results[f"{stem}, cfg {scale}"] = real.compare(video)
     results["first frame repeated"] = real.compare(real.still())
     log.info("6/7 the curated clip %s (%d frames) generated back from its first frame and its audio, "
              "against the real clip:\n%s", row["clip_id"], len(real.frames),

@@ -26,10 +26,14 @@ class ConfigError(ValueError):
     """A bad config key or value; the message names it in one line."""
 
 
-def opt(default: Any, help: str, *, low: float | None = None, high: float | None = None, results: bool = True) -> Any:
+def opt(default: Any, help: str, *, low: float | None = None, high: float | None = None, results: bool = True,
+        null: str | None = None, was: str | None = None) -> Any:
     """A config field with its default, one-line documentation, optional inclusive bounds, and whether
-    changing it changes the run's results (see the module docstring)."""
-    metadata = {"help": help, "low": low, "high": high, "results": results}
+    changing it changes the run's results (see the module docstring). `null`: what a null value takes
+    instead (the help says so, and an out-of-range number is told to be null for it); `was`: the key's
+    former name, which is refused with the new one named rather than reported as unknown."""
+    metadata = {"help": help + (f"; null = {null}" if null else ""), "low": low, "high": high, "results": results,
+                "null": null, "was": was}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -102,6 +106,10 @@ def _build(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
+    renamed = {f.metadata["was"]: f.name for f in dataclasses.fields(cls) if f.metadata.get("was")}
+    for key in unknown:
+        if key in renamed:
+            raise ConfigError(f"config key '{prefix}{key}' is now '{prefix}{renamed[key]}'")
     if unknown:
         raise ConfigError(f"unknown config key '{prefix}{unknown[0]}'")
     kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
@@ -129,7 +137,8 @@ def _check_bounds(value: Any, meta: Any, key: str) -> None:
     for v in value if isinstance(value, (list, tuple)) else [value]:
         if isinstance(v, (int, float)) and not isinstance(v, bool) and (
                 (low is not None and v < low) or (high is not None and v > high)):
-            raise ConfigError(f"config key '{key}' must be {_bounds_text(meta)}, got {v!r}")
+            null = f", or null for {meta['null']}" if meta.get("null") else ""
+            raise ConfigError(f"config key '{key}' must be {_bounds_text(meta)}{null}, got {v!r}")
 
 
 def from_mapping(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:

@@ -45,7 +45,7 @@ class HalloForgePipeline(DiffusionPipeline):
 
     def __call__(self, image: str | Path, audio: str | Path, out: str | Path, **settings: Any) -> Path:
         """Animate `image` with `audio` into the video `out`; `settings` are hallo-generate's config keys
-        (steps, cfg, seed, device, ...), range-checked as there."""
+        (steps, guidance_scale, seed, device, ...), range-checked as there."""
         from model.generate import generate
         from model.preflight import check_generation
 

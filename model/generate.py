@@ -1,8 +1,8 @@
 """Generate a talking-head video from one portrait and one speech recording.
 
     python -m model.generate --weights WEIGHTS --image face.jpg --audio speech.wav --out out.mp4 \
-        [--preset auto|hallo|balanced|fast --sampler ddim|dpmpp|unipc --steps N --cfg 3.5 --cfg-min-timestep -1
-         --pose-weight 1 --face-weight 1 --lip-weight 1 --seed 42 --device auto --dtype auto --compile]
+        [--preset auto|hallo|balanced|fast --sampler ddim|dpmpp|unipc --steps N --guidance-scale 3.5
+         --guidance-min-timestep T --pose-weight 1 --face-weight 1 --lip-weight 1 --seed 42 --device auto --dtype auto --compile]
 
 Settings come from GenerateConfig's defaults < `--config configs/generate.yaml` < `--set key=value`
 < the flags above, all range-checked. WEIGHTS is a folder written by `hallo-weights init`
@@ -49,9 +49,10 @@ def sampling(cfg: GenerateConfig, behaviour: ModelBehaviour) -> tuple[str, dict]
 
     name = behaviour.sampling_preset if cfg.preset == "auto" else cfg.preset
     preset = PRESETS[name]
-    floor = preset.guidance_min_timestep if preset.guidance_min_timestep is not None else behaviour.guidance_min_timestep
-    return name, {"sampler": preset.sampler if cfg.sampler == "auto" else cfg.sampler, "steps": cfg.steps or preset.steps,
-                  "cfg_min_timestep": floor if cfg.cfg_min_timestep < 0 else cfg.cfg_min_timestep}
+    floor = preset.guidance_min_timestep if cfg.guidance_min_timestep is None else cfg.guidance_min_timestep
+    return name, {"sampler": preset.sampler if cfg.sampler == "auto" else cfg.sampler,
+                  "steps": preset.steps if cfg.steps is None else cfg.steps,
+                  "guidance_min_timestep": floor}  # None still: the pipeline takes the weights' behaviour
 
 
 def prepare(cfg: GenerateConfig, inputs: GenerationInputs | None = None, net: HalloNet | None = None
@@ -94,9 +95,9 @@ def prepare(cfg: GenerateConfig, inputs: GenerationInputs | None = None, net: Ha
         embedding=torch.from_numpy(embedding),
     )
     settings = SamplerSettings(
-        clip_frames=cfg.clip_frames or index.clip_frames,
-        motion_frames=index.motion_frames if cfg.motion_frames < 0 else cfg.motion_frames,
-        cfg=cfg.cfg,
+        clip_frames=index.clip_frames if cfg.clip_frames is None else cfg.clip_frames,
+        motion_frames=index.motion_frames if cfg.motion_frames is None else cfg.motion_frames,
+        guidance_scale=cfg.guidance_scale,
         batched_guidance=cfg.batched_guidance,
         **sampling(cfg, index.behaviour)[1],
         audio_weights=(cfg.pose_weight, cfg.face_weight, cfg.lip_weight),
@@ -119,10 +120,10 @@ def generate(cfg: GenerateConfig, inputs: GenerationInputs | None = None, net: H
     plan = pipeline.plan(settings)
     ran = {"preset": sampling(cfg, inputs.index.behaviour)[0],
            **plan.describe(-(-settings.frames // settings.clip_frames), settings.frames)}
-    log.info("%d frames in clips of %d (+%d motion frames): preset %s, %s, %d steps, cfg %.2f on %d of them "
+    log.info("%d frames in clips of %d (+%d motion frames): preset %s, %s, %d steps, guidance %.2f on %d of them "
              "(timestep >= %d), %d denoiser passes (%.2f per frame)", settings.frames, settings.clip_frames,
-             settings.motion_frames, ran["preset"], ran["sampler"], ran["steps"], settings.cfg, ran["guided_steps"],
-             settings.cfg_min_timestep, ran["passes"], ran["passes_per_frame"])
+             settings.motion_frames, ran["preset"], ran["sampler"], ran["steps"], settings.guidance_scale, ran["guided_steps"],
+             plan.guidance_min_timestep, ran["passes"], ran["passes_per_frame"])
     audio, rate = read_audio(cfg.audio, mono=False)
     start = time.perf_counter()
     written = 0
@@ -144,8 +145,10 @@ def sidecar(out: str | Path) -> Path:
     return Path(f"{out}.json")
 
 
-FLAGS = ("weights", "image", "audio", "out", "preset", "sampler", "steps", "cfg", "cfg_min_timestep", "pose_weight",
-         "face_weight", "lip_weight", "seed", "device", "dtype", "compile", "allow_no_face")
+FLAGS = ("weights", "image", "audio", "out", "preset", "sampler", "steps", "guidance_scale", "guidance_min_timestep",
+         "pose_weight", "face_weight", "lip_weight", "seed", "device", "dtype", "compile", "allow_no_face")
+
+RENAMED = tuple(f.metadata["was"] for f in dataclasses.fields(GenerateConfig) if f.metadata.get("was"))  # cfg, ...
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,8 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
         if str(types[name]) == "bool":
             parser.add_argument(flag, dest=name, action="store_true", default=None, help=help)
         else:
-            kind = {"float": float, "int": int}.get(str(types[name]), str)
+            kind = {"float": float, "int": int, "Optional[int]": int}.get(str(types[name]), str)
             parser.add_argument(flag, dest=name, type=kind, default=None, help=help)
+    for old in RENAMED:  # taken only to be refused by the config with the new name (exit 2), not as unknown
+        parser.add_argument("--" + old.replace("_", "-"), dest=old, default=None, help=argparse.SUPPRESS)
     return parser
 
 
@@ -170,7 +175,7 @@ def parse_args(argv: list[str] | None) -> GenerateConfig | None:
     if args.print_config:
         print(describe_markdown(GenerateConfig))
         return None
-    flags = [f"{k}={json.dumps(getattr(args, k))}" for k in FLAGS if getattr(args, k) is not None]  # JSON is YAML
+    flags = [f"{k}={json.dumps(getattr(args, k))}" for k in (*FLAGS, *RENAMED) if getattr(args, k) is not None]  # JSON is YAML
     cfg = load_config(GenerateConfig, args.config, [*args.set, *flags])
     missing = [k for k in ("weights", "image", "audio") if not getattr(cfg, k)]
     if missing:

@@ -1,9 +1,12 @@
 """Every setting of `python -m model.generate`, with its default, help and range (one place: the CLI,
-configs/generate.yaml, the README table and the input checks of model/preflight.py all read it)."""
+configs/generate.yaml, the README table and the input checks of model/preflight.py all read it).
+
+`null` (None) is the one way to say "what the weights folder or the sampling preset says"; `cfg` in this code
+always names a config object, never the guidance scale."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Optional
 
 from foundation.config import opt
 
@@ -17,17 +20,19 @@ class GenerateConfig:
     pose_weight: float = opt(1.0, "weight of the audio branch on the background/pose region", low=0)
     face_weight: float = opt(1.0, "weight of the audio branch on the face (without the lips)", low=0)
     lip_weight: float = opt(1.0, "weight of the audio branch on the lips", low=0)
-    cfg: float = opt(3.5, "classifier-free guidance scale (1 = no guidance, half the compute)", low=0)
+    guidance_scale: float = opt(3.5, "classifier-free guidance scale (1 = no guidance, half the compute)", low=0,
+                                was="cfg")
     preset: Literal["auto", "hallo", "balanced", "fast"] = opt(
         "auto", "sampling preset (sampler, steps, guided steps; docs/generation.md, Presets): hallo = Hallo's 40 DDIM "
         "steps guided on every step, balanced, fast; auto = the weights folder's (hallo for converted Hallo weights, "
         "balanced otherwise)")
     sampler: Literal["auto", "ddim", "dpmpp", "unipc"] = opt(
         "auto", "sampler: ddim, dpmpp (DPM-Solver++ multistep), unipc; auto = the preset's")
-    steps: int = opt(0, "sampling steps per clip; 0 = the preset's", low=0, high=1000)
-    cfg_min_timestep: int = opt(-1, "guide only the sampling steps at or above this timestep (of 1000); 0 = every "
-                                "step (Hallo's sampler), -1 = the preset's (hallo: 0; the others: the weights "
-                                "folder's, 600, or 0 for converted Hallo weights)", low=-1, high=1000)
+    steps: Optional[int] = opt(None, "sampling steps per clip", low=1, high=1000, null="the preset's")
+    guidance_min_timestep: Optional[int] = opt(
+        None, "guide only the sampling steps at or above this timestep (of 1000); 0 = every step (Hallo's sampler)",
+        low=0, high=1000, null="the preset's (hallo: 0; the others: the weights folder's, 600, or 0 for converted Hallo "
+        "weights)", was="cfg_min_timestep")
     batched_guidance: bool = opt(True, "run guidance's two branches as one batch of two (faster on a GPU; "
                                  "falls back to two passes by itself after a CUDA out-of-memory error)")
     compile: bool = opt(False, "torch.compile the denoising UNet (minutes of compiling first; pays on long videos)")
@@ -36,8 +41,9 @@ class GenerateConfig:
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = opt("auto", "auto = float16 on cuda, float32 on cpu")
     cpu_threads: int = opt(0, "torch threads on CPU; 0 = auto: this process's CPUs, at most torch's default "
                            "(OMP_NUM_THREADS wins; foundation/cpu_threads.py)", low=0)
-    clip_frames: int = opt(0, "frames per clip; 0 = the weights folder's value", low=0)
-    motion_frames: int = opt(-1, "previous frames carried into each clip; -1 = the weights folder's value", low=-1)
+    clip_frames: Optional[int] = opt(None, "frames per clip", low=1, null="the weights folder's value")
+    motion_frames: Optional[int] = opt(None, "previous frames carried into each clip", low=0,
+                                       null="the weights folder's value")
     audio_encoder: str = opt("", "audio encoder folder or hub id to use instead of the one weights.yaml names; '' = "
                                  "that one. An encoder other than the recorded one (weights.yaml audio_encoder) is "
                                  "refused: the model was trained on its features")

@@ -12,7 +12,7 @@ For every clip of `clip_frames` frames:
                    tokens, with CFG for both branches: the conditional one and the `unconditional(behaviour)`
                    one (no reference attention, ImageProj(0), zero audio tokens, and no face-locator
                    features unless the weights never trained without them), paired as the weights' behaviour says;
-  guidance       = on the steps at or above `cfg_min_timestep` only (default: the sampling preset's, which
+  guidance       = on the steps at or above `guidance_min_timestep` only (default: the sampling preset's, which
                    is the weights' behaviour but for `hallo`: 600 of 1000): the noisy steps decide the
                    mouth's opening and the pose, while guiding the nearly clean ones only pushes detail past
                    the conditional prediction. Both branches run as one batch of two (`batched_guidance`;
@@ -65,8 +65,9 @@ class SamplerSettings:
     motion_frames: int = 2
     steps: int = 40
     sampler: Sampler = "ddim"
-    cfg: float = 3.5
-    cfg_min_timestep: int | None = None  # guide only the steps at or above this timestep; None = the weights' behaviour
+    guidance_scale: float = 3.5
+    guidance_min_timestep: int | None = None  # guide only the steps at or above this timestep; None = the weights'
+    # behaviour (resolved here only, in `plan`)
     batched_guidance: bool = True  # both guidance branches in one batch of two (two passes when False)
     audio_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # pose, face, lip
     seed: int = 42
@@ -80,7 +81,8 @@ class SamplingPlan:
     sampler: Sampler
     timesteps: tuple[int, ...]
     guided: tuple[bool, ...]
-    cfg: float
+    guidance_scale: float
+    guidance_min_timestep: int
 
     @property
     def passes(self) -> int:
@@ -90,7 +92,7 @@ class SamplingPlan:
     def describe(self, clips: int, frames: int) -> dict:
         """What ran, for the log and the output's sidecar."""
         guided = [t for t, g in zip(self.timesteps, self.guided) if g]
-        return {"sampler": self.sampler, "steps": len(self.timesteps), "cfg": self.cfg,
+        return {"sampler": self.sampler, "steps": len(self.timesteps), "guidance_scale": self.guidance_scale,
                 "guided_steps": len(guided), "guided_from_timestep": min(guided) if guided else None,
                 "passes_per_clip": self.passes, "clips": clips, "passes": self.passes * clips,
                 "passes_per_frame": self.passes * clips / max(frames, 1)}
@@ -110,9 +112,9 @@ class HalloPipeline:
         sampler.set_timesteps(settings.steps)
         timesteps = tuple(int(t) for t in sampler.timesteps)
         behaviour = self.net.behaviour
-        floor = behaviour.guidance_min_timestep if settings.cfg_min_timestep is None else settings.cfg_min_timestep
-        guided = tuple(settings.cfg != 1.0 and t >= floor for t in timesteps)
-        return SamplingPlan(settings.sampler, timesteps, guided, settings.cfg)
+        floor = behaviour.guidance_min_timestep if settings.guidance_min_timestep is None else settings.guidance_min_timestep
+        guided = tuple(settings.guidance_scale != 1.0 and t >= floor for t in timesteps)
+        return SamplingPlan(settings.sampler, timesteps, guided, settings.guidance_scale, floor)
 
     def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.vae.encode(pixels.to(self.device, self.dtype)).latent_dist.mean * self.scale
@@ -172,7 +174,7 @@ class HalloPipeline:
         for i, t in enumerate(sampler.timesteps):
             if plan.guided[i]:
                 null, pred = self._guided(latents, on_device[i], uncond, cond, both, settings)
-                pred = null + plan.cfg * (pred - null)
+                pred = null + plan.guidance_scale * (pred - null)
             else:
                 pred = self.net.denoise(latents, on_device[i], cond, settings.audio_weights, self.net.behaviour.temporal)
             latents = sampler.step(pred, t, latents).prev_sample

@@ -22,7 +22,8 @@ class DataConfig:
     min_ref_gap: int = opt(30, "stage 1: reference and target frames at least this many frames apart (less if the clip is short)", low=1)
     max_bad_fraction: float = opt(0.2, "stop with an error once more than this share of samples failed to decode", low=0, high=1, results=False)
     bad_check_after: int = opt(50, "samples seen before max_bad_fraction is enforced", low=1, results=False)
-    resolution: int = opt(0, "pixel size samples are resized to; 0 = the model preset's resolution", low=0)
+    resolution: Optional[int] = opt(None, "pixel size samples are resized to (a multiple of 8)", low=8,
+                                    null="the model preset's resolution")
     unverified_sync: Literal["include", "exclude"] = opt(
         "include", "clips whose lip sync curation could not verify (judged without SyncNet weights, "
                    "ClipMeta.sync_verified false): include or exclude them; their count is logged either way")
@@ -143,6 +144,9 @@ class TrainConfig:
         weights = self.data.language_weights
         if any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in weights.values()):
             raise ConfigError(f"config key 'data.language_weights' takes weights >= 0, got {weights}")
+        if self.data.resolution is not None and self.data.resolution % 8:  # the VAE's latents are 1/8 the size
+            raise ConfigError(f"config key 'data.resolution' must be a multiple of 8, got {self.data.resolution}")
+
 
 @dataclass
 class CacheEncodeConfig:

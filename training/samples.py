@@ -81,8 +81,9 @@ def frame_source(resolution: int, cache_vae: Optional[str]) -> FrameSource:
 class Stage1Decoder:
     """A reference and a target frame at least `min_gap` apart, the target's face mask, the identity."""
 
-    def __init__(self, preset: Preset, min_gap: int, resolution: int = 0, cache_vae: Optional[str] = None) -> None:
-        self.resolution = resolution or preset.resolution
+    def __init__(self, preset: Preset, min_gap: int, resolution: Optional[int] = None, cache_vae: Optional[str] = None,
+                 ) -> None:
+        self.resolution = preset.resolution if resolution is None else resolution
         self.latent = self.resolution // 8
         self.min_gap = min_gap
         self.source = frame_source(self.resolution, cache_vae)
@@ -107,8 +108,8 @@ class Stage1Decoder:
 class Stage2Decoder:
     """`frames` consecutive frames, the `motion` frames before them, a reference frame, audio windows."""
 
-    def __init__(self, preset: Preset, resolution: int = 0, cache_vae: Optional[str] = None) -> None:
-        self.resolution = resolution or preset.resolution
+    def __init__(self, preset: Preset, resolution: Optional[int] = None, cache_vae: Optional[str] = None) -> None:
+        self.resolution = preset.resolution if resolution is None else resolution
         self.latent = self.resolution // 8
         self.frames = preset.train_frames
         self.motion = preset.train_motion_frames

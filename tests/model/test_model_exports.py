@@ -26,9 +26,9 @@ def test_diffusion_pipeline_loads_a_weights_folder_and_generates_what_hallo_gene
     expected = load_net(folder).state_dict()
     assert all(torch.equal(v, pipe.denoising_unet.state_dict()[k[len("denoising_unet."):]])
                for k, v in expected.items() if k.startswith("denoising_unet."))
-    video = pipe(image=portrait, audio=short_speech, out=tmp_path / "pipe.mp4", steps=1, cfg=1, progress=False)
+    video = pipe(image=portrait, audio=short_speech, out=tmp_path / "pipe.mp4", steps=1, guidance_scale=1, progress=False)
     assert generate(["--weights", str(folder), "--image", str(portrait), "--audio", str(short_speech),
-                     "--out", str(tmp_path / "cli.mp4"), "--steps", "1", "--cfg", "1", "--set", "progress=false"]) == 0
+                     "--out", str(tmp_path / "cli.mp4"), "--steps", "1", "--guidance-scale", "1", "--set", "progress=false"]) == 0
     fps = read_index(folder).fps
     frames, reference = read_video(video, fps), read_video(tmp_path / "cli.mp4", fps)
     assert len(frames) == 30 and np.array_equal(frames, reference)  # same seed, same weights: the same video

@@ -55,13 +55,38 @@ def test_same_seed_same_frames(tiny_weights, portrait, short_speech):
 
 def test_flags_override_the_config_file(tmp_path):
     path = tmp_path / "gen.yaml"
-    path.write_text(yaml.safe_dump({"steps": 10, "cfg": 2.0, "weights": "w"}))
+    path.write_text(yaml.safe_dump({"steps": 10, "guidance_scale": 2.0, "weights": "w"}))
     cfg = parse_args(["--config", str(path), "--image", "a.jpg", "--audio", "b.wav", "--steps", "3", "--lip-weight", "0"])
-    assert (cfg.steps, cfg.cfg, cfg.weights, cfg.lip_weight) == (3, 2.0, "w", 0.0)
+    assert (cfg.steps, cfg.guidance_scale, cfg.weights, cfg.lip_weight) == (3, 2.0, "w", 0.0)
     with pytest.raises(ConfigError, match="--weights"):
         parse_args(["--image", "a.jpg", "--audio", "b.wav"])
     with pytest.raises(ConfigError, match="steps"):
         parse_args(["--weights", "w", "--image", "a.jpg", "--audio", "b.wav", "--set", "steps=-1"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--cfg", "2"], "config key 'cfg' is now 'guidance_scale'"),
+    (["--set", "cfg_min_timestep=0"], "config key 'cfg_min_timestep' is now 'guidance_min_timestep'"),
+    (["--cfg-min-timestep", "-1"], "config key 'cfg_min_timestep' is now 'guidance_min_timestep'"),
+    (["--steps", "0"], "config key 'steps' must be in [1, 1000], or null for the preset's, got 0"),
+    (["--set", "motion_frames=-1"], "config key 'motion_frames' must be >= 0, or null for the weights folder's value"),
+    (["--set", "clip_frames=0"], "config key 'clip_frames' must be >= 1, or null for the weights folder's value"),
+])
+def test_old_guidance_keys_and_inherit_markers_are_refused_naming_the_new_spelling(args, message, tmp_path, capsys):
+    base = ["--weights", "w", "--image", "a.jpg", "--audio", "b.wav"]
+    with pytest.raises(ConfigError) as err:
+        parse_args([*base, *args])
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+    old = tmp_path / "old.yaml"
+    old.write_text("cfg: 3.5\n")  # a config file written before the rename
+    assert main([*base, "--config", str(old)]) == 2
+    assert "error: config key 'cfg' is now 'guidance_scale'" in capsys.readouterr().err
+
+
+def test_null_takes_the_weights_and_the_preset_s_values():
+    cfg = parse_args(["--weights", "w", "--image", "a.jpg", "--audio", "b.wav", "--set", "steps=null",
+                      "--set", "guidance_min_timestep=null", "--set", "motion_frames=0"])
+    assert (cfg.steps, cfg.guidance_min_timestep, cfg.clip_frames, cfg.motion_frames) == (None, None, None, 0)
 
 
 def test_project_generate_config_documents_the_defaults():
@@ -96,10 +121,10 @@ def test_inputs_are_checked_in_one_line_before_any_model_loads(tiny_weights, por
         "--weights": (str(tmp_path / "none"), f"config key 'weights': {tmp_path / 'none'} does not exist"),
         "--image": (str(short_speech), f"config key 'image': cannot read an image from {short_speech}"),
         "--audio": (str(portrait), f"config key 'audio': {portrait} has no audio stream"),
-        "--steps": ("-1", "config key 'steps' must be in [0, 1000], got -1"),
+        "--steps": ("-1", "config key 'steps' must be in [1, 1000], or null for the preset's, got -1"),
         "--preset": ("slow", "config key 'preset'"),
         "--sampler": ("euler", "config key 'sampler'"),
-        "--cfg": ("-1", "config key 'cfg' must be >= 0, got -1.0"),
+        "--guidance-scale": ("-1", "config key 'guidance_scale' must be >= 0, got -1.0"),
         "--lip-weight": ("-0.5", "config key 'lip_weight' must be >= 0, got -0.5"),
         "--device": ("tpu", "config key 'device': 'tpu' is not a torch device"),
     }
@@ -107,7 +132,7 @@ def test_inputs_are_checked_in_one_line_before_any_model_loads(tiny_weights, por
         assert main([*(a for k, v in {**good, flag: value}.items() for a in (k, v))]) == 2
         assert _error_line(capsys).startswith(f"error: {message}")
     assert main([*(a for k, v in {**good, "--weights": str(broken)}.items() for a in (k, v)), "--set", "clip_frames=-2"]) == 2
-    assert "'clip_frames' must be >= 0" in _error_line(capsys)
+    assert "'clip_frames' must be >= 1" in _error_line(capsys)
     assert main([*(a for k, v in {**good, "--weights": str(broken)}.items() for a in (k, v))]) == 2
     assert f"{broken / 'audio_proj'} does not exist" in _error_line(capsys)
     assert not no_generation
@@ -126,7 +151,7 @@ def test_an_image_without_a_face_needs_allow_no_face(tiny_weights, short_speech,
 def test_print_config_lists_every_key(capsys):
     assert main(["--print-config"]) == 0
     out = capsys.readouterr().out
-    assert "| `allow_no_face` | `False` |" in out and "| `steps` | `0` |" in out and "[0, 1000]" in out
+    assert "| `allow_no_face` | `False` |" in out and "| `steps` | `None` |" in out and "[1, 1000]" in out
 
 
 def test_every_number_of_the_generation_and_weights_configs_has_a_range():
@@ -148,7 +173,7 @@ def _perturb_temporal_modules(net, std: float) -> None:
 
 def test_weights_without_trained_temporal_modules_generate_without_them(tiny_weights, portrait, short_speech):
     """A stage-1 export (behaviour.temporal false): the motion and audio modules never run."""
-    cfg = GenerateConfig(weights=str(tiny_weights), image=str(portrait), audio=str(short_speech), steps=2, cfg=2.0,
+    cfg = GenerateConfig(weights=str(tiny_weights), image=str(portrait), audio=str(short_speech), steps=2, guidance_scale=2.0,
                          progress=False)
     pipeline, reference, features, settings = prepare(cfg)
     net = pipeline.net
@@ -162,13 +187,14 @@ def test_weights_without_trained_temporal_modules_generate_without_them(tiny_wei
     assert np.array_equal(spatial, pipeline(reference, features, settings, progress=False))
 
 
-@pytest.mark.parametrize("flag, guided", [(-1, [999, 749]), (0, [999, 749, 499, 249]), (1000, [])])
+@pytest.mark.parametrize("flag, guided", [(None, [999, 749]), (0, [999, 749, 499, 249]), (1000, [])])
 def test_guidance_runs_on_the_steps_at_or_above_the_minimum_timestep(tiny_weights, portrait, short_speech, flag, guided):
     """The weights' behaviour (600 for weights trained here) unless the setting says otherwise; 0 is Hallo's sampler."""
-    cfg = GenerateConfig(weights=str(tiny_weights), image=str(portrait), audio=str(short_speech), steps=4, cfg=3.5,
-                         cfg_min_timestep=flag, progress=False, clip_frames=30)
+    cfg = GenerateConfig(weights=str(tiny_weights), image=str(portrait), audio=str(short_speech), steps=4,
+                         guidance_scale=3.5, guidance_min_timestep=flag, progress=False, clip_frames=30)
     pipeline, reference, features, settings = prepare(cfg)
-    assert settings.cfg_min_timestep == (read_index(tiny_weights).behaviour.guidance_min_timestep if flag < 0 else flag)
+    assert pipeline.plan(settings).guidance_min_timestep == (
+        read_index(tiny_weights).behaviour.guidance_min_timestep if flag is None else flag)
     calls: list[int] = []
     denoise = pipeline.net.denoise
 

@@ -72,18 +72,19 @@ def test_presets_are_fewer_passes_than_hallos():
 
 def test_the_weights_choose_the_preset_and_flags_override_it():
     ours, hallo = ModelBehaviour(), dataclasses.replace(HALLO)
-    assert sampling(GenerateConfig(), hallo) == ("hallo", {"sampler": "ddim", "steps": 40, "cfg_min_timestep": 0})
+    assert sampling(GenerateConfig(), hallo) == ("hallo", {"sampler": "ddim", "steps": 40, "guidance_min_timestep": 0})
     name, fields = sampling(GenerateConfig(), ours)
-    assert name == ours.sampling_preset == "balanced" and fields["cfg_min_timestep"] == ours.guidance_min_timestep == 600
+    # balanced leaves the floor to the weights' behaviour (600 here), which the pipeline's plan reads
+    assert name == ours.sampling_preset == "balanced" and fields["guidance_min_timestep"] is None
     # fast on converted Hallo weights guides their few steps as Hallo guides (every step)
-    assert sampling(GenerateConfig(preset="fast"), hallo)[1]["cfg_min_timestep"] == 0
-    assert sampling(GenerateConfig(preset="hallo", sampler="unipc", steps=7, cfg_min_timestep=500), ours) == (
-        "hallo", {"sampler": "unipc", "steps": 7, "cfg_min_timestep": 500})
+    assert sampling(GenerateConfig(preset="fast"), hallo)[1]["guidance_min_timestep"] is None  # the weights': 0
+    assert sampling(GenerateConfig(preset="hallo", sampler="unipc", steps=7, guidance_min_timestep=500), ours) == (
+        "hallo", {"sampler": "unipc", "steps": 7, "guidance_min_timestep": 500})
 
 
 def test_one_batched_pass_predicts_what_two_passes_do(tiny_weights, portrait, short_speech, passes):
     cfg = GenerateConfig(weights=str(tiny_weights), image=str(portrait), audio=str(short_speech), sampler="dpmpp",
-                         steps=3, cfg=3.5, cfg_min_timestep=0, progress=False)
+                         steps=3, guidance_scale=3.5, guidance_min_timestep=0, progress=False)
     pipeline, reference, features, settings = prepare(cfg)
     torch.manual_seed(0)
     with torch.no_grad():  # the zero-initialised modules get weights: each condition has an effect
@@ -96,7 +97,7 @@ def test_one_batched_pass_predicts_what_two_passes_do(tiny_weights, portrait, sh
     assert len(passes) == 2 * calls  # the same predictions, in twice the calls
     diff = np.abs(batched.astype(int) - two.astype(int))
     assert diff.max() <= 2 and diff.mean() < 0.05, (diff.max(), diff.mean())  # float rounding of other batch shapes
-    unguided = pipeline(reference, features, dataclasses.replace(settings, cfg=1.0), progress=False)
+    unguided = pipeline(reference, features, dataclasses.replace(settings, guidance_scale=1.0), progress=False)
     assert np.abs(unguided.astype(int) - batched.astype(int)).mean() > 1  # and guidance does change the video
 
 

@@ -53,8 +53,11 @@ def _speech(seconds: float, path: Path) -> Path:
 
 def _generate(weights: Path, image: Path, audio: Path, out: Path) -> tuple[dict, str]:
     args = ["--weights", str(weights), "--image", str(image), "--audio", str(audio), "--out", str(out),
-            "--steps", "1", "--cfg", "1", "--set", "cpu_threads=1"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            "--steps", "1", "--guidance-scale", "1", "--set", "cpu_threads=1"]
+    # glibc raises its mmap threshold after freeing a large block, so whether the vocal separator's audio-length
+    # arrays land on the heap (and stay resident) depends on what ran before: the peak of one run then moves by
+    # 40 MB with unrelated code. A fixed threshold hands freed large arrays back, so the peak is what was live.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MALLOC_MMAP_THRESHOLD_": str(64 * 1024)}
     done = subprocess.run([sys.executable, "-c", CHILD, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -16,7 +16,7 @@ from hubcache import add_to_cache
 
 def _generate(weights: str, portrait: Path, speech: Path, out: Path) -> int:
     return generate(["--weights", weights, "--image", str(portrait), "--audio", str(speech), "--out", str(out),
-                     "--steps", "1", "--cfg", "1", "--set", "progress=false"])
+                     "--steps", "1", "--guidance-scale", "1", "--set", "progress=false"])
 
 
 def test_a_copied_weights_folder_generates(tiny_weights, portrait, short_speech, tmp_path):

@@ -101,7 +101,7 @@ def test_convert_hallo_fine_tune_stage2_and_generate(hallo_weights, hallo_base, 
     video = tmp_path / "gen.mp4"
     gen = _run("-m", "model.generate", "--weights", str(out / "export"), "--image",
                str(ROOT / "examples" / "assets" / "astronaut.jpg"), "--audio", str(speech), "--out", str(video),
-               "--steps", "1", "--cfg", "3.5")
+               "--steps", "1", "--guidance-scale", "3.5")
     assert gen.returncode == 0, gen.stderr[-3000:]
     with av.open(str(video)) as container:
         frames = sum(1 for _ in container.decode(video=0))

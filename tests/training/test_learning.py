@@ -91,10 +91,10 @@ def test_overfit_one_clip_then_generate_it_back(one_clip, tiny_pretrained, tmp_p
         return real.compare(generate(weights, image, audio, tmp_path / f"{name}.mp4", *args, *GENERATE))
 
     trained = tmp_path / "stage2" / "export"
-    before = run(untrained, "untrained", "--cfg", "1")
-    plain = run(trained, "cfg1", "--cfg", "1")
-    default = run(trained, "cfg3.5", "--cfg", "3.5")  # on the steps at timestep >= 600, the weights' default
-    every_step = run(trained, "cfg3.5_every_step", "--cfg", "3.5", "--cfg-min-timestep", "0")  # as Hallo samples
+    before = run(untrained, "untrained", "--guidance-scale", "1")
+    plain = run(trained, "cfg1", "--guidance-scale", "1")
+    default = run(trained, "cfg3.5", "--guidance-scale", "3.5")  # on the steps at timestep >= 600, the weights' default
+    every_step = run(trained, "cfg3.5_every_step", "--guidance-scale", "3.5", "--guidance-min-timestep", "0")  # as Hallo samples
     still = real.compare(real.still())
     report = (f"stage 1 loss {_mean(stage1, 0, 50):.3f} -> {_mean(stage1, -50, None):.3f}, stage 2 loss "
               f"{_mean(stage2, 0, 50):.3f} -> {_mean(stage2, -50, None):.3f}\nuntrained: {before}\nfirst frame "

@@ -105,7 +105,7 @@ def test_stage2_from_stage1_then_generation_loads_its_export(stage1_run, curated
     video = tmp_path / "gen.mp4"
     gen = subprocess.run([sys.executable, "-m", "model.generate", "--weights", str(out / "export"), "--image",
                           str(ROOT / "examples/assets/astronaut.jpg"), "--audio", str(ROOT / "examples/assets/speech_0930.wav"),
-                          "--out", str(video), "--steps", "1", "--cfg", "1.0"], cwd=ROOT, capture_output=True, text=True,
+                          "--out", str(video), "--steps", "1", "--guidance-scale", "1.0"], cwd=ROOT, capture_output=True, text=True,
                          timeout=600)
     assert gen.returncode == 0, gen.stderr[-3000:]
     assert video.stat().st_size > 0

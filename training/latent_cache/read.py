@@ -68,7 +68,7 @@ def cached_vae(cfg: TrainConfig) -> Optional[str]:
 def training_resolution(cfg: TrainConfig) -> int:
     from model.presets import get_preset
 
-    return cfg.data.resolution or get_preset(cfg.model.preset).resolution
+    return cfg.data.resolution if cfg.data.resolution is not None else get_preset(cfg.model.preset).resolution
 
 
 def check_cache(cfg: TrainConfig) -> None:
