@@ -164,7 +164,7 @@ def hallo_preset(state: dict[str, torch.Tensor], preset: Preset, unet: dict, wav
         audio_window=(frames - 1) // 2,
         audio_hidden=audio_hidden,
         audio_tokens=audio_out // audio_token_dim,
-        audio_token_dim=0 if audio_token_dim == token_dim else audio_token_dim,
+        audio_token_dim=None if audio_token_dim == token_dim else audio_token_dim,
         motion_max_len=_shape(state, pe)[1],
     )
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 import torch
@@ -71,7 +71,7 @@ class SamplerSettings:
     batched_guidance: bool = True  # both guidance branches in one batch of two (two passes when False)
     audio_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # pose, face, lip
     seed: int = 42
-    frames: int = 0  # video frames to produce; 0 = one per audio feature row (fewer when the features were padded)
+    frames: Optional[int] = None  # video frames to produce; None = one per audio feature row (fewer when the features were padded)
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ class HalloPipeline:
     def stream(self, ref: Reference, audio_features: torch.Tensor, settings: SamplerSettings,
                progress: bool = True) -> Iterator[np.ndarray]:
         """The frames of __call__, clip by clip: (n, H, W, 3) uint8 RGB, n = clip_frames but for the last."""
-        total = settings.frames or audio_features.shape[0]
+        total = audio_features.shape[0] if settings.frames is None else settings.frames
         f, m = settings.clip_frames, settings.motion_frames
         net, plan = self.net, self.plan(settings)
         temporal = net.behaviour.temporal

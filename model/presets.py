@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 
 SD15_UNET: dict[str, Any] = {
@@ -94,7 +94,7 @@ class Preset:
     audio_window: int = 2
     audio_hidden: int = 512
     audio_tokens: int = 32
-    audio_token_dim: int = 0  # width of the audio tokens; 0 = the UNet's cross_attention_dim (768 both in Hallo)
+    audio_token_dim: Optional[int] = None  # width of the audio tokens; None = the UNet's cross_attention_dim (768 both in Hallo)
     motion_heads: int = 8
     motion_max_len: int = 32
 
