@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import av
 import numpy as np
@@ -42,6 +42,7 @@ def weave(frames: np.ndarray) -> np.ndarray:
     return woven
 
 
+BT2020 = 9  # AVCOL_PRI_BT2020 / AVCOL_SPC_BT2020_NCL: the primaries and matrix tags
 # ITU-R BT.2087: linear BT.709 RGB -> linear BT.2020 RGB
 BT709_TO_BT2020 = np.array([[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]])
 
@@ -62,7 +63,8 @@ def hdr_signal(rgb: np.ndarray, transfer: int) -> np.ndarray:
     return np.round(np.clip(signal, 0, 1) * 65535).astype(np.uint16)
 
 
-def hdr_frame(transfer: int):
+def hdr_frame(transfer: int) -> Callable[[np.ndarray], av.VideoFrame]:
+    """SDR RGB -> a 10-bit BT.2020 frame tagged with `transfer`, as an HDR phone recording decodes."""
     def frame(rgb: np.ndarray) -> av.VideoFrame:
         out = av.VideoFrame.from_ndarray(hdr_signal(rgb, transfer), format="rgb48le").reformat(
             format="yuv420p10le", dst_colorspace=av.video.reformatter.Colorspace.BT2020)
@@ -87,7 +89,6 @@ class Copy:
     transfer: Optional[int] = None  # HDR: PQ or HLG, BT.2020 10-bit
 
 
-BT2020 = 9  # AVCOL_PRI_BT2020 / AVCOL_SPC_BT2020_NCL
 COPIES = {
     "hevc10": Copy("mp4", "libx265", "yuv420p10le", "aac", 16000, "mono"),
     "vp9_opus_stream": Copy("webm", "libvpx-vp9", "yuv420p", "libopus", 48000, "stereo", streamed=True),
